@@ -1,0 +1,1 @@
+"""Analysis helpers shared by the notebooks: metrics, physics validation, plots."""

@@ -1,0 +1,112 @@
+"""The ``hepfm`` command line: data production, inspection and the notebook runner.
+
+Every command has ``--help``. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+__all__ = ["app"]
+
+app = typer.Typer(help="hepfm: foundation models for collider physics.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+generate_app = typer.Typer(help="Generate simulated data with Pythia8, FastJet and the fast detector.",
+                           no_args_is_help=True)
+notebooks_app = typer.Typer(help="Run the notebook suite through papermill.", no_args_is_help=True)
+app.add_typer(generate_app, name="generate")
+app.add_typer(notebooks_app, name="notebooks")
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+@generate_app.command("jets")
+def generate_jets_command(
+    out: Path = typer.Option(..., "--out", help="Dataset directory (created; re-running resumes it)."),
+    classes: list[str] = typer.Option(None, "--classes", help="Comma-separated JetClass classes, e.g. Tbqq,QCD."),
+    recipe: list[str] = typer.Option(None, "--recipe", help="Fine-tuning recipes: top, qcd, quark, gluon."),
+    jets_per_class: int = typer.Option(None, "--jets-per-class", help="Jets per class."),
+    profile: str = typer.Option(None, "--profile", help="Size preset instead of --jets-per-class: "
+                                "smoke, demo, cpu, paper."),
+    seed: int = typer.Option(1, "--seed", help="Base seed; equal seeds give identical files."),
+    detector: str = typer.Option("cms", "--detector", help="Fast detector: cms, or none for particle level."),
+    jets_per_shard: int = typer.Option(1000, "--jets-per-shard", help="Jets per shard file."),
+    workers: int = typer.Option(1, "--workers", help="Dask LocalCluster worker processes (1 = in-process)."),
+    scheduler: str = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler."),
+) -> None:
+    """Generate labelled jets: JetClass classes and fine-tuning samples, sharded and resumable."""
+    from hepfm.data.factory import PROFILES, generate_jets
+    from hepfm.data.processes import JETCLASS_CLASSES
+
+    names = _split(classes) + _split(recipe)
+    if not names:
+        names = list(JETCLASS_CLASSES)
+    if jets_per_class is None:
+        if profile not in PROFILES:
+            raise typer.BadParameter(f"give --jets-per-class or --profile ({', '.join(PROFILES)})")
+        jets_per_class = PROFILES[profile]
+    try:
+        path = generate_jets(names, jets_per_class, out, seed=seed, detector=detector,
+                             jets_per_shard=jets_per_shard, workers=workers, scheduler=scheduler)
+    except (KeyError, ValueError) as err:
+        typer.echo(f"error: {err.args[0] if err.args else err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {path}")
+
+
+@generate_app.command("list")
+def list_recipes() -> None:
+    """List the jet classes and recipes with their processes."""
+    from hepfm.data.processes import JET_RECIPES
+
+    for name, r in JET_RECIPES.items():
+        typer.echo(f"{name:6s} {r.description}")
+
+
+@app.command("inspect")
+def inspect_command(
+    path: Path = typer.Argument(..., help="Any file or directory read_jets or read_events reads."),
+    format: str = typer.Option(None, "--format", help="Force the format instead of detecting it."),
+    events: bool = typer.Option(False, "--events", help="Read as events (read_events) instead of jets."),
+) -> None:
+    """Read a data file and print what it holds (count per class, medians)."""
+    from hepfm.analysis.validation import class_medians
+    from hepfm.data import DataError, read_events, read_jets
+
+    try:
+        sample = read_events(path, format) if events else read_jets(path, format)
+    except (DataError, FileNotFoundError, ValueError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(repr(sample))
+    if not events:
+        for name, m in class_medians(sample).items():
+            typer.echo(f"  {name:8s} n={m['n_jets']:6d}  median mass {m['mass']:7.1f} GeV  "
+                       f"constituents {m['n_particles']:5.1f}  pT {m['pt']:7.1f} GeV")
+
+
+@notebooks_app.command("run")
+def run_notebooks_command(
+    profile: str = typer.Option("demo", "--profile", help="smoke, demo, cpu or gpu (notebooks/params/*.yaml)."),
+    only: list[str] = typer.Option(None, "--only", help="Run only these notebooks (name or prefix, e.g. 00)."),
+    out: Path = typer.Option(None, "--out", help="Output directory (default runs/<profile>)."),
+    notebooks: Path = typer.Option(None, "--notebooks", help="Notebook directory (default: the suite)."),
+) -> None:
+    """Execute the notebooks with papermill, write OUT/index.md; exit 1 if any notebook failed."""
+    from hepfm.runner import NOTEBOOK_DIR, run_notebooks
+
+    results = run_notebooks(profile, out, _split(only) or None, notebooks or NOTEBOOK_DIR)
+    for r in results:
+        typer.echo(f"{'ok    ' if r.ok else 'FAILED'} {r.name:24s} {r.seconds:7.1f} s  {r.output_dir}")
+    if results:
+        typer.echo(f"index: {results[0].output_dir.parent / 'index.md'}")
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

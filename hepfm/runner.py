@@ -1,0 +1,134 @@
+"""The notebook runner: execute the notebook suite through papermill with a named profile.
+
+Profiles (``smoke``, ``demo``, ``cpu``, ``gpu``) are YAML files in ``notebooks/params/`` mapping
+notebook name -> parameters. Each notebook runs in its own directory under ``OUT/<name>/`` (its
+executed copy, figures, ``metrics.json``); a failing notebook is reported and the others still run;
+``OUT/index.md`` links everything.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+__all__ = ["NotebookResult", "run_notebooks", "list_notebooks", "load_profile", "PROFILES", "NOTEBOOK_DIR"]
+
+PROFILES = ("smoke", "demo", "cpu", "gpu")
+#: The notebooks of a source checkout (the package lives beside them).
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@dataclass
+class NotebookResult:
+    name: str
+    ok: bool
+    seconds: float
+    output_dir: Path
+    error: str = ""
+
+
+def list_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The suite's notebooks (``NN_topic.ipynb``), in order."""
+    if not notebook_dir.is_dir():
+        raise FileNotFoundError(f"{notebook_dir}: notebook directory not found (pass --notebooks)")
+    return sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+
+
+def load_profile(profile: str, notebook_dir: Path = NOTEBOOK_DIR) -> dict[str, dict]:
+    """Parameters per notebook for ``profile`` from ``notebooks/params/<profile>.yaml``."""
+    path = notebook_dir / "params" / f"{profile}.yaml"
+    if profile not in PROFILES or not path.exists():
+        raise ValueError(f"unknown profile {profile!r}: expected one of {PROFILES} with a file {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"{path}: expected a mapping 'notebook name: {{parameter: value}}'")
+    return data
+
+
+def _kernel_name() -> str:
+    """A Jupyter kernel that runs this very Python: ``python3`` if it does, else ``hepfm``.
+
+    ``hepfm`` is installed into ``sys.prefix`` when needed, so a user-wide ``python3`` kernel
+    pointing at another interpreter cannot run the notebooks without hepfm.
+    """
+    from ipykernel.kernelspec import install
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        argv = KernelSpecManager().get_kernel_spec("python3").argv
+    except NoSuchKernel:
+        argv = []
+    if argv and Path(argv[0]).resolve() == Path(sys.executable).resolve():
+        return "python3"
+    install(kernel_name="hepfm", display_name="Python (hepfm)", prefix=sys.prefix)
+    return "hepfm"
+
+
+def _write_index(out: Path, profile: str, results: list[NotebookResult]) -> None:
+    lines = [f"# hepfm notebooks — profile `{profile}`", "",
+             "| notebook | status | time (s) | metrics | figures |", "| --- | --- | --- | --- | --- |"]
+    for r in results:
+        rel = r.output_dir.relative_to(out)
+        figures = " ".join(f"[{p.name}]({rel / p.name})" for p in sorted(r.output_dir.glob("*.png")))
+        metrics = f"[metrics.json]({rel}/metrics.json)" if (r.output_dir / "metrics.json").exists() else "—"
+        status = "ok" if r.ok else "**FAILED**"
+        lines.append(f"| [{r.name}]({rel}/{r.name}.ipynb) | {status} | {r.seconds:.0f} | {metrics} | {figures} |")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        lines += ["", "## Failures", ""]
+        for r in failed:
+            lines += [f"### {r.name}", "", "```", r.error.strip()[-3000:], "```", ""]
+    (out / "index.md").write_text("\n".join(lines) + "\n")
+
+
+def run_notebooks(profile: str, out: str | Path | None = None, only: list[str] | None = None,
+                  notebook_dir: Path = NOTEBOOK_DIR) -> list[NotebookResult]:
+    """Execute the notebooks with a profile's parameters; never stops at the first failure.
+
+    Args:
+        profile: one of :data:`PROFILES`.
+        out: output directory (default ``runs/<profile>``).
+        only: notebook names or name prefixes (``"00"``, ``"00_data"``) to run; None runs all.
+        notebook_dir: where the notebooks and ``params/`` are.
+
+    Returns:
+        One :class:`NotebookResult` per notebook run; ``OUT/index.md`` summarises them.
+    """
+    import papermill
+
+    notebook_dir = Path(notebook_dir)
+    params = load_profile(profile, notebook_dir)
+    out = Path(out or Path("runs") / profile).resolve()
+    notebooks = list_notebooks(notebook_dir)
+    if only:
+        chosen = [nb for nb in notebooks if any(nb.stem == o or nb.stem.startswith(o) for o in only)]
+        unknown = [o for o in only if not any(nb.stem == o or nb.stem.startswith(o) for nb in notebooks)]
+        if unknown:
+            raise ValueError(f"no notebook matches {unknown}; have {[nb.stem for nb in notebooks]}")
+        notebooks = chosen
+    kernel = _kernel_name()
+    results = []
+    for nb in notebooks:
+        target = out / nb.stem
+        target.mkdir(parents=True, exist_ok=True)
+        parameters = {**params.get(nb.stem, {}), "output_dir": str(target)}
+        start = time.perf_counter()
+        print(f"[hepfm] running {nb.name} ({profile}) -> {target}", flush=True)
+        try:
+            papermill.execute_notebook(str(nb), str(target / nb.name), parameters=parameters, kernel_name=kernel,
+                                       cwd=str(nb.parent), progress_bar=False, log_output=False)
+            results.append(NotebookResult(nb.stem, True, time.perf_counter() - start, target))
+        except Exception:  # noqa: BLE001 - any failure is reported and the suite goes on
+            results.append(NotebookResult(nb.stem, False, time.perf_counter() - start, target,
+                                          traceback.format_exc()))
+            print(f"[hepfm] FAILED {nb.name}: see {out / 'index.md'}", flush=True)
+        _write_index(out, profile, results)
+    summary = {r.name: {"ok": r.ok, "seconds": round(r.seconds, 1)} for r in results}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return results
