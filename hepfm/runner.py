@@ -122,7 +122,7 @@ def run_notebooks(profile: str, out: str | Path | None = None, only: list[str] |
         print(f"[hepfm] running {nb.name} ({profile}) -> {target}", flush=True)
         try:
             papermill.execute_notebook(str(nb), str(target / nb.name), parameters=parameters, kernel_name=kernel,
-                                       cwd=str(nb.parent), progress_bar=False, log_output=False)
+                                       language="python", cwd=str(nb.parent), progress_bar=False, log_output=False)
             results.append(NotebookResult(nb.stem, True, time.perf_counter() - start, target))
         except Exception:  # noqa: BLE001 - any failure is reported and the suite goes on
             results.append(NotebookResult(nb.stem, False, time.perf_counter() - start, target,

@@ -21,8 +21,7 @@ from hepfm.physics import (
 def momenta():
     rng = np.random.default_rng(0)
     n = 1000
-    pt, eta, phi, m = rng.uniform(1, 500, n), rng.uniform(-4, 4, n), rng.uniform(-np.pi, np.pi, n), rng.uniform(0, 50, n)
-    return pt, eta, phi, m
+    return rng.uniform(1, 500, n), rng.uniform(-4, 4, n), rng.uniform(-np.pi, np.pi, n), rng.uniform(0, 50, n)
 
 
 def test_pt_eta_phi_and_mass_match_vector(momenta):

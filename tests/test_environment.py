@@ -1,0 +1,52 @@
+"""pyproject.toml, environment.yml and binder/ describe one environment."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _normalise(requirement: str) -> str:
+    name, _, version = requirement.partition("==")
+    return f"{re.sub(r'[-_.]+', '-', name.strip().lower())}=={version.strip()}"
+
+
+def _pip_section(path: Path) -> set[str]:
+    env = yaml.safe_load(path.read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    return {_normalise(r) for r in pip if not r.startswith("-")}
+
+
+def test_pyproject_pins_every_dependency():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert all("==" in d for d in deps), [d for d in deps if "==" not in d]
+
+
+def test_environment_files_agree_with_pyproject():
+    deps = {_normalise(d) for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    assert _pip_section(ROOT / "environment.yml") == deps
+    assert _pip_section(ROOT / "binder" / "environment.yml") == deps
+    for path in (ROOT / "environment.yml", ROOT / "binder" / "environment.yml"):
+        env = yaml.safe_load(path.read_text())
+        assert "conda-forge" in env["channels"] and "python=3.11" in env["dependencies"]
+
+
+def test_binder_postbuild_is_strict_and_executable():
+    post = ROOT / "binder" / "postBuild"
+    lines = post.read_text().splitlines()
+    assert lines[0] == "#!/bin/bash" and "set -euo pipefail" in lines
+    assert os.access(post, os.X_OK)
+
+
+def test_readme_opens_with_the_two_commands():
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```(?:bash|sh)?\n(.*?)```", text, re.S).group(1).strip().splitlines()
+    commands = [c for c in block if c and not c.startswith("#")]
+    assert commands == ["make demo", "make test"]
+    assert "make test" in (ROOT / ".ci" / "run").read_text()

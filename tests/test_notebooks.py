@@ -1,0 +1,89 @@
+"""Every notebook runs through the runner at the smoke profile; recorded values are checked."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import papermill
+import pytest
+
+from hepfm.runner import NOTEBOOK_DIR, list_notebooks, load_profile, run_notebooks
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "smoke"
+    results = run_notebooks("smoke", out)
+    return out, {r.name: r for r in results}
+
+
+def test_notebooks_are_stripped_and_parameterised():
+    for path in list_notebooks():
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), path.name
+        assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} has outputs"
+        names = []
+        for line in code[0].source.splitlines():
+            assert " = " in line and "  # " in line, f"{path.name}: parameter line without help: {line!r}"
+            names.append(line.split(" = ")[0])
+        # papermill must understand every line, or a profile's value for it would be silently ignored
+        assert list(papermill.inspect_notebook(str(path))) == names, path.name
+
+
+def test_every_profile_names_only_existing_notebooks():
+    names = {p.stem for p in list_notebooks()}
+    for profile in ("smoke", "demo", "cpu", "gpu"):
+        assert set(load_profile(profile)) <= names, profile
+        assert set(load_profile(profile)) == names, f"{profile} lacks parameters for some notebook"
+
+
+def test_all_notebooks_run_at_smoke(smoke_run):
+    out, results = smoke_run
+    assert set(results) == {p.stem for p in list_notebooks()}
+    failed = {name: r.error[-2000:] for name, r in results.items() if not r.ok}
+    assert not failed, failed
+    index = (out / "index.md").read_text()
+    for name in results:
+        assert f"[{name}]({name}/{name}.ipynb)" in index
+
+
+def test_data_notebook_metrics(smoke_run):
+    out, _ = smoke_run
+    metrics = json.loads((out / "00_data" / "metrics.json").read_text())
+    assert metrics["all_mass_ok"] and metrics["all_multiplicity_ok"]
+    assert metrics["classes"]["Tbqq"]["mass_window"] == [160.0, 185.0]
+    assert 160 <= metrics["classes"]["Tbqq"]["mass"] <= 185
+    for name, c in metrics["classes"].items():
+        assert abs(c["multiplicity_ratio"] - 1) <= 0.25, name
+    for figure in ("jet_mass", "jet_n_particles", "jet_pt"):
+        assert (out / "00_data" / f"{figure}.png").stat().st_size > 10_000
+
+
+def test_runner_carries_on_past_a_failing_notebook(tmp_path):
+    nbdir = tmp_path / "nbs"
+    (nbdir / "params").mkdir(parents=True)
+    for name, body in (("00_bad", "raise RuntimeError('boom')"), ("01_good", "import json, pathlib\n"
+                       "pathlib.Path(output_dir, 'metrics.json').write_text(json.dumps({'x': x}))")):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("output_dir = ''  # out\nx = 1  # a number",
+                                              metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell(body)]
+        nbformat.write(nb, nbdir / f"{name}.ipynb")
+    (nbdir / "params" / "smoke.yaml").write_text("01_good:\n  x: 5\n")
+    results = run_notebooks("smoke", tmp_path / "out", notebook_dir=nbdir)
+    assert [(r.name, r.ok) for r in results] == [("00_bad", False), ("01_good", True)]
+    assert json.loads((tmp_path / "out" / "01_good" / "metrics.json").read_text()) == {"x": 5}
+    index = (tmp_path / "out" / "index.md").read_text()
+    assert "**FAILED**" in index and "boom" in index
+
+
+def test_unknown_profile_and_notebook(tmp_path):
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        run_notebooks("huge", tmp_path)
+    with pytest.raises(ValueError, match="no notebook matches"):
+        run_notebooks("smoke", tmp_path, only=["99_nothing"])
+    assert NOTEBOOK_DIR.is_dir()
