@@ -1,0 +1,172 @@
+"""Torch datasets over jet samples: in memory, or streamed shard by shard.
+
+Both yield ``(x, mask, jet, label)`` with ``x: (N, F)`` normalised particle features,
+``mask: (N,)`` bool (True = real particle), ``jet: (J,)`` normalised jet features, ``label`` int64;
+the default collate stacks them into ``(B, N, F)``, ``(B, N)``, ``(B, J)``, ``(B,)``.
+
+Normalisation is fixed per dataset (:class:`FeatureNormaliser`), stored in ``dataset.json`` by the
+factory and in every checkpoint, so a model sees the same scale at training and inference time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from hepfm.data.sample import JET_FEATURES, PARTICLE_FEATURES, DataError, JetSample
+from hepfm.data.storage import iter_jet_shards, read_manifest, shard_paths, shard_to_sample
+
+__all__ = ["FeatureNormaliser", "JetDataset", "ShardedJetDataset"]
+
+# Binary features (charge, PID flags) and angular offsets are left as they are: they are already O(1).
+_NORMALISE = ("log_pt", "log_energy", "log_pt_rel", "log_energy_rel", "delta_r")
+
+
+@dataclass
+class FeatureNormaliser:
+    """Per-feature shift and scale for particle and jet features.
+
+    ``x_norm = (x - mean) / std`` on real particles; padded slots stay exactly zero.
+    """
+
+    particle_mean: np.ndarray
+    particle_std: np.ndarray
+    jet_mean: np.ndarray
+    jet_std: np.ndarray
+
+    @classmethod
+    def fit(cls, sample: JetSample) -> FeatureNormaliser:
+        real = sample.particles[sample.mask].astype(np.float64)
+        if len(real) == 0:
+            raise DataError(f"{sample.source}: no particles to fit a normalisation on")
+        p_mean, p_std = np.zeros(len(PARTICLE_FEATURES)), np.ones(len(PARTICLE_FEATURES))
+        for name in _NORMALISE:
+            i = PARTICLE_FEATURES.index(name)
+            p_mean[i], p_std[i] = real[:, i].mean(), max(real[:, i].std(), 1e-3)
+        jets = sample.jets.astype(np.float64).copy()
+        jets[:, JET_FEATURES.index("pt")] = np.log(np.maximum(jets[:, 0], 1e-3))
+        jets[:, JET_FEATURES.index("mass")] = np.log1p(np.maximum(jets[:, 3], 0.0))
+        jets[:, JET_FEATURES.index("n_particles")] = np.log1p(jets[:, 4])
+        j_mean, j_std = jets.mean(axis=0), np.maximum(jets.std(axis=0), 1e-3)
+        j_mean[JET_FEATURES.index("phi")], j_std[JET_FEATURES.index("phi")] = 0.0, 1.0
+        return cls(p_mean.astype(np.float32), p_std.astype(np.float32), j_mean.astype(np.float32),
+                   j_std.astype(np.float32))
+
+    def transform(self, sample: JetSample) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised (particles (N, P, F), jets (N, J)) float32 arrays."""
+        x = (sample.particles - self.particle_mean) / self.particle_std
+        x = np.where(sample.mask[..., None], x, 0.0).astype(np.float32)
+        jets = sample.jets.astype(np.float64).copy()
+        jets[:, 0] = np.log(np.maximum(jets[:, 0], 1e-3))
+        jets[:, 3] = np.log1p(np.maximum(jets[:, 3], 0.0))
+        jets[:, 4] = np.log1p(jets[:, 4])
+        return x, ((jets - self.jet_mean) / self.jet_std).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {
+            "particle_features": list(PARTICLE_FEATURES),
+            "jet_features": list(JET_FEATURES),
+            **{k: getattr(self, k).tolist() for k in ("particle_mean", "particle_std", "jet_mean", "jet_std")},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "normalisation") -> FeatureNormaliser:
+        if d.get("particle_features") != list(PARTICLE_FEATURES) or d.get("jet_features") != list(JET_FEATURES):
+            raise DataError(f"{source}: field 'particle_features'/'jet_features' does not match this hepfm's "
+                            f"features {list(PARTICLE_FEATURES)} / {list(JET_FEATURES)}")
+        return cls(*(np.asarray(d[k], dtype=np.float32)
+                     for k in ("particle_mean", "particle_std", "jet_mean", "jet_std")))
+
+
+class JetDataset(Dataset):
+    """A :class:`JetSample` in memory as a map-style torch dataset.
+
+    Args:
+        sample: the jets.
+        normaliser: fixed normalisation; fitted on ``sample`` when None (training data only!).
+    """
+
+    def __init__(self, sample: JetSample, normaliser: FeatureNormaliser | None = None):
+        self.sample = sample
+        self.normaliser = normaliser or FeatureNormaliser.fit(sample)
+        x, jets = self.normaliser.transform(sample)
+        self.x = torch.from_numpy(x)
+        self.mask = torch.from_numpy(sample.mask)
+        self.jets = torch.from_numpy(jets)
+        self.labels = torch.from_numpy(sample.labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.x[i], self.mask[i], self.jets[i], self.labels[i]
+
+
+class ShardedJetDataset(IterableDataset):
+    """Streams a hepfm dataset directory one shard at a time, so it need not fit in memory.
+
+    Shards are split between DataLoader workers and (with ``rank``/``world_size``) DDP processes;
+    jets are shuffled within a buffer of ``shuffle_shards`` shards when ``seed`` is given.
+
+    Args:
+        path: dataset directory.
+        max_particles: P, the padded length.
+        normaliser: fixed normalisation; defaults to the one stored in ``dataset.json``.
+        seed: shuffling seed (None = file order); call :meth:`set_epoch` to reshuffle per epoch.
+        shuffle_shards: how many shards are mixed in memory at once.
+        rank, world_size: this process's share of the shards under DDP.
+    """
+
+    def __init__(self, path: str | Path, *, max_particles: int = 128, normaliser: FeatureNormaliser | None = None,
+                 seed: int | None = None, shuffle_shards: int = 4, rank: int = 0, world_size: int = 1):
+        self.path = Path(path)
+        self.shards = shard_paths(self.path)
+        self.max_particles = max_particles
+        if normaliser is None:
+            stored = read_manifest(self.path).get("normalisation")
+            if stored is None:
+                raise DataError(f"{self.path / 'dataset.json'}: field 'normalisation' missing; pass a normaliser")
+            normaliser = FeatureNormaliser.from_dict(stored, str(self.path / "dataset.json"))
+        self.normaliser = normaliser
+        self.seed, self.shuffle_shards, self.epoch = seed, shuffle_shards, 0
+        self.rank, self.world_size = rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _my_shards(self) -> list[Path]:
+        shards = list(self.shards)
+        if self.seed is not None:
+            np.random.default_rng([self.seed, self.epoch]).shuffle(shards)
+        info = get_worker_info()
+        n_workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        stride, start = self.world_size * n_workers, self.rank * n_workers + worker
+        return shards[start::stride]
+
+    def __len__(self) -> int:
+        total = sum(read_manifest(self.path).get("jets_per_class", {}).values())
+        return math.ceil(total / self.world_size) if total else 0
+
+    def __iter__(self):
+        mine = self._my_shards()
+        rng = np.random.default_rng([self.seed or 0, self.epoch, self.rank])
+        for start in range(0, len(mine), self.shuffle_shards):
+            group = mine[start:start + self.shuffle_shards]
+            samples = []
+            for shard in group:
+                for _, array, attrs in iter_jet_shards(shard):
+                    samples.append(shard_to_sample(array, attrs, max_particles=self.max_particles, source=str(shard)))
+            normalised = [self.normaliser.transform(s) for s in samples]
+            x = np.concatenate([n[0] for n in normalised])
+            jets = np.concatenate([n[1] for n in normalised])
+            mask = np.concatenate([s.mask for s in samples])
+            labels = np.concatenate([s.labels for s in samples])
+            order = rng.permutation(len(labels)) if self.seed is not None else np.arange(len(labels))
+            for i in order:
+                yield (torch.from_numpy(x[i]), torch.from_numpy(mask[i]), torch.from_numpy(jets[i]),
+                       torch.tensor(labels[i]))

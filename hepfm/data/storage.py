@@ -1,0 +1,186 @@
+"""Sharded, versioned, atomically written storage for generated data.
+
+A dataset is a directory::
+
+    DIR/dataset.json          production settings, class names, schema version, normalisation
+    DIR/shards/NAME-00000.parquet   one shard: awkward records written with pyarrow (zstd)
+
+Every file is written to a temporary name in the same directory and renamed into place, so a
+reader never sees half a file and a killed job leaves only complete shards behind: re-running the
+same job skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import awkward as ak
+
+from hepfm.data.sample import DataError, JetSample, build_jet_sample
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "write_shard",
+    "read_shard",
+    "shard_paths",
+    "read_manifest",
+    "read_jet_shards",
+    "iter_jet_shards",
+    "shard_to_sample",
+]
+
+#: Version of the on-disk layout; bumped whenever fields change meaning.
+SCHEMA_VERSION = 1
+MANIFEST = "dataset.json"
+_JET_FIELDS = ("label", "part_px", "part_py", "part_pz", "part_energy", "part_charge", "part_pid")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone makes files private
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_shard(array: ak.Array, path: str | Path, attrs: dict) -> None:
+    """Write one shard atomically; ``attrs`` (JSON-serialisable) go into the parquet metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        ak.to_parquet(ak.Array(array, attrs={"hepfm": json.dumps({"schema_version": SCHEMA_VERSION, **attrs})}),
+                      tmp, compression="zstd")
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_shard(path: str | Path) -> tuple[ak.Array, dict]:
+    """Read one shard and its attributes.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        DataError: the file is truncated or corrupt, not a hepfm shard, or of another schema version.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such shard")
+    try:
+        array = ak.from_parquet(path)
+    except Exception as err:
+        raise DataError(f"{path}: cannot read parquet shard ({type(err).__name__}: {err})") from err
+    raw = array.attrs.get("hepfm") if array.attrs else None
+    if raw is None:
+        raise DataError(f"{path}: parquet metadata field 'hepfm' missing: not a hepfm shard")
+    attrs = json.loads(raw)
+    if attrs.get("schema_version") != SCHEMA_VERSION:
+        raise DataError(f"{path}: field 'schema_version' is {attrs.get('schema_version')}, "
+                        f"this hepfm reads version {SCHEMA_VERSION}")
+    return array, attrs
+
+
+def shard_paths(path: str | Path) -> list[Path]:
+    """The shard files of a dataset directory (or the single file ``path``), sorted by name."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    if path.is_file():
+        return [path]
+    shards = sorted((path / "shards").glob("*.parquet")) or sorted(path.glob("*.parquet"))
+    if not shards:
+        raise DataError(f"{path}: no parquet shards found (expected {path}/shards/*.parquet)")
+    return shards
+
+
+def read_manifest(path: str | Path) -> dict:
+    """The ``dataset.json`` of a dataset directory ({} for a lone shard file)."""
+    path = Path(path)
+    manifest = path / MANIFEST if path.is_dir() else path.parent.parent / MANIFEST
+    if not manifest.exists():
+        return {}
+    try:
+        return json.loads(manifest.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{manifest}: not valid JSON ({err})") from err
+
+
+def _check_jet_fields(array: ak.Array, path: Path) -> None:
+    missing = [f for f in _JET_FIELDS if f not in array.fields]
+    if missing:
+        raise DataError(f"{path}: missing field(s) {missing}; a jet shard has {list(_JET_FIELDS)}")
+
+
+def iter_jet_shards(path: str | Path) -> Iterator[tuple[Path, ak.Array, dict]]:
+    """Yield ``(shard path, jets, attrs)`` one shard at a time (for data larger than memory)."""
+    for shard in shard_paths(path):
+        array, attrs = read_shard(shard)
+        _check_jet_fields(array, shard)
+        yield shard, array, attrs
+
+
+def shard_to_sample(array: ak.Array, attrs: dict, *, max_particles: int, source: str) -> JetSample:
+    """Features and padding for one shard's jets (see :func:`hepfm.data.sample.build_jet_sample`)."""
+    return build_jet_sample(
+        array.part_px, array.part_py, array.part_pz, array.part_energy,
+        ak.to_numpy(array.label), attrs["class_names"],
+        charge=array.part_charge, pid=array.part_pid, max_particles=max_particles, source=source,
+    )
+
+
+def read_jet_shards(path: str | Path, *, max_particles: int = 128, max_jets: int | None = None) -> JetSample:
+    """Read a hepfm jet dataset (directory or one shard) into a :class:`JetSample`.
+
+    All shards must agree on the class names. ``max_jets`` stops reading once that many jets
+    are in (shards are read in name order, so take a balanced subset with the torch datasets).
+    """
+    arrays, class_names, first = [], None, None
+    n = 0
+    for shard, array, attrs in iter_jet_shards(path):
+        if class_names is None:
+            class_names, first = attrs["class_names"], shard
+        elif attrs["class_names"] != class_names:
+            raise DataError(f"{shard}: field 'class_names' {attrs['class_names']} differs from "
+                            f"{class_names} in {first}")
+        arrays.append(array)
+        n += len(array)
+        if max_jets is not None and n >= max_jets:
+            break
+    array = ak.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+    if max_jets is not None:
+        array = array[:max_jets]
+    return shard_to_sample(array, {"class_names": class_names}, max_particles=max_particles, source=str(path))
