@@ -93,13 +93,22 @@ def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path):
         assert shard.read_bytes() != (c / "shards" / shard.name).read_bytes()
 
 
-def test_dask_workers_give_the_same_files(tmp_path):
+def test_dask_workers_and_external_scheduler_give_the_same_files(tmp_path):
+    import logging
+
+    from distributed import LocalCluster
+
     a = generate_jets(["Zqq", "QCD"], 10, tmp_path / "local", seed=2, jets_per_shard=5, progress=False)
     b = generate_jets(["Zqq", "QCD"], 10, tmp_path / "dask", seed=2, jets_per_shard=5, workers=2, progress=False)
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR) as cl:
+        c = generate_jets(["Zqq", "QCD"], 10, tmp_path / "external", seed=2, jets_per_shard=5,
+                          scheduler=cl.scheduler_address, progress=False)
     names = sorted(p.name for p in (a / "shards").iterdir())
-    assert names == sorted(p.name for p in (b / "shards").iterdir()) and len(names) == 4
-    for name in names:
-        assert (a / "shards" / name).read_bytes() == (b / "shards" / name).read_bytes()
+    assert len(names) == 4
+    for other in (b, c):
+        assert names == sorted(p.name for p in (other / "shards").iterdir())
+        for name in names:
+            assert (a / "shards" / name).read_bytes() == (other / "shards" / name).read_bytes()
 
 
 def test_resume_after_kill_keeps_finished_shards(tmp_path):
