@@ -89,6 +89,68 @@ def inspect_command(
                        f"constituents {m['n_particles']:5.1f}  pT {m['pt']:7.1f} GeV")
 
 
+def _train_config(epochs, batch_size, lr, seed, device, patience, optimizer):
+    from hepfm.train.loop import TrainConfig
+
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, patience=patience,
+                       optimizer=optimizer)
+
+
+@app.command("pretrain")
+def pretrain_command(
+    data: Path = typer.Option(..., "--data", help="Jet dataset (hepfm directory or any read_jets format)."),
+    out: Path = typer.Option(..., "--out", help="Checkpoint directory to write."),
+    config: str = typer.Option("tiny", "--config", help="PET size: tiny, small or medium."),
+    epochs: int = typer.Option(20, "--epochs", help="Maximum epochs (early stopping may end sooner)."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Jets per batch (per process under torchrun)."),
+    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate."),
+    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or lion."),
+    patience: int = typer.Option(5, "--patience", help="Early-stopping patience in epochs (0: never stop)."),
+    max_jets: int = typer.Option(None, "--max-jets", help="Read at most this many jets."),
+    max_particles: int = typer.Option(128, "--max-particles", help="Constituents kept per jet."),
+    seed: int = typer.Option(0, "--seed", help="Seed of initialisation, split and shuffling."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+) -> None:
+    """Pretrain the PET jet foundation model (classifier + diffusion generator). Runs under torchrun too."""
+    from hepfm.train.recipes import pretrain
+
+    metrics = pretrain(data, out, config=config, max_jets=max_jets, max_particles=max_particles, resume=resume,
+                       train=_train_config(epochs, batch_size, lr, seed, device, patience, optimizer))
+    typer.echo(f"best epoch {metrics['best_epoch']}: val loss {metrics['best_val_loss']:.4f}, "
+               f"val accuracy {metrics['val_accuracy']:.4f} -> {out}")
+
+
+@app.command("finetune")
+def finetune_command(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Pretrained checkpoint directory."),
+    train: Path = typer.Option(..., "--train", help="Training jets (any read_jets format)."),
+    test: Path = typer.Option(..., "--test", help="Test jets (same classes)."),
+    out: Path = typer.Option(..., "--out", help="Output directory: checkpoint and metrics.json."),
+    from_scratch: bool = typer.Option(False, "--from-scratch", help="Same model and recipe, random weights."),
+    freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Train only the new head."),
+    lr_factor: float = typer.Option(10.0, "--lr-factor", help="Backbone lr = head lr / this."),
+    n_train: int = typer.Option(None, "--n-train", help="Use this many training jets (random subset)."),
+    epochs: int = typer.Option(20, "--epochs", help="Maximum epochs."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Jets per batch."),
+    lr: float = typer.Option(5e-4, "--lr", help="Head learning rate."),
+    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or lion."),
+    patience: int = typer.Option(5, "--patience", help="Early-stopping patience in epochs."),
+    seed: int = typer.Option(0, "--seed", help="Seed of initialisation, split and shuffling."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+) -> None:
+    """Fine-tune a pretrained PET on a new jet task (or train it from scratch); writes OUT/metrics.json."""
+    from hepfm.train.recipes import finetune
+
+    metrics = finetune(checkpoint, train, test, out, from_scratch=from_scratch, freeze_backbone=freeze_backbone,
+                       lr_factor=lr_factor, n_train=n_train, resume=resume,
+                       train=_train_config(epochs, batch_size, lr, seed, device, patience, optimizer))
+    typer.echo(f"AUC {metrics['auc']:.4f}  accuracy {metrics['accuracy']:.4f}  rej30 {metrics['rej30']:.1f}  "
+               f"rej50 {metrics['rej50']:.1f}  ({metrics['epochs_run']} epochs, {metrics['wall_seconds']:.0f} s)"
+               f" -> {out / 'metrics.json'}")
+
+
 @notebooks_app.command("run")
 def run_notebooks_command(
     profile: str = typer.Option("demo", "--profile", help="smoke, demo, cpu or gpu (notebooks/params/*.yaml)."),

@@ -189,3 +189,32 @@ def small_dataset(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("small") / "jets"
     return generate_jets(["Tbqq", "QCD"], 24, out, seed=5, jets_per_shard=8, progress=False)
+
+
+# ======================================================================================================
+# Models and training: synthetic jets whose two classes differ in multiplicity and spread.
+# ======================================================================================================
+
+
+def synthetic_jets(n: int = 64, seed: int = 0, max_particles: int = 40):
+    """A JetSample of two separable classes built from random massless constituents."""
+    from hepfm.data.sample import build_jet_sample
+    from hepfm.physics import p4_from_pt_eta_phi_m
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    counts = np.where(labels == 1, rng.integers(20, 35, n), rng.integers(8, 20, n))
+    total = counts.sum()
+    spread = np.repeat(np.where(labels == 1, 0.3, 0.1), counts)
+    pt = rng.exponential(15.0, total) + 0.5
+    px, py, pz, e = p4_from_pt_eta_phi_m(pt, rng.normal(0, spread), rng.normal(0, spread), 0.0)
+    charge = rng.choice([-1.0, 0.0, 1.0], total)
+    pid = np.where(charge == 0, 22, 211 * charge).astype(np.int32)
+    jag = [ak.unflatten(a, counts) for a in (px, py, pz, e, charge, pid)]
+    return build_jet_sample(*jag[:4], labels, ["narrow", "wide"], charge=jag[4], pid=jag[5],
+                            max_particles=max_particles, source=f"synthetic(seed={seed})")
+
+
+@pytest.fixture
+def toy_jets():
+    return synthetic_jets()

@@ -10,7 +10,7 @@ import numpy as np
 
 from hepfm.data.storage import atomic_write_json
 
-__all__ = ["write_metrics", "read_metrics"]
+__all__ = ["write_metrics", "read_metrics", "roc_curve", "roc_auc", "background_rejection", "classifier_metrics"]
 
 
 def _plain(obj):
@@ -37,3 +37,57 @@ def write_metrics(output_dir: str | Path, metrics: dict, name: str = "metrics.js
 
 def read_metrics(output_dir: str | Path, name: str = "metrics.json") -> dict:
     return json.loads((Path(output_dir) / name).read_text())
+
+
+def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    """Signal and background efficiencies for every threshold on ``scores`` (signal = label 1).
+
+    Returns:
+        (eff_b, eff_s), both increasing from 0 to 1; tied scores move together.
+    """
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    if labels.all() or not labels.any():
+        raise ValueError("ROC needs both signal (1) and background (0) labels")
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # end of each group of equal scores
+    tp, fp = np.cumsum(y)[last], np.cumsum(~y)[last]
+    return np.r_[0.0, fp / fp[-1]], np.r_[0.0, tp / tp[-1]]
+
+
+def roc_auc(labels, scores) -> float:
+    """Area under the ROC curve (probability that a signal scores above a background).
+
+    >>> roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    """
+    eff_b, eff_s = roc_curve(labels, scores)
+    return float(np.trapezoid(eff_s, eff_b))
+
+
+def background_rejection(labels, scores, eff_s: float) -> float:
+    """1 / eff_b at signal efficiency ``eff_s`` (interpolated on the ROC curve); inf if eff_b = 0."""
+    eff_b, eff_s_curve = roc_curve(labels, scores)
+    b = float(np.interp(eff_s, eff_s_curve, eff_b))
+    return math.inf if b <= 0 else 1.0 / b
+
+
+def classifier_metrics(labels, probabilities, signal: int = 1) -> dict[str, float]:
+    """AUC, accuracy, rej30 and rej50 of a classifier; multi-class AUCs are signal-vs-rest.
+
+    Args:
+        labels: (N,) integer labels.
+        probabilities: (N, C) class probabilities.
+        signal: the class counted as signal for the ROC metrics.
+    """
+    labels = np.asarray(labels)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    is_signal = labels == signal
+    score = probabilities[:, signal]
+    return {
+        "auc": roc_auc(is_signal, score),
+        "accuracy": float((probabilities.argmax(1) == labels).mean()),
+        "rej30": background_rejection(is_signal, score, 0.3),
+        "rej50": background_rejection(is_signal, score, 0.5),
+    }

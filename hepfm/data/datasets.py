@@ -21,7 +21,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from hepfm.data.sample import JET_FEATURES, PARTICLE_FEATURES, DataError, JetSample
 from hepfm.data.storage import iter_jet_shards, read_manifest, shard_paths, shard_to_sample
 
-__all__ = ["FeatureNormaliser", "JetDataset", "ShardedJetDataset"]
+__all__ = ["FeatureNormaliser", "JetDataset", "ShardedJetDataset", "trim_padding"]
 
 # Binary features (charge, PID flags) and angular offsets are left as they are: they are already O(1).
 _NORMALISE = ("log_pt", "log_energy", "log_pt_rel", "log_energy_rel", "delta_r")
@@ -105,6 +105,18 @@ class JetDataset(Dataset):
 
     def __getitem__(self, i):
         return self.x[i], self.mask[i], self.jets[i], self.labels[i]
+
+    @staticmethod
+    def collate(items) -> list[torch.Tensor]:
+        """Stack a batch and cut the padding no jet of the batch uses (particles are sorted by pt)."""
+        return trim_padding([torch.stack(column) for column in zip(*items, strict=True)])
+
+
+def trim_padding(batch: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Drop trailing particle slots that are padding in every jet of ``(x, mask, ...)``."""
+    x, mask, *rest = batch
+    n = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 1
+    return [x[:, :n], mask[:, :n], *rest]
 
 
 class ShardedJetDataset(IterableDataset):

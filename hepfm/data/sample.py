@@ -122,7 +122,8 @@ class EventSample:
     def __repr__(self) -> str:
         counts = np.bincount(self.labels, minlength=len(self.class_names))
         per_class = ", ".join(f"{c}={n}" for c, n in zip(self.class_names, counts, strict=True))
-        return f"EventSample({len(self)} events x {self.particles.shape[1]} particles, {per_class}, source={self.source!r})"
+        return (f"EventSample({len(self)} events x {self.particles.shape[1]} particles, {per_class}, "
+                f"source={self.source!r})")
 
 
 def pid_from_flags(charge, is_charged_hadron, is_neutral_hadron, is_photon, is_electron, is_muon):

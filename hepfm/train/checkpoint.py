@@ -1,0 +1,141 @@
+"""Checkpoints as safetensors + JSON: loadable anywhere, never executing pickled code.
+
+A model checkpoint directory::
+
+    config.json          {"format": 1, "model": "pet", "model_config": {...}, "class_names": [...],
+                          "normaliser": {...}, "metrics": {...}, ...}
+    model.safetensors    the weights to use (EMA weights when EMA was on, at the best epoch)
+
+Training state for ``--resume`` lives beside it in ``training/`` (see :mod:`hepfm.train.loop`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+from torch import nn
+
+from hepfm.data.sample import DataError
+from hepfm.data.storage import atomic_write_bytes, atomic_write_json
+
+__all__ = ["CheckpointError", "save_weights", "load_weights", "save_checkpoint", "load_checkpoint", "MODELS",
+           "read_checkpoint_config"]
+
+FORMAT = 1
+
+
+class CheckpointError(DataError):
+    """A checkpoint is missing, corrupt, or does not match the model asked for; names the file."""
+
+
+def _models():
+    from hepfm.models.pet import PET, PETConfig
+
+    return {"pet": (PET, PETConfig)}
+
+
+#: Model name -> (class, config dataclass); resolved lazily to keep imports light.
+MODELS = _models
+
+
+def save_weights(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Write tensors to a safetensors file atomically (contiguous CPU copies)."""
+    data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    atomic_write_bytes(path, save(data))
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: weights file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: corrupt or not a safetensors file ({err})") from err
+
+
+def save_checkpoint(out: str | Path, model: nn.Module, model_name: str, meta: dict,
+                    state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` into ``out``.
+
+    Args:
+        out: checkpoint directory.
+        model: the model (its ``config`` dataclass is stored).
+        model_name: key of :data:`MODELS`, e.g. ``"pet"``.
+        meta: extra JSON (class names, normaliser, metrics, ...).
+        state_dict: weights to store instead of ``model.state_dict()`` (e.g. EMA weights).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_weights(state_dict if state_dict is not None else model.state_dict(), out / "model.safetensors")
+    config = {"format": FORMAT, "model": model_name, "model_config": model.config.to_dict(), **meta}
+    atomic_write_json(out / "config.json", config)
+    return out
+
+
+def read_checkpoint_config(path: str | Path) -> dict:
+    path = Path(path)
+    cfg_path = path / "config.json"
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: checkpoint directory not found")
+    if not cfg_path.exists():
+        raise CheckpointError(f"{cfg_path}: missing (a checkpoint has config.json and model.safetensors)")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{cfg_path}: not valid JSON ({err})") from err
+    if config.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_path}: field 'format' is {config.get('format')!r}, expected {FORMAT}")
+    if config.get("model") not in MODELS():
+        raise CheckpointError(f"{cfg_path}: field 'model' is {config.get('model')!r}; known: {list(MODELS())}")
+    return config
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", **overrides) -> tuple[nn.Module, dict]:
+    """Rebuild a model from a checkpoint directory.
+
+    Args:
+        path: checkpoint directory.
+        device: where to put the model.
+        overrides: changes to the stored model config (e.g. ``generative=False`` drops that head;
+            weights of dropped modules are ignored, every kept weight must be present with its shape).
+
+    Returns:
+        (model in eval mode, the checkpoint's config.json as a dict).
+    """
+    config = read_checkpoint_config(path)
+    cls, cfg_cls = MODELS()[config["model"]]
+    try:
+        model_cfg = cfg_cls(**{**config["model_config"], **overrides})
+    except TypeError as err:
+        raise CheckpointError(f"{Path(path) / 'config.json'}: field 'model_config' does not fit "
+                              f"{cfg_cls.__name__} ({err})") from err
+    model = cls(model_cfg)
+    weights = load_weights(Path(path) / "model.safetensors")
+    load_into(model, weights, Path(path) / "model.safetensors", allow_unexpected=bool(overrides))
+    return model.to(device).eval(), config
+
+
+def load_into(model: nn.Module, weights: dict[str, torch.Tensor], source: Path | str,
+              allow_unexpected: bool = False, skip: tuple[str, ...] = ()) -> None:
+    """Copy ``weights`` into ``model`` with checks that name the file and the first bad tensor.
+
+    Args:
+        skip: parameter-name prefixes not to load (e.g. ``("head.",)`` for a new classification layer).
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights and not k.startswith(skip)]
+    if missing:
+        raise CheckpointError(f"{source}: missing tensor(s) {missing[:5]} — checkpoint and model config differ")
+    unexpected = [k for k in weights if k not in own]
+    if unexpected and not allow_unexpected:
+        raise CheckpointError(f"{source}: unexpected tensor(s) {unexpected[:5]} — checkpoint and model config differ")
+    for k, v in weights.items():
+        if k in own and not k.startswith(skip) and own[k].shape != v.shape:
+            raise CheckpointError(f"{source}: tensor {k!r} has shape {tuple(v.shape)}, the model expects "
+                                  f"{tuple(own[k].shape)} — checkpoint and model config differ")
+    model.load_state_dict({k: v for k, v in weights.items() if k in own and not k.startswith(skip)}, strict=False)

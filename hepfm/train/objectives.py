@@ -1,0 +1,67 @@
+"""Task objectives for :func:`hepfm.train.loop.fit`: thin modules, one loss each.
+
+* :class:`PretrainObjective` — OmniLearn pretraining: classification of clean jets, classification of
+  noised jets, diffusion (v-prediction) of the particles given class and jet features, and regression
+  of the jet features.
+* :class:`ClassifierObjective` — fine-tuning (and training from scratch): cross entropy on clean jets.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hepfm.train.diffusion import noise, velocity_loss
+
+__all__ = ["PretrainObjective", "ClassifierObjective"]
+
+
+class PretrainObjective(nn.Module):
+    """Loss = CE(clean) + CE(noised) + w_gen * diffusion + w_jet * jet-feature regression.
+
+    Args:
+        model: a :class:`hepfm.models.PET` with its generative head.
+        gen_weight: weight of the diffusion loss.
+        jet_weight: weight of the jet-feature regression.
+    """
+
+    def __init__(self, model: nn.Module, gen_weight: float = 1.0, jet_weight: float = 0.1):
+        super().__init__()
+        self.model, self.gen_weight, self.jet_weight = model, gen_weight, jet_weight
+
+    def forward(self, batch):
+        x, mask, jet, label = batch
+        model = self.model
+        h, temb = model.body(x, mask)
+        logits, jet_pred = model.classify(h, mask, None, temb)
+        ce = F.cross_entropy(logits, label)
+        loss_jet = F.mse_loss(jet_pred, jet)
+
+        t = torch.rand(x.shape[0], device=x.device, dtype=x.dtype)
+        z, v = noise(x, mask, t)
+        h_t, temb_t = model.body(z, mask, t)
+        logits_t, _ = model.classify(h_t, mask, None, temb_t)
+        ce_t = F.cross_entropy(logits_t, label)
+        drop = torch.rand(label.shape, device=label.device) < model.config.label_dropout
+        cond = torch.where(drop, torch.full_like(label, model.config.n_classes), label)
+        loss_gen = velocity_loss(model.velocity(h_t, mask, jet, temb_t, cond), v, mask)
+
+        loss = ce + ce_t + self.gen_weight * loss_gen + self.jet_weight * loss_jet
+        acc = (logits.argmax(-1) == label).float().mean()
+        parts = {"ce": ce, "ce_noised": ce_t, "diffusion": loss_gen, "jet": loss_jet, "accuracy": acc}
+        return loss, {k: v.item() for k, v in parts.items()}
+
+
+class ClassifierObjective(nn.Module):
+    """Cross entropy of the classifier on clean jets."""
+
+    def __init__(self, model: nn.Module, use_jet_features: bool = False):
+        super().__init__()
+        self.model, self.use_jet_features = model, use_jet_features
+
+    def forward(self, batch):
+        x, mask, jet, label = batch
+        logits = self.model(x, mask, jet if self.use_jet_features else None)
+        loss = F.cross_entropy(logits, label)
+        return loss, {"accuracy": (logits.argmax(-1) == label).float().mean().item()}

@@ -1,0 +1,220 @@
+"""The jet-model recipes behind ``hepfm pretrain`` and ``hepfm finetune``.
+
+``pretrain`` trains a PET on a labelled multi-class jet sample with the OmniLearn objective and
+writes a checkpoint directory. ``finetune`` loads that backbone, puts a new classification layer on
+it and trains everything with the backbone's learning rate divided by ``lr_factor`` (or, with
+``from_scratch=True``, the same architecture and recipe from random weights), then evaluates on a
+test sample and writes ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Subset
+
+from hepfm.analysis.metrics import classifier_metrics, write_metrics
+from hepfm.data import DataError, FeatureNormaliser, JetDataset, JetSample, read_jets
+from hepfm.data.storage import read_manifest
+from hepfm.models.pet import PET, PETConfig
+from hepfm.train.checkpoint import load_checkpoint, load_into, load_weights, read_checkpoint_config, save_checkpoint
+from hepfm.train.loop import TrainConfig, fit, resolve_device
+from hepfm.train.objectives import ClassifierObjective, PretrainObjective
+
+__all__ = ["pretrain", "finetune", "predict", "split"]
+
+
+def _world_size() -> int:
+    return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+
+
+def split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random (train, validation) index arrays, fixed by ``seed``."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(val_fraction * n)))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _as_sample(data, max_particles: int, max_jets: int | None = None) -> JetSample:
+    if isinstance(data, JetSample):
+        return data if max_jets is None else data[:max_jets]
+    return read_jets(data, max_particles=max_particles, max_jets=max_jets)
+
+
+def pretrain(
+    data: str | Path | JetSample,
+    out: str | Path,
+    *,
+    config: str | PETConfig = "tiny",
+    train: TrainConfig | None = None,
+    val_fraction: float = 0.1,
+    max_particles: int = 128,
+    max_jets: int | None = None,
+    resume: bool = False,
+) -> dict:
+    """Pretrain a PET (classifier + generator) on a multi-class jet sample.
+
+    Args:
+        data: a dataset directory or any file :func:`hepfm.data.read_jets` reads, or a sample.
+        out: checkpoint directory (``config.json``, ``model.safetensors``, ``metrics.json``, ``training/``).
+        config: PET size name or config; ``n_classes`` is set from the data.
+        train: optimisation recipe (default :class:`TrainConfig`).
+        val_fraction: held-out fraction for validation and early stopping.
+        max_particles: constituents kept per jet.
+        max_jets: read at most this many jets (for quick runs).
+        resume: continue an interrupted run in ``out``.
+
+    Returns:
+        The metrics written to ``out/metrics.json``.
+    """
+    train = train or TrainConfig()
+    out = Path(out)
+    sample = _as_sample(data, max_particles, max_jets)
+    stored = read_manifest(data).get("normalisation") if isinstance(data, str | Path) and Path(data).is_dir() else None
+    tr, va = split(len(sample), val_fraction, train.seed)
+    normaliser = FeatureNormaliser.from_dict(stored) if stored else FeatureNormaliser.fit(sample[tr])
+    dataset = JetDataset(sample, normaliser)
+    cfg = config if isinstance(config, PETConfig) else PETConfig.named(config)
+    cfg = replace(cfg, n_classes=len(sample.class_names), generative=True)
+    torch.manual_seed(train.seed)
+    model = PET(cfg)
+    meta = {"class_names": sample.class_names, "normaliser": normaliser.to_dict(), "task": "pretrain",
+            "data": str(sample.source), "n_train": len(tr), "n_val": len(va), "train_config": asdict(train),
+            "max_particles": max_particles}
+
+    def on_best(_model, weights, epoch):
+        save_checkpoint(out, model, "pet", {**meta, "epoch": epoch}, state_dict=weights)
+
+    start = time.perf_counter()
+    history = fit(PretrainObjective(model), Subset(dataset, tr), Subset(dataset, va), train, out,
+                  resume=resume, on_best=on_best)
+    best = history.epochs[history.best_epoch]
+    metrics = {"task": "pretrain", "config": asdict(cfg), "world_size": _world_size(),
+               "n_parameters": model.num_parameters(),
+               "n_train": len(tr), "n_val": len(va), "epochs_run": len(history.epochs),
+               "best_epoch": history.best_epoch, "best_val_loss": history.best_val_loss,
+               "val_accuracy": best.get("val_accuracy"), "stopped_early": history.stopped_early,
+               "wall_seconds": time.perf_counter() - start, "history": history.epochs}
+    write_metrics(out, metrics)
+    return metrics
+
+
+@torch.no_grad()
+def predict(model: PET, dataset: JetDataset, batch_size: int = 512, device: str = "auto",
+            use_jet_features: bool = False) -> np.ndarray:
+    """Class probabilities (N, C) of a dataset, in order."""
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    out = []
+    for start in range(0, len(dataset), batch_size):
+        x, mask, jet, _ = dataset.collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        logits = model(x.to(dev), mask.to(dev), jet.to(dev) if use_jet_features else None)
+        out.append(torch.softmax(logits.float(), -1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.n_classes))
+
+
+def finetune(
+    checkpoint: str | Path,
+    train_data: str | Path | JetSample,
+    test_data: str | Path | JetSample,
+    out: str | Path,
+    *,
+    from_scratch: bool = False,
+    train: TrainConfig | None = None,
+    lr_factor: float = 10.0,
+    freeze_backbone: bool = False,
+    val_fraction: float = 0.2,
+    max_particles: int = 128,
+    n_train: int | None = None,
+    use_jet_features: bool = False,
+    signal: int | None = None,
+    resume: bool = False,
+) -> dict:
+    """Fine-tune a pretrained PET (or train the same model from scratch) and evaluate it.
+
+    Args:
+        checkpoint: pretrained checkpoint directory (its architecture and normalisation are used
+            also with ``from_scratch``, so both start from the same recipe).
+        train_data, test_data: files or directories :func:`hepfm.data.read_jets` reads, or samples.
+        out: output directory (checkpoint of the fine-tuned model and ``metrics.json``).
+        from_scratch: random initial weights instead of the pretrained backbone.
+        train: optimisation recipe; ``train.lr`` is the head's learning rate.
+        lr_factor: backbone learning rate = head learning rate / lr_factor (pretrained only).
+        freeze_backbone: train only the new head (linear probing).
+        val_fraction: part of the training sample held out for early stopping.
+        max_particles: constituents kept per jet.
+        n_train: use a random subset of this many training jets (fixed by ``train.seed``).
+        use_jet_features: condition the classifier on the jet features too.
+        signal: class treated as signal for AUC and rejections (default: the last class).
+        resume: continue an interrupted run in ``out``.
+
+    Returns:
+        The metrics written to ``out/metrics.json``: ``auc, accuracy, rej30, rej50``, epochs, wall time,
+        and the per-epoch history.
+    """
+    train = train or TrainConfig()
+    out = Path(out)
+    ckpt_config = read_checkpoint_config(checkpoint)
+    normaliser = FeatureNormaliser.from_dict(ckpt_config["normaliser"], str(Path(checkpoint) / "config.json"))
+    sample = _as_sample(train_data, max_particles)
+    test = _as_sample(test_data, max_particles)
+    if test.class_names != sample.class_names:
+        raise DataError(f"{test.source}: class names {test.class_names} differ from the training sample's "
+                        f"{sample.class_names} ({sample.source})")
+    if n_train is not None:
+        if n_train > len(sample):
+            raise DataError(f"{sample.source}: {len(sample)} jets, fewer than n_train={n_train}")
+        sample = sample[np.sort(np.random.default_rng(train.seed).permutation(len(sample))[:n_train])]
+    n_classes = len(sample.class_names)
+    signal = n_classes - 1 if signal is None else signal
+    dataset, test_set = JetDataset(sample, normaliser), JetDataset(test, normaliser)
+    tr, va = split(len(sample), val_fraction, train.seed)
+
+    torch.manual_seed(train.seed)
+    if from_scratch:
+        model_cfg = PETConfig(**{**ckpt_config["model_config"], "generative": False, "n_classes": n_classes})
+        model = PET(model_cfg)
+    else:
+        model, _ = load_checkpoint(checkpoint, generative=False)
+        model.replace_head(n_classes)
+        model.train()
+    head = list(model.head.parameters())
+    backbone = model.backbone_parameters()
+    if freeze_backbone:
+        for p in backbone:
+            p.requires_grad_(False)
+        groups = [{"params": head, "lr_scale": 1.0}]
+    elif from_scratch:
+        groups = [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    else:
+        groups = [{"params": head, "lr_scale": 1.0}, {"params": backbone, "lr_scale": 1.0 / lr_factor}]
+
+    meta = {"class_names": sample.class_names, "normaliser": normaliser.to_dict(), "task": "finetune",
+            "pretrained": None if from_scratch else str(checkpoint), "train_config": asdict(train),
+            "lr_factor": lr_factor, "freeze_backbone": freeze_backbone, "use_jet_features": use_jet_features,
+            "max_particles": max_particles}
+
+    def on_best(_model, weights, epoch):
+        save_checkpoint(out, model, "pet", {**meta, "epoch": epoch}, state_dict=weights)
+
+    start = time.perf_counter()
+    history = fit(ClassifierObjective(model, use_jet_features), Subset(dataset, tr), Subset(dataset, va), train,
+                  out, param_groups=groups, resume=resume, on_best=on_best)
+    wall = time.perf_counter() - start
+    load_into(model, load_weights(out / "model.safetensors"), out / "model.safetensors")
+    probabilities = predict(model, test_set, device=train.device, use_jet_features=use_jet_features)
+    metrics = {
+        **classifier_metrics(test.labels, probabilities, signal=signal),
+        "signal": sample.class_names[signal], "class_names": sample.class_names,
+        "from_scratch": from_scratch, "freeze_backbone": freeze_backbone, "seed": train.seed,
+        "world_size": _world_size(),
+        "n_train": len(tr), "n_val": len(va), "n_test": len(test), "epochs_run": len(history.epochs),
+        "best_epoch": history.best_epoch, "best_val_loss": history.best_val_loss,
+        "stopped_early": history.stopped_early, "wall_seconds": wall, "history": history.epochs,
+    }
+    write_metrics(out, metrics)
+    return metrics

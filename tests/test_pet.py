@@ -1,0 +1,141 @@
+"""The PET model: shapes, symmetries, padding, gradients, checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hepfm.data import JetDataset
+from hepfm.models import PET, PETConfig
+from hepfm.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+
+@pytest.fixture
+def batch(toy_jets):
+    ds = JetDataset(toy_jets)
+    return ds.collate([ds[i] for i in range(6)])
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return PET(PETConfig.named("tiny", n_classes=2)).eval()
+
+
+def test_named_sizes():
+    assert 0.1e6 < PET(PETConfig.named("tiny")).num_parameters() < 0.5e6
+    assert 1.5e6 < PET(PETConfig.named("small")).num_parameters() < 2.5e6
+    with pytest.raises(ValueError, match="unknown PET size 'huge'"):
+        PETConfig.named("huge")
+
+
+def test_output_shapes(model, batch):
+    x, mask, jet, _ = batch
+    assert model(x, mask).shape == (6, 2)
+    h, temb = model.body(x, mask, torch.rand(6))
+    assert h.shape == (6, x.shape[1], 64) and temb.shape == (6, 64)
+    logits, jet_pred = model.classify(h, mask, jet, temb)
+    assert logits.shape == (6, 2) and jet_pred.shape == jet.shape
+    v = model.velocity(h, mask, jet, temb, torch.tensor([0, 1, 2, 0, 1, 2]))
+    assert v.shape == x.shape and torch.all(v[~mask] == 0)
+
+
+def test_permutation_invariance(model, batch):
+    x, mask, jet, _ = batch
+    perm = torch.randperm(x.shape[1])
+    out = model(x, mask, jet)
+    torch.testing.assert_close(model(x[:, perm], mask[:, perm], jet), out, atol=1e-5, rtol=1e-5)
+
+
+def test_padding_invariance(model, batch):
+    x, mask, _, _ = batch
+    out = model(x, mask)
+    padded_x = torch.cat([x, torch.zeros(6, 25, x.shape[2])], 1)
+    padded_mask = torch.cat([mask, torch.zeros(6, 25, dtype=torch.bool)], 1)
+    torch.testing.assert_close(model(padded_x, padded_mask), out, atol=1e-5, rtol=1e-5)
+    # garbage in padded slots changes nothing either
+    noisy = padded_x.clone()
+    noisy[~padded_mask] = 7.0
+    torch.testing.assert_close(model(noisy, padded_mask), out, atol=1e-5, rtol=1e-5)
+
+
+def test_jets_with_fewer_particles_than_neighbours(model):
+    x = torch.randn(2, 5, 13)
+    mask = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 1, 0, 0]], dtype=torch.bool)
+    assert torch.isfinite(model(x, mask)).all()
+
+
+def test_gradients_reach_every_parameter(batch):
+    from hepfm.train.objectives import PretrainObjective
+
+    torch.manual_seed(1)
+    model = PET(PETConfig.named("tiny", n_classes=2, layer_scale_init=0.1)).train()
+    objective = PretrainObjective(model)
+    # FiLM layers start as the identity (zero weights), so what feeds them gets gradients from step 2 on
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(2):
+        optimizer.zero_grad()
+        loss, _ = objective(batch)
+        loss.backward()
+        optimizer.step()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing
+
+
+def test_pid_dropout_only_in_training(batch):
+    x, mask, _, _ = batch
+    model = PET(PETConfig.named("tiny", pid_dropout=1.0))
+    model.train()
+    dropped = model.drop_pid(x)
+    assert torch.all(dropped[..., 7:] == 0) and torch.equal(dropped[..., :7], x[..., :7])
+    model.eval()
+    assert torch.equal(model.drop_pid(x), x)
+
+
+def test_checkpoint_round_trip(tmp_path, model, batch):
+    x, mask, _, _ = batch
+    save_checkpoint(tmp_path / "ckpt", model, "pet", {"class_names": ["a", "b"]})
+    loaded, meta = load_checkpoint(tmp_path / "ckpt")
+    assert meta["class_names"] == ["a", "b"]
+    torch.testing.assert_close(loaded(x, mask), model(x, mask))
+    # dropping the generative head keeps the classifier identical
+    light, _ = load_checkpoint(tmp_path / "ckpt", generative=False)
+    torch.testing.assert_close(light(x, mask), model(x, mask))
+
+
+def test_bad_checkpoints_are_clear_errors(tmp_path, model):
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, "pet", {})
+    with pytest.raises(CheckpointError, match="checkpoint directory not found"):
+        load_checkpoint(tmp_path / "nope")
+    # a corrupt weights file
+    (ckpt / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="model.safetensors.*corrupt"):
+        load_checkpoint(ckpt)
+    # a config that does not match the weights
+    save_checkpoint(ckpt, model, "pet", {})
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["model_config"]["dim"] = 32
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="shape"):
+        load_checkpoint(ckpt)
+    cfg["model_config"]["dim"] = 64
+    cfg["model_config"]["n_blocks"] = 6
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="missing tensor"):
+        load_checkpoint(ckpt)
+    cfg["model_config"]["colour"] = "red"
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="model_config"):
+        load_checkpoint(ckpt)
+    (ckpt / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="config.json: missing"):
+        load_checkpoint(ckpt)
+
+
+def test_checkpoint_is_not_pickle(tmp_path, model):
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, "pet", {})
+    head = (ckpt / "model.safetensors").read_bytes()[:8]
+    assert int.from_bytes(head, "little") < 1_000_000  # safetensors header length, not a pickle opcode
+    assert not (ckpt / "model.safetensors").read_bytes().startswith(b"\x80")

@@ -1,0 +1,172 @@
+"""The training loop and the pretrain / fine-tune recipes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import synthetic_jets
+from torch.utils.data import Subset
+
+from hepfm.analysis.metrics import background_rejection, roc_auc
+from hepfm.data import JetDataset
+from hepfm.models import PET, PETConfig
+from hepfm.train import ClassifierObjective, TrainConfig, fit
+from hepfm.train.checkpoint import load_weights
+from hepfm.train.loop import _lr_lambda
+from hepfm.train.recipes import finetune, pretrain
+
+FAST = dict(batch_size=16, progress=False, lr=1e-3, warmup_epochs=0.5)
+
+
+def _objective(seed=0):
+    torch.manual_seed(seed)
+    return ClassifierObjective(PET(PETConfig.named("tiny", n_classes=2, generative=False, dropout=0.1)))
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashAfter(torch.nn.Module):
+    """Wraps an objective and raises after ``n`` training calls, like a killed job."""
+
+    def __init__(self, objective, n):
+        super().__init__()
+        self.inner, self.n, self.model = objective, n, objective.model
+
+    def forward(self, batch):
+        if self.training:
+            self.n -= 1
+            if self.n < 0:
+                raise Crash
+        return self.inner(batch)
+
+
+def test_resume_is_bit_exact(tmp_path):
+    ds = JetDataset(synthetic_jets(64))
+    train, val = Subset(ds, range(48)), Subset(ds, range(48, 64))
+    cfg = TrainConfig(epochs=3, patience=0, **FAST)
+    reference = _objective()
+    fit(reference, train, val, cfg, tmp_path / "ref")
+
+    crashing = CrashAfter(_objective(), n=3 + 2)  # 3 steps per epoch: dies inside the second epoch
+    with pytest.raises(Crash):
+        fit(crashing, train, val, cfg, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "training" / "latest.json").read_text())["epoch"] == 0
+    resumed = _objective(seed=123)  # other initial weights: everything must come from the checkpoint
+    history = fit(resumed, train, val, cfg, tmp_path / "run", resume=True)
+    assert [e["epoch"] for e in history.epochs] == [0, 1, 2]
+    for (name, a), b in zip(reference.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    ref_last = load_weights(tmp_path / "ref" / "training" / "epoch-0002" / "ema.safetensors")
+    run_last = load_weights(tmp_path / "run" / "training" / "epoch-0002" / "ema.safetensors")
+    assert all(torch.equal(ref_last[k], run_last[k]) for k in ref_last)
+
+
+def test_early_stopping_and_history(tmp_path):
+    ds = JetDataset(synthetic_jets(32))
+    cfg = TrainConfig(epochs=30, patience=2, **{**FAST, "lr": 0.0})  # no progress -> stops after patience
+    history = fit(_objective(), Subset(ds, range(24)), Subset(ds, range(24, 32)), cfg, tmp_path)
+    assert history.stopped_early and len(history.epochs) < 30
+    assert all({"train_loss", "val_loss", "val_accuracy", "lr", "wall_seconds"} <= set(e) for e in history.epochs)
+    assert len(list((tmp_path / "training").glob("epoch-*"))) == cfg.keep_epochs
+
+
+def test_lion_and_adamw_learn(tmp_path):
+    ds = JetDataset(synthetic_jets(96))
+    for opt, lr in (("adamw", 2e-3), ("lion", 6e-4)):
+        cfg = TrainConfig(epochs=6, patience=0, optimizer=opt, **{**FAST, "lr": lr})
+        h = fit(_objective(), Subset(ds, range(64)), Subset(ds, range(64, 96)), cfg, tmp_path / opt)
+        assert h.epochs[-1]["val_loss"] < h.epochs[0]["val_loss"], opt
+        assert h.epochs[-1]["val_accuracy"] > 0.8, opt
+
+
+def test_warmup_then_cosine():
+    f = _lr_lambda(TrainConfig(epochs=10, warmup_epochs=1, min_lr_ratio=0.1), steps_per_epoch=10)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0, abs=1e-3) and f(99) == pytest.approx(0.1, abs=1e-3)
+    assert all(f(s) >= f(s + 1) for s in range(10, 99))
+
+
+def test_roc_metrics_against_analytic_values():
+    rng = np.random.default_rng(0)
+    n = 200_000
+    labels = np.r_[np.ones(n), np.zeros(n)]
+    scores = np.r_[rng.normal(1, 1, n), rng.normal(0, 1, n)]
+    # two unit Gaussians one sigma apart: AUC = Phi(1 / sqrt 2)
+    assert roc_auc(labels, scores) == pytest.approx(0.7602499, abs=3e-3)
+    # at eff_s = 0.5 the cut is at x = 1: eff_b = 1 - Phi(1) = 0.158655
+    assert background_rejection(labels, scores, 0.5) == pytest.approx(1 / 0.158655, rel=0.02)
+
+
+def test_pretrain_then_finetune_and_scratch(tmp_path):
+    train_cfg = TrainConfig(epochs=2, patience=0, **FAST)
+    metrics = pretrain(synthetic_jets(64, seed=1), tmp_path / "pre", config="tiny", train=train_cfg)
+    assert metrics["epochs_run"] == 2 and (tmp_path / "pre" / "model.safetensors").exists()
+    assert {"val_ce", "val_ce_noised", "val_diffusion", "val_jet"} <= set(metrics["history"][0])
+    train, test = synthetic_jets(64, seed=2), synthetic_jets(64, seed=3)
+    ft = finetune(tmp_path / "pre", train, test, tmp_path / "ft", train=TrainConfig(epochs=3, patience=0, **FAST))
+    sc = finetune(tmp_path / "pre", train, test, tmp_path / "sc", from_scratch=True,
+                  train=TrainConfig(epochs=3, patience=0, **FAST))
+    for m in (ft, sc):
+        assert {"auc", "accuracy", "rej30", "rej50", "epochs_run", "wall_seconds"} <= set(m)
+        assert 0 <= m["auc"] <= 1 and m["epochs_run"] == 3
+    assert json.loads((tmp_path / "ft" / "metrics.json").read_text())["auc"] == pytest.approx(ft["auc"])
+    assert not ft["from_scratch"] and sc["from_scratch"]
+
+
+def test_freeze_backbone_changes_only_the_head(tmp_path):
+    pretrain(synthetic_jets(32, seed=1), tmp_path / "pre", train=TrainConfig(epochs=1, patience=0, **FAST))
+    before = load_weights(tmp_path / "pre" / "model.safetensors")
+    finetune(tmp_path / "pre", synthetic_jets(48, seed=2), synthetic_jets(16, seed=3), tmp_path / "probe",
+             freeze_backbone=True, train=TrainConfig(epochs=2, patience=0, ema_decay=0, **FAST))
+    after = load_weights(tmp_path / "probe" / "model.safetensors")
+    for k, v in after.items():
+        if k.startswith("head."):
+            continue
+        assert torch.equal(v, before[k]), k
+    assert not torch.equal(after["head.weight"], before["head.weight"][: after["head.weight"].shape[0]])
+
+
+def test_finetune_refuses_mismatched_classes(tmp_path):
+    from hepfm.data import DataError
+
+    pretrain(synthetic_jets(32, seed=1), tmp_path / "pre", train=TrainConfig(epochs=1, patience=0, **FAST))
+    other = synthetic_jets(16)
+    other.class_names = ["x", "y"]
+    with pytest.raises(DataError, match="class names"):
+        finetune(tmp_path / "pre", synthetic_jets(16), other, tmp_path / "ft")
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(small_dataset, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           "-m", "hepfm.cli", "pretrain", "--data", str(small_dataset), "--out", str(out), "--epochs", "2",
+           "--batch-size", "8", "--patience", "0", "--device", "cpu"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["epochs_run"] == 2
+    assert np.isfinite(metrics["best_val_loss"])
+
+
+def test_cli_pretrain_and_finetune(small_dataset, tmp_path):
+    from typer.testing import CliRunner
+
+    from hepfm.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["pretrain", "--data", str(small_dataset), "--out", str(tmp_path / "p"), "--epochs", "1",
+                            "--batch-size", "16"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["finetune", "--checkpoint", str(tmp_path / "p"), "--train", str(small_dataset),
+                            "--test", str(small_dataset), "--out", str(tmp_path / "f"), "--epochs", "1",
+                            "--batch-size", "16", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    assert "AUC" in r.output and (tmp_path / "f" / "metrics.json").exists()
