@@ -121,3 +121,11 @@ def test_btag_efficiencies():
     assert np.all(flavour[is_b] == 5) and np.all(flavour[~is_b] == 0)
     assert tagged[is_b].mean() == pytest.approx(cfg.btag_eff_b, abs=0.03)
     assert tagged[~is_b].mean() == pytest.approx(cfg.btag_eff_light, abs=0.003)
+
+
+def test_candidates_below_threshold_are_dropped():
+    cfg = DetectorConfig(track_eff_high_pt=1.0, track_eff_low_pt=1.0)
+    p = particles([211, 211, 22, 22], [0.8, 3.0, 0.9, 5.0], [0.0, 0.0, 1.0, -1.0], [0.0, 1.0, 2.0, -2.0])
+    c = simulate(cfg, np.random.default_rng(0), **p)
+    assert np.all(np.hypot(c.px, c.py) >= cfg.candidate_pt_min)
+    assert sorted(np.abs(c.pid).tolist()) == [22, 211]

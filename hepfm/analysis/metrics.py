@@ -10,7 +10,8 @@ import numpy as np
 
 from hepfm.data.storage import atomic_write_json
 
-__all__ = ["write_metrics", "read_metrics", "roc_curve", "roc_auc", "background_rejection", "classifier_metrics"]
+__all__ = ["write_metrics", "read_metrics", "roc_curve", "roc_auc", "background_rejection", "classifier_metrics",
+           "multiclass_metrics"]
 
 
 def _plain(obj):
@@ -91,3 +92,18 @@ def classifier_metrics(labels, probabilities, signal: int = 1) -> dict[str, floa
         "rej30": background_rejection(is_signal, score, 0.3),
         "rej50": background_rejection(is_signal, score, 0.5),
     }
+
+
+def multiclass_metrics(labels, probabilities, class_names: list[str]) -> dict:
+    """Accuracy, one-vs-rest AUC per class and the row-normalised confusion matrix."""
+    labels = np.asarray(labels)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    pred = probabilities.argmax(1)
+    n = len(class_names)
+    confusion = np.zeros((n, n))
+    np.add.at(confusion, (labels, pred), 1)
+    confusion /= np.maximum(confusion.sum(1, keepdims=True), 1)
+    aucs = {name: roc_auc(labels == i, probabilities[:, i]) for i, name in enumerate(class_names)
+            if 0 < (labels == i).sum() < len(labels)}
+    return {"accuracy": float((pred == labels).mean()), "auc_per_class": aucs,
+            "mean_auc": float(np.mean(list(aucs.values()))) if aucs else None, "confusion": confusion.tolist()}

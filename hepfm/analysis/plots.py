@@ -11,7 +11,7 @@ import numpy as np
 
 from hepfm.data.sample import JetSample
 
-__all__ = ["use_style", "compare_classes", "save"]
+__all__ = ["use_style", "compare_classes", "save", "scan_plot", "convergence_plot", "training_curves"]
 
 _AXES = {
     "mass": ("Jet mass [GeV]", 40, 0.0, 300.0),
@@ -65,3 +65,61 @@ def save(fig, output_dir: str | Path, name: str) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+_LABELS = {"pretrained": "fine-tuned from pretrained", "scratch": "from scratch",
+           "auc": "AUC", "accuracy": "Accuracy", "rej30": r"Rejection $1/\epsilon_B$ at $\epsilon_S=0.3$",
+           "rej50": r"Rejection $1/\epsilon_B$ at $\epsilon_S=0.5$"}
+
+
+def scan_plot(summary: dict, metric: str, ax=None, title: str = ""):
+    """Metric against the number of labelled jets, mean over seeds with a +-1 std band, per mode."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 5.5))
+    for mode, per_size in summary.items():
+        sizes = np.array(sorted(per_size))
+        mean = np.array([per_size[n][metric][0] for n in sizes], dtype=float)
+        std = np.array([per_size[n][metric][1] for n in sizes], dtype=float)
+        line, = ax.plot(sizes, mean, marker="o", label=_LABELS.get(mode, mode))
+        ax.fill_between(sizes, mean - std, mean + std, alpha=0.25, color=line.get_color())
+    ax.set_xscale("log")
+    ax.set_xlabel("Labelled training jets")
+    ax.set_ylabel(_LABELS.get(metric, metric))
+    if title:
+        ax.set_title(title, fontsize=14)
+    ax.legend(fontsize=12)
+    return ax.figure
+
+
+def convergence_plot(rows: list[dict], size: int, seed: int | None = None):
+    """Validation loss against epoch and against wall time, pretrained vs scratch, for one size."""
+    fig, (ax_e, ax_t) = plt.subplots(1, 2, figsize=(13, 5.5), constrained_layout=True)
+    for r in rows:
+        if r["size"] != size or (seed is not None and r["seed"] != seed):
+            continue
+        epochs = [e["epoch"] + 1 for e in r["history"]]
+        loss = [e["val_loss"] for e in r["history"]]
+        wall = [e["wall_seconds"] for e in r["history"]]
+        style = "-" if r["mode"] == "pretrained" else "--"
+        color = "C0" if r["mode"] == "pretrained" else "C1"
+        label = f"{_LABELS[r['mode']]} (seed {r['seed']})"
+        ax_e.plot(epochs, loss, style, color=color, alpha=0.8, label=label)
+        ax_t.plot(wall, loss, style, color=color, alpha=0.8, label=label)
+    ax_e.set_xlabel("Epoch")
+    ax_t.set_xlabel("Wall time [s]")
+    for ax in (ax_e, ax_t):
+        ax.set_ylabel("Validation loss")
+        ax.legend(fontsize=9)
+    fig.suptitle(f"{size} labelled jets", fontsize=14)
+    return fig
+
+
+def training_curves(history: list[dict], keys: tuple[str, ...] = ("train_loss", "val_loss")):
+    """Losses (and any other recorded keys) against epoch."""
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    epochs = [e["epoch"] + 1 for e in history]
+    for k in keys:
+        ax.plot(epochs, [e[k] for e in history], marker="o", label=k)
+    ax.set_xlabel("Epoch")
+    ax.legend(fontsize=12)
+    return fig

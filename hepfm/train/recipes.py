@@ -25,7 +25,7 @@ from hepfm.train.checkpoint import load_checkpoint, load_into, load_weights, rea
 from hepfm.train.loop import TrainConfig, fit, resolve_device
 from hepfm.train.objectives import ClassifierObjective, PretrainObjective
 
-__all__ = ["pretrain", "finetune", "predict", "split"]
+__all__ = ["pretrain", "finetune", "predict", "split", "evaluate_checkpoint"]
 
 
 def _world_size() -> int:
@@ -218,3 +218,19 @@ def finetune(
     }
     write_metrics(out, metrics)
     return metrics
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | JetSample, device: str = "auto",
+                        max_particles: int = 128) -> tuple[np.ndarray, JetSample, dict]:
+    """Class probabilities of a checkpoint's classifier on a sample with the checkpoint's classes.
+
+    Returns:
+        (probabilities (N, C), the sample, the checkpoint's config.json).
+    """
+    model, config = load_checkpoint(checkpoint, generative=False)
+    sample = _as_sample(data, max_particles)
+    if sample.class_names != config["class_names"]:
+        raise DataError(f"{sample.source}: classes {sample.class_names} differ from the checkpoint's "
+                        f"{config['class_names']} ({checkpoint})")
+    normaliser = FeatureNormaliser.from_dict(config["normaliser"], str(Path(checkpoint) / "config.json"))
+    return predict(model, JetDataset(sample, normaliser), device=device), sample, config

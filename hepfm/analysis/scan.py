@@ -1,0 +1,144 @@
+"""Training-size scans: pretrained vs from-scratch fine-tuning over sizes and seeds, resumable.
+
+Each (mode, size, seed) run writes its own directory with ``metrics.json``; a scan re-run skips
+finished runs, so a long scan can be interrupted and continued (or spread over papermill jobs).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from hepfm.data.sample import JetSample
+from hepfm.train.loop import TrainConfig
+
+__all__ = ["size_scan", "summarise", "epochs_to_reach", "convergence_summary", "two_fold", "MODES"]
+
+MODES = ("pretrained", "scratch")
+
+
+def size_scan(
+    checkpoint: str | Path,
+    train: JetSample,
+    test: JetSample,
+    sizes: list[int],
+    seeds: list[int],
+    out: str | Path,
+    train_config: TrainConfig,
+    modes: tuple[str, ...] = MODES,
+    **finetune_kwargs,
+) -> list[dict]:
+    """Fine-tune (``pretrained``) and train from scratch (``scratch``) for every size and seed.
+
+    Args:
+        checkpoint: pretrained checkpoint directory.
+        train, test: labelled samples; each run draws ``size`` training jets with its seed.
+        sizes: numbers of labelled training jets (validation is taken out of them).
+        seeds: seeds per size.
+        out: scan directory; runs go to ``out/<mode>-n<size>-s<seed>/``.
+        train_config: recipe shared by every run (its seed is replaced by the run's).
+        modes: any of :data:`MODES`.
+        finetune_kwargs: passed on to :func:`hepfm.train.recipes.finetune`.
+
+    Returns:
+        One dict per run: ``mode, size, seed`` plus the run's metrics.
+    """
+    from hepfm.train.recipes import finetune
+
+    out = Path(out)
+    runs = [(m, n, s) for n in sizes for s in seeds for m in modes]
+    rows = []
+    for mode, size, seed in tqdm(runs, desc="scan", unit="run"):
+        run = out / f"{mode}-n{size}-s{seed}"
+        if (run / "metrics.json").exists():
+            metrics = json.loads((run / "metrics.json").read_text())
+        else:
+            cfg = replace(train_config, seed=seed, progress=False)
+            metrics = finetune(checkpoint, train, test, run, from_scratch=mode == "scratch", train=cfg, n_train=size,
+                               **finetune_kwargs)
+        rows.append({"mode": mode, "size": size, "seed": seed, **metrics})
+    return rows
+
+
+def summarise(rows: list[dict], metrics: tuple[str, ...] = ("auc", "accuracy", "rej30", "rej50")) -> dict:
+    """Mean and standard deviation over seeds: ``{mode: {size: {metric: [mean, std], "n_seeds": k}}}``."""
+    out: dict = {}
+    for mode in sorted({r["mode"] for r in rows}):
+        out[mode] = {}
+        for size in sorted({r["size"] for r in rows if r["mode"] == mode}):
+            sel = [r for r in rows if r["mode"] == mode and r["size"] == size]
+            entry = {"n_seeds": len(sel)}
+            for m in metrics:
+                values = np.array([r[m] for r in sel], dtype=float)
+                values = values[np.isfinite(values)]
+                entry[m] = [float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0] \
+                    if len(values) else [None, None]
+            out[mode][size] = entry
+    return out
+
+
+def epochs_to_reach(history: list[dict], target: float) -> int | None:
+    """Epochs (1-based count) until the validation loss first reaches ``target``; None if never."""
+    for i, epoch in enumerate(history):
+        if epoch["val_loss"] <= target:
+            return i + 1
+    return None
+
+
+def convergence_summary(rows: list[dict]) -> dict:
+    """Per size and seed: epochs and wall time the pretrained model needs to reach scratch's best loss."""
+    out = {}
+    for size in sorted({r["size"] for r in rows}):
+        per_seed = []
+        for seed in sorted({r["seed"] for r in rows if r["size"] == size}):
+            pick = {r["mode"]: r for r in rows if r["size"] == size and r["seed"] == seed}
+            if not {"pretrained", "scratch"} <= set(pick):
+                continue
+            scratch, pre = pick["scratch"], pick["pretrained"]
+            target = min(e["val_loss"] for e in scratch["history"])
+            n_pre = epochs_to_reach(pre["history"], target)
+            n_scratch = epochs_to_reach(scratch["history"], target)
+            wall = pre["history"][n_pre - 1]["wall_seconds"] if n_pre else None
+            per_seed.append({"seed": seed, "scratch_best_val_loss": target, "scratch_epochs": n_scratch,
+                             "pretrained_epochs": n_pre, "pretrained_wall_seconds": wall,
+                             "scratch_wall_seconds": scratch["history"][n_scratch - 1]["wall_seconds"],
+                             "epoch_ratio": n_pre / n_scratch if n_pre else None})
+        ratios = [p["epoch_ratio"] for p in per_seed if p["epoch_ratio"] is not None]
+        out[size] = {"runs": per_seed, "reached": len(ratios), "of": len(per_seed),
+                     "median_epoch_ratio": float(np.median(ratios)) if ratios else None}
+    return out
+
+
+def two_fold(checkpoint: str | Path, sample: JetSample, out: str | Path, train_config: TrainConfig,
+             modes: tuple[str, ...] = MODES, split_seed: int = 0, **finetune_kwargs) -> dict:
+    """Fixed two-fold evaluation: train on one half, test on the other, then swap.
+
+    The halves come from a permutation fixed by ``split_seed`` (chosen before looking at results).
+
+    Returns:
+        ``{mode: {"auc_per_fold": [a, b], "mean_auc": m, "accuracy_per_fold": [...]}}``.
+    """
+    from hepfm.train.recipes import finetune
+
+    order = np.random.default_rng(split_seed).permutation(len(sample))
+    halves = (np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:]))
+    out = Path(out)
+    result = {}
+    for mode in modes:
+        aucs, accs = [], []
+        for fold in (0, 1):
+            run = out / f"{mode}-fold{fold}"
+            if (run / "metrics.json").exists():
+                metrics = json.loads((run / "metrics.json").read_text())
+            else:
+                metrics = finetune(checkpoint, sample[halves[fold]], sample[halves[1 - fold]], run,
+                                   from_scratch=mode == "scratch", train=replace(train_config, progress=False),
+                                   **finetune_kwargs)
+            aucs.append(metrics["auc"])
+            accs.append(metrics["accuracy"])
+        result[mode] = {"auc_per_fold": aucs, "mean_auc": float(np.mean(aucs)), "accuracy_per_fold": accs}
+    return result

@@ -1,0 +1,64 @@
+"""Training-size scans, convergence bookkeeping and the two-fold check."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import synthetic_jets
+from hepfm.analysis.scan import convergence_summary, epochs_to_reach, size_scan, summarise, two_fold
+from hepfm.train import TrainConfig
+from hepfm.train.recipes import pretrain
+
+FAST = TrainConfig(epochs=2, batch_size=16, patience=0, progress=False, lr=1e-3)
+
+
+def _history(losses):
+    return [{"epoch": i, "val_loss": v, "wall_seconds": 10.0 * (i + 1)} for i, v in enumerate(losses)]
+
+
+def test_epochs_to_reach():
+    h = _history([1.0, 0.8, 0.5, 0.4])
+    assert epochs_to_reach(h, 0.8) == 2 and epochs_to_reach(h, 0.1) is None
+
+
+def test_summary_and_convergence_bookkeeping():
+    rows = [
+        {"mode": "scratch", "size": 100, "seed": 0, "auc": 0.70, "accuracy": 0.6, "rej30": 5.0, "rej50": 3.0,
+         "history": _history([0.9, 0.7, 0.6, 0.55, 0.5, 0.5])},
+        {"mode": "scratch", "size": 100, "seed": 1, "auc": 0.74, "accuracy": 0.62, "rej30": 6.0, "rej50": 3.2,
+         "history": _history([0.9, 0.7, 0.6, 0.52, 0.5, 0.49])},
+        {"mode": "pretrained", "size": 100, "seed": 0, "auc": 0.80, "accuracy": 0.7, "rej30": 9.0, "rej50": 4.0,
+         "history": _history([0.55, 0.48, 0.45])},
+        {"mode": "pretrained", "size": 100, "seed": 1, "auc": 0.82, "accuracy": 0.72, "rej30": 10.0, "rej50": 4.5,
+         "history": _history([0.6, 0.49, 0.47])},
+    ]
+    s = summarise(rows)
+    assert s["scratch"][100]["auc"][0] == pytest.approx(0.72)
+    assert s["pretrained"][100]["auc"][1] == pytest.approx(0.0141421, rel=1e-4)  # sample std of 0.80, 0.82
+    c = convergence_summary(rows)[100]
+    assert [r["pretrained_epochs"] for r in c["runs"]] == [2, 2]  # 0.48 <= 0.5 and 0.49 <= 0.49
+    assert [r["scratch_epochs"] for r in c["runs"]] == [5, 6]
+    assert c["median_epoch_ratio"] == pytest.approx((2 / 5 + 2 / 6) / 2)
+
+
+@pytest.mark.slow
+def test_scan_resumes_and_two_fold(tmp_path):
+    pretrain(synthetic_jets(32, seed=1), tmp_path / "pre", train=FAST)
+    train, test = synthetic_jets(80, seed=2), synthetic_jets(40, seed=3)
+    rows = size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", FAST)
+    assert {(r["mode"], r["size"]) for r in rows} == {(m, n) for m in ("pretrained", "scratch") for n in (20, 40)}
+    assert all(r["n_train"] + r["n_val"] == r["size"] for r in rows)
+    stamp = (tmp_path / "scan" / "scratch-n20-s0" / "metrics.json").stat().st_mtime_ns
+    again = size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", FAST)
+    assert (tmp_path / "scan" / "scratch-n20-s0" / "metrics.json").stat().st_mtime_ns == stamp  # not redone
+    assert [r["auc"] for r in again] == [r["auc"] for r in rows]
+
+    folds = two_fold(tmp_path / "pre", synthetic_jets(60, seed=4), tmp_path / "folds", FAST)
+    for mode in ("pretrained", "scratch"):
+        assert len(folds[mode]["auc_per_fold"]) == 2
+        assert folds[mode]["mean_auc"] == pytest.approx(sum(folds[mode]["auc_per_fold"]) / 2)
+        n_test = [json.loads((tmp_path / "folds" / f"{mode}-fold{k}" / "metrics.json").read_text())["n_test"]
+                  for k in (0, 1)]
+        assert n_test == [30, 30]
