@@ -111,12 +111,13 @@ def pretrain_command(
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, split and shuffling."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    stream: bool = typer.Option(False, "--stream", help="Stream a hepfm dataset shard by shard (data > memory)."),
 ) -> None:
     """Pretrain the PET jet foundation model (classifier + diffusion generator). Runs under torchrun too."""
     from hepfm.train.recipes import pretrain
 
     metrics = pretrain(data, out, config=config, max_jets=max_jets, max_particles=max_particles, resume=resume,
-                       train=_train_config(epochs, batch_size, lr, seed, device, patience, optimizer))
+                       stream=stream, train=_train_config(epochs, batch_size, lr, seed, device, patience, optimizer))
     typer.echo(f"best epoch {metrics['best_epoch']}: val loss {metrics['best_val_loss']:.4f}, "
                f"val accuracy {metrics['val_accuracy']:.4f} -> {out}")
 

@@ -156,6 +156,14 @@ def test_ddp_on_two_cpu_processes(small_dataset, tmp_path):
     assert np.isfinite(metrics["best_val_loss"])
 
 
+def test_streamed_pretraining_holds_out_whole_shards(small_dataset, tmp_path):
+    metrics = pretrain(small_dataset, tmp_path / "s", stream=True, val_fraction=0.3,
+                       train=TrainConfig(epochs=1, patience=0, **FAST))
+    # 6 shards of 8 jets: every 3rd shard is validation
+    assert (metrics["n_train"], metrics["n_val"]) == (32, 16)
+    assert np.isfinite(metrics["best_val_loss"])
+
+
 def test_cli_pretrain_and_finetune(small_dataset, tmp_path):
     from typer.testing import CliRunner
 

@@ -132,12 +132,14 @@ class ShardedJetDataset(IterableDataset):
         seed: shuffling seed (None = file order); call :meth:`set_epoch` to reshuffle per epoch.
         shuffle_shards: how many shards are mixed in memory at once.
         rank, world_size: this process's share of the shards under DDP.
+        shards: a subset of the dataset's shard files (e.g. to hold some out for validation).
     """
 
     def __init__(self, path: str | Path, *, max_particles: int = 128, normaliser: FeatureNormaliser | None = None,
-                 seed: int | None = None, shuffle_shards: int = 4, rank: int = 0, world_size: int = 1):
+                 seed: int | None = None, shuffle_shards: int = 4, rank: int = 0, world_size: int = 1,
+                 shards: list[Path] | None = None):
         self.path = Path(path)
-        self.shards = shard_paths(self.path)
+        self.shards = list(shards) if shards is not None else shard_paths(self.path)
         self.max_particles = max_particles
         if normaliser is None:
             stored = read_manifest(self.path).get("normalisation")
@@ -161,8 +163,12 @@ class ShardedJetDataset(IterableDataset):
         return shards[start::stride]
 
     def __len__(self) -> int:
-        total = sum(read_manifest(self.path).get("jets_per_class", {}).values())
-        return math.ceil(total / self.world_size) if total else 0
+        import pyarrow.parquet as pq
+
+        total = sum(pq.ParquetFile(shard).metadata.num_rows for shard in self.shards)
+        return math.ceil(total / self.world_size)
+
+    collate = staticmethod(JetDataset.collate)
 
     def __iter__(self):
         mine = self._my_shards()

@@ -9,6 +9,7 @@ test sample and writes ``metrics.json``.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -26,6 +27,31 @@ from hepfm.train.loop import TrainConfig, fit, resolve_device
 from hepfm.train.objectives import ClassifierObjective, PretrainObjective
 
 __all__ = ["pretrain", "finetune", "predict", "split", "evaluate_checkpoint"]
+
+
+def _streamed(data, val_fraction: float, max_particles: int, seed: int):
+    """Train/validation ShardedJetDatasets over disjoint shards of a hepfm dataset directory."""
+    from hepfm.data.datasets import ShardedJetDataset
+    from hepfm.data.storage import iter_jet_shards, shard_paths
+
+    path = Path(data)
+    shards = shard_paths(path)
+    every = max(2, round(1 / val_fraction))
+    val_shards = shards[every - 1::every]
+    train_shards = [s for s in shards if s not in val_shards]
+    if not val_shards or not train_shards:
+        raise DataError(f"{path}: {len(shards)} shard(s) cannot be split into training and validation shards")
+    manifest = read_manifest(path)
+    if "normalisation" not in manifest:
+        raise DataError(f"{path / 'dataset.json'}: field 'normalisation' missing (needed to stream)")
+    normaliser = FeatureNormaliser.from_dict(manifest["normalisation"], str(path / "dataset.json"))
+    class_names = next(iter_jet_shards(shards[0]))[2]["class_names"]
+    rank, world = (torch.distributed.get_rank(), _world_size()) if torch.distributed.is_initialized() else (0, 1)
+    rank = int(os.environ.get("RANK", rank))
+    world = int(os.environ.get("WORLD_SIZE", world))
+    common = dict(max_particles=max_particles, normaliser=normaliser, rank=rank, world_size=world)
+    return (ShardedJetDataset(path, shards=train_shards, seed=seed, **common),
+            ShardedJetDataset(path, shards=val_shards, **common), class_names, normaliser, str(path))
 
 
 def _world_size() -> int:
@@ -55,6 +81,7 @@ def pretrain(
     max_particles: int = 128,
     max_jets: int | None = None,
     resume: bool = False,
+    stream: bool = False,
 ) -> dict:
     """Pretrain a PET (classifier + generator) on a multi-class jet sample.
 
@@ -67,35 +94,43 @@ def pretrain(
         max_particles: constituents kept per jet.
         max_jets: read at most this many jets (for quick runs).
         resume: continue an interrupted run in ``out``.
+        stream: read a hepfm dataset directory shard by shard instead of into memory (for data
+            larger than memory); every ``round(1 / val_fraction)``-th shard is held out for validation.
 
     Returns:
         The metrics written to ``out/metrics.json``.
     """
     train = train or TrainConfig()
     out = Path(out)
-    sample = _as_sample(data, max_particles, max_jets)
-    stored = read_manifest(data).get("normalisation") if isinstance(data, str | Path) and Path(data).is_dir() else None
-    tr, va = split(len(sample), val_fraction, train.seed)
-    normaliser = FeatureNormaliser.from_dict(stored) if stored else FeatureNormaliser.fit(sample[tr])
-    dataset = JetDataset(sample, normaliser)
+    if stream:
+        train_set, val_set, class_names, normaliser, source = _streamed(data, val_fraction, max_particles, train.seed)
+    else:
+        sample = _as_sample(data, max_particles, max_jets)
+        is_dir = isinstance(data, str | Path) and Path(data).is_dir()
+        stored = read_manifest(data).get("normalisation") if is_dir else None
+        tr, va = split(len(sample), val_fraction, train.seed)
+        normaliser = FeatureNormaliser.from_dict(stored) if stored else FeatureNormaliser.fit(sample[tr])
+        dataset = JetDataset(sample, normaliser)
+        train_set, val_set = Subset(dataset, tr), Subset(dataset, va)
+        class_names, source = sample.class_names, sample.source
     cfg = config if isinstance(config, PETConfig) else PETConfig.named(config)
-    cfg = replace(cfg, n_classes=len(sample.class_names), generative=True)
+    cfg = replace(cfg, n_classes=len(class_names), generative=True)
     torch.manual_seed(train.seed)
     model = PET(cfg)
-    meta = {"class_names": sample.class_names, "normaliser": normaliser.to_dict(), "task": "pretrain",
-            "data": str(sample.source), "n_train": len(tr), "n_val": len(va), "train_config": asdict(train),
+    n_train, n_val = len(train_set), len(val_set)
+    meta = {"class_names": class_names, "normaliser": normaliser.to_dict(), "task": "pretrain",
+            "data": str(source), "n_train": n_train, "n_val": n_val, "train_config": asdict(train),
             "max_particles": max_particles}
 
     def on_best(_model, weights, epoch):
         save_checkpoint(out, model, "pet", {**meta, "epoch": epoch}, state_dict=weights)
 
     start = time.perf_counter()
-    history = fit(PretrainObjective(model), Subset(dataset, tr), Subset(dataset, va), train, out,
-                  resume=resume, on_best=on_best)
+    history = fit(PretrainObjective(model), train_set, val_set, train, out, resume=resume, on_best=on_best)
     best = history.epochs[history.best_epoch]
     metrics = {"task": "pretrain", "config": asdict(cfg), "world_size": _world_size(),
                "n_parameters": model.num_parameters(),
-               "n_train": len(tr), "n_val": len(va), "epochs_run": len(history.epochs),
+               "n_train": n_train, "n_val": n_val, "epochs_run": len(history.epochs),
                "best_epoch": history.best_epoch, "best_val_loss": history.best_val_loss,
                "val_accuracy": best.get("val_accuracy"), "stopped_early": history.stopped_early,
                "wall_seconds": time.perf_counter() - start, "history": history.epochs}
