@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import synthetic_jets
+
 from hepfm.analysis.scan import convergence_summary, epochs_to_reach, size_scan, summarise, two_fold
 from hepfm.train import TrainConfig
 from hepfm.train.recipes import pretrain
