@@ -4,9 +4,13 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.hepfm-installed
+# The model benchmark's peer (omnilearned) and ONNX tools live in their own venv, never in the test environment.
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.hepfm-installed
+BENCH_ARGS ?=
 PROFILE ?= demo
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-model clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -27,6 +31,16 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_generate.py
+
+$(BENCH_STAMP): pyproject.toml
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV) || python3 -m venv $(BENCH_VENV)
+	@echo '*' > $(BENCH_VENV)/.gitignore
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e ".[bench]"
+	@touch $(BENCH_STAMP)
+
+bench-model: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/bench_model.py $(BENCH_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -15,7 +15,7 @@ number (median 51) are real and sorted by pT, the rest zero-padded (``--all-real
 The peer reads the first 4 features (deta, dphi, log pT, log E) and, as it does, treats a particle as
 padding where log pT is 0.
 
-Usage (benchmark-only dependencies: ``pip install -e ".[bench]"``, see benchmarks/README.md)::
+Usage (needs the benchmark-only ``bench`` dependencies: ``make bench-model`` installs them in .venv-bench)::
 
     python benchmarks/bench_model.py [--warmup 1] [--steps 3] [--batch-size 128] [--particles 128] [--threads 0]
 """
@@ -23,6 +23,7 @@ Usage (benchmark-only dependencies: ``pip install -e ".[bench]"``, see benchmark
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -44,6 +46,7 @@ from hepfm.models.pet import PET, PETConfig
 PEER = "omnilearned==0.2.0"
 N_CLASSES = 2  # binary tagging, the peer's default; the same head for every row
 MATMUL_SIZE = 2048
+OPSET = 18
 FLOP_BATCH = 8  # FLOPs per jet do not depend on the batch size: count them on a few jets
 aten = torch.ops.aten
 
@@ -51,7 +54,8 @@ aten = torch.ops.aten
 def require_bench_dependencies() -> None:
     """Fail with one clear message if a benchmark-only dependency is missing."""
     missing = []
-    for module, requirement in (("omnilearned", PEER), ("onnx", "onnx"), ("onnxruntime", "onnxruntime")):
+    for module, requirement in (("omnilearned", PEER), ("onnx", "onnx"), ("onnxscript", "onnxscript"),
+                                 ("onnxruntime", "onnxruntime")):
         try:
             __import__(module)
         except ImportError as err:
@@ -59,7 +63,7 @@ def require_bench_dependencies() -> None:
     if missing:
         raise SystemExit(
             "bench_model.py needs its benchmark-only dependencies, missing: " + "; ".join(missing) + "\n"
-            'Install them with `pip install -e ".[bench]"` or run `make bench-model` (see benchmarks/README.md).')
+            "Run `make bench-model`, which builds .venv-bench with them, or see benchmarks/README.md.")
 
 
 # ---------------------------------------------------------------- inputs and models
@@ -92,14 +96,17 @@ def make_jets(batch: int, particles: int, all_real: bool = False, seed: int = 0)
     return x, mask, labels
 
 
+# ``omnilearned train``'s defaults: classifier mode, 4 features, no interaction matrix, kNN in (deta, dphi)
+PEER_KWARGS = dict(input_dim=4, mode="classifier", num_classes=N_CLASSES, use_int=False, local_int=False,
+                   num_coord=2, K=10, mlp_drop=0.0, attn_drop=0.0)
+
+
 def peer_model() -> torch.nn.Module:
-    """OmniLearned PET v2 ``small`` as ``omnilearned train`` builds it by default: classifier mode, 4 features,
-    no interaction matrix, kNN in (deta, dphi) with K = 10, no dropout."""
+    """OmniLearned PET v2 ``small``: 128 wide, 8 blocks, 8 heads, 4 class tokens (``get_model_parameters``)."""
     from omnilearned.network import PET2
     from omnilearned.utils import get_model_parameters
 
-    return PET2(input_dim=4, mode="classifier", num_classes=N_CLASSES, use_int=False, local_int=False,
-                num_coord=2, K=10, mlp_drop=0.0, attn_drop=0.0, **get_model_parameters("small"))
+    return PET2(**PEER_KWARGS, **get_model_parameters("small"))
 
 
 def hepfm_config(n_features: int, **overrides) -> PETConfig:
@@ -224,7 +231,8 @@ def measure(spec: dict, args: argparse.Namespace) -> dict:
     few = (x[:n], mask[:n], labels[:n])
     row["train_flop"] = count_flops(lambda: train_step(*few)) / n
     model.eval()
-    row["infer_flop"] = count_flops(lambda: infer_step(*few[:2])) / n
+    # forward with autograd on: the same FLOPs as under no_grad, where FlopCounterMode's module tracker fails
+    row["infer_flop"] = count_flops(lambda: forward(*few[:2])) / n
     return row
 
 
@@ -254,18 +262,23 @@ def onnx_check(args: argparse.Namespace) -> dict:
     model = PET(hepfm_config(13)).eval()
     x, mask, _ = make_jets(args.batch_size, args.particles, args.all_real)
     path = Path(tempfile.mkdtemp(prefix="hepfm-onnx-")) / "pet_small.onnx"
-    axes = {"batch": 0, "particles": 1}
-    torch.onnx.export(model, (x[:2], mask[:2]), path, dynamo=False, input_names=["x", "mask"],
-                      output_names=["logits"], opset_version=17,
-                      dynamic_axes={"x": {v: k for k, v in axes.items()}, "mask": {v: k for k, v in axes.items()},
-                                    "logits": {0: "batch"}})
+    # the TorchScript exporter cannot translate PET's in-place mask update (aten::__ior__): use torch.export
+    axes = {0: torch.export.Dim("batch"), 1: torch.export.Dim("particles", min=12)}
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # keep the tables clean
+        warnings.filterwarnings("ignore", message=".*shares the same shape constraints")  # x and mask share axes
+        torch.onnx.export(model, (x[:2], mask[:2]), path, dynamo=True, verbose=False, external_data=False,
+                          input_names=["x", "mask"], output_names=["logits"], opset_version=OPSET,
+                          dynamic_shapes=(axes, axes))
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    # a differently shaped, padded batch than the export's, so both dynamic axes are exercised
-    check_x, check_mask, _ = make_jets(min(args.batch_size, 32), args.particles - 3, seed=1)
+    # another shape than the export's, so both dynamic axes are exercised, and padding in every jet
+    n_check, slots = min(args.batch_size, 32), args.particles - 3
+    check_x, check_mask, _ = make_jets(n_check, slots, seed=1)
+    check_mask &= torch.arange(slots) < torch.linspace(5, slots - 1, n_check).long()[:, None]
+    check_x = check_x * check_mask.unsqueeze(-1)
     with torch.no_grad():
         reference = model(check_x, check_mask).numpy()
     logits = session.run(None, {"x": check_x.numpy(), "mask": check_mask.numpy()})[0]
@@ -311,12 +324,17 @@ def main() -> None:
     import omnilearned
 
     threads = torch.get_num_threads()
-    print("```\n" + shlex.join(["python", "benchmarks/bench_model.py", *sys.argv[1:]]) + "\n```\n")
+    print("```\n" + shlex.join(["python", *sys.argv]) + "\n```\n")
     print(f"# hepfm PET vs OmniLearned PET v2 — {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, omnilearned {omnilearned.__version__}, {time.strftime('%Y-%m-%d')}\n")
     print(f"Batch {args.batch_size}, {args.particles} particle slots "
           f"({'all real' if args.all_real else 'JetClass-like multiplicity, median 51 real'}), "
           f"{N_CLASSES} classes, AdamW; median of {args.steps} steps after {args.warmup} warm-up.\n")
+    load = os.getloadavg()[0]
+    if load > 0.5:  # torch's threads wait for each other at every op: a busy core stalls them all
+        print(f"**Warning**: load average {load:.1f} on {os.cpu_count()} cores before the run. Other processes "
+              f"compete for the cores, which can slow multi-threaded torch several-fold; compare rows of this run "
+              f"only, or measure on a quiet machine.\n")
 
     ceiling = matmul_gflops()
     print("## The ceiling: fp32 matmul\n")
@@ -348,7 +366,10 @@ def main() -> None:
               f"| {args.batch_size / row['train_s']:.1f} ({peer['train_s'] / row['train_s']:.2f}×) "
               f"| {args.batch_size / row['infer_s']:.1f} ({peer['infer_s'] / row['infer_s']:.2f}×) "
               f"| {row['train_mib']:.0f} | {row['infer_mib']:.0f} |")
-    print("\n(×: speed relative to the peer, measured in this run)\n")
+    print(f"\n(×: speed relative to the peer, measured in this run.) Peer: `omnilearned.network.PET2("
+          f"{', '.join(f'{k}={v!r}' for k, v in PEER_KWARGS.items())}, **get_model_parameters('small'))`. "
+          f"Param-matched row: the width of hepfm `small` whose count is nearest the peer's "
+          f"({rows[-1]['params'] / peer['params'] - 1:+.1%}).\n")
 
     print(f"## FLOPs and achieved rate (ceiling {ceiling:.1f} GFLOP/s)\n")
     print("FlopCounterMode counts matmuls and attention (CPU attention kernels registered here); elementwise ops,"
@@ -366,7 +387,7 @@ def main() -> None:
     print("\nmeasuring ONNX export ...", file=sys.stderr, flush=True)
     onnx = onnx_check(args)
     verdict = "pass" if onnx["max_diff"] < 1e-5 else "FAIL"
-    print("\n## ONNX (hepfm PET small, 13 features, dynamic batch and particle axes, opset 17)\n")
+    print(f"\n## ONNX (hepfm PET small, 13 features, dynamic batch and particle axes, opset {OPSET})\n")
     print(f"max |logit difference| vs PyTorch: {onnx['max_diff']:.2e} ({verdict}, tolerance 1e-5) on a "
           f"{onnx['check_shape'][0]} × {onnx['check_shape'][1]} batch, {onnx['check_padded']:.0%} of slots padded; "
           f"model file {onnx['size_mib']:.1f} MiB.\n")

@@ -94,6 +94,14 @@ def test_pid_dropout_only_in_training(batch):
     assert torch.equal(model.drop_pid(x), x)
 
 
+def test_pid_dropout_with_fewer_features_is_a_no_op():
+    # regression: a 4-feature model used to index the PID columns 7-12 and crash in training
+    model = PET(PETConfig.named("tiny", n_features=4, pid_dropout=1.0)).train()
+    x = torch.randn(3, 10, 4)
+    assert torch.equal(model.drop_pid(x), x)
+    model(x, torch.ones(3, 10, dtype=torch.bool)).sum().backward()
+
+
 def test_checkpoint_round_trip(tmp_path, model, batch):
     x, mask, _, _ = batch
     save_checkpoint(tmp_path / "ckpt", model, "pet", {"class_names": ["a", "b"]})

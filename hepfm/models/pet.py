@@ -270,8 +270,8 @@ class PET(nn.Module):
 
     def drop_pid(self, x: torch.Tensor) -> torch.Tensor:
         """In training, zero the charge/PID features of a random ``pid_dropout`` fraction of jets."""
-        if not self.training or self.config.pid_dropout <= 0:
-            return x
+        if not self.training or self.config.pid_dropout <= 0 or x.shape[-1] != len(PARTICLE_FEATURES):
+            return x  # inputs without hepfm's PID features (e.g. four-momenta only) have nothing to drop
         drop = torch.rand(x.shape[0], 1, 1, device=x.device) < self.config.pid_dropout
         keep = torch.ones(x.shape[-1], device=x.device, dtype=x.dtype)
         keep[list(PID_FEATURES)] = 0
