@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import awkward as ak
@@ -24,6 +25,7 @@ from hepfm.data.sample import DataError, JetSample, build_jet_sample
 
 __all__ = [
     "SCHEMA_VERSION",
+    "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
     "write_shard",
@@ -50,21 +52,31 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone makes files private
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is synced and renamed onto ``path``.
+
+    On any error the temporary file is removed and ``path`` keeps what it held before.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_json(path: str | Path, obj) -> None:
@@ -74,20 +86,9 @@ def atomic_write_json(path: str | Path, obj) -> None:
 
 def write_shard(array: ak.Array, path: str | Path, attrs: dict) -> None:
     """Write one shard atomically; ``attrs`` (JSON-serialisable) go into the parquet metadata."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        ak.to_parquet(ak.Array(array, attrs={"hepfm": json.dumps({"schema_version": SCHEMA_VERSION, **attrs})}),
-                      tmp, compression="zstd")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    meta = json.dumps({"schema_version": SCHEMA_VERSION, **attrs})
+    with atomic_path(path) as tmp:
+        ak.to_parquet(ak.Array(array, attrs={"hepfm": meta}), tmp, compression="zstd")
 
 
 def read_shard(path: str | Path) -> tuple[ak.Array, dict]:
