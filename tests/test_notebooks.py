@@ -63,6 +63,30 @@ def test_data_notebook_metrics(smoke_run):
         assert (out / "00_data" / f"{figure}.png").stat().st_size > 10_000
 
 
+def test_pretrain_notebook_metrics(smoke_run):
+    out, _ = smoke_run
+    metrics = json.loads((out / "01_pretrain_jets" / "metrics.json").read_text())
+    assert len(metrics["auc_per_class"]) == 10 and 0 <= metrics["accuracy"] <= 1
+    assert metrics["pretraining"]["epochs_run"] == 1
+    assert (out / "01_pretrain_jets" / "confusion.png").exists()
+
+
+@pytest.mark.parametrize("name", ["02_finetune_top", "03_finetune_qg"])
+def test_finetune_notebook_metrics(smoke_run, name):
+    out, _ = smoke_run
+    metrics = json.loads((out / name / "metrics.json").read_text())
+    assert set(metrics["summary"]) == {"pretrained", "scratch"}
+    assert len(metrics["runs"]) == 4  # 2 sizes x 1 seed x 2 modes
+    # the shipped backbone already separates the classes with a handful of labelled jets
+    assert metrics["targets"]["pretrained_auc_at_smallest"] > 0.7
+    for figure in ("scan", "convergence"):
+        assert (out / name / f"{figure}.png").exists()
+    if name == "03_finetune_qg":
+        folds = metrics["real_two_fold"]
+        assert set(folds) == {"pretrained", "scratch"}
+        assert all(0.5 < a <= 1 for a in folds["pretrained"]["auc_per_fold"])
+
+
 def test_runner_carries_on_past_a_failing_notebook(tmp_path):
     nbdir = tmp_path / "nbs"
     (nbdir / "params").mkdir(parents=True)

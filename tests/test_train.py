@@ -86,6 +86,21 @@ def test_lion_and_adamw_learn(tmp_path):
         assert h.epochs[-1]["val_accuracy"] > 0.8, opt
 
 
+def test_bucket_batches_cover_everything_once_and_group_lengths():
+    from hepfm.train.loop import BucketBatchSampler
+
+    lengths = torch.randint(5, 100, (1000,))
+    batches = list(BucketBatchSampler(lengths, 20, seed=1, epoch=0, bucket=10))
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    spread = np.mean([lengths[b].max() - lengths[b].min() for b in map(torch.tensor, batches)])
+    assert spread < 20  # vs ~90 for random batches
+    assert batches != list(BucketBatchSampler(lengths, 20, seed=1, epoch=1, bucket=10))
+    assert batches == list(BucketBatchSampler(lengths, 20, seed=1, epoch=0, bucket=10))
+    ranks = [list(BucketBatchSampler(lengths, 20, seed=1, epoch=0, rank=r, world=2, bucket=10)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 25
+    assert not {i for b in ranks[0] for i in b} & {i for b in ranks[1] for i in b}
+
+
 def test_warmup_then_cosine():
     f = _lr_lambda(TrainConfig(epochs=10, warmup_epochs=1, min_lr_ratio=0.1), steps_per_epoch=10)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)

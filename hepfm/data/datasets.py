@@ -99,6 +99,7 @@ class JetDataset(Dataset):
         self.mask = torch.from_numpy(sample.mask)
         self.jets = torch.from_numpy(jets)
         self.labels = torch.from_numpy(sample.labels)
+        self.lengths = self.mask.sum(1)  # particles per jet, for batching jets of similar size
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -26,7 +26,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, RandomSampler
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    IterableDataset,
+    RandomSampler,
+    Sampler,
+    Subset,
+)
 from tqdm.auto import tqdm
 
 from hepfm.data.storage import atomic_write_json
@@ -54,6 +62,9 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True  # mixed precision on CUDA (bf16 where supported); ignored on CPU
     num_workers: int = 0
+    # Batches of similar multiplicity cut padding work; a chunk of this many batches is sorted by length.
+    # Used only for datasets of at least 4 chunks (0 disables), so small samples keep fully random batches.
+    bucket_batches: int = 16
     keep_epochs: int = 2  # training-state checkpoints kept on disk
     progress: bool = True
 
@@ -117,11 +128,56 @@ def _optimizer(cfg: TrainConfig, param_groups) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use 'adamw' or 'lion'")
 
 
+class BucketBatchSampler(Sampler):
+    """Shuffled batches of jets with similar multiplicity, so that little padding is computed.
+
+    The data are shuffled, cut into chunks of ``bucket`` batches, sorted by length within a chunk and
+    split into batches; the batch order is shuffled again. Everything depends only on (seed, epoch),
+    and under DDP each rank takes every ``world``-th batch (the same number on every rank).
+    """
+
+    def __init__(self, lengths: torch.Tensor, batch_size: int, seed: int, epoch: int, rank: int = 0,
+                 world: int = 1, bucket: int = 32):
+        self.lengths, self.batch_size, self.bucket = lengths, batch_size, bucket
+        self.seed, self.epoch, self.rank, self.world = seed, epoch, rank, world
+
+    def _batches(self) -> list[torch.Tensor]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        perm = torch.randperm(len(self.lengths), generator=g)
+        batches = []
+        for chunk in perm.split(self.bucket * self.batch_size):
+            chunk = chunk[torch.argsort(self.lengths[chunk], stable=True)]
+            batches.extend(chunk.split(self.batch_size))
+        order = torch.randperm(len(batches), generator=g).tolist()
+        batches = [batches[i] for i in order]
+        usable = len(batches) - len(batches) % self.world if len(batches) >= self.world else len(batches)
+        return batches[:usable][self.rank::self.world]
+
+    def __iter__(self):
+        return (b.tolist() for b in self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+
+def _lengths(data: Dataset) -> torch.Tensor | None:
+    """Particles per jet of a dataset (or a Subset of one) that records them."""
+    if isinstance(data, Subset):
+        inner = _lengths(data.dataset)
+        return None if inner is None else inner[torch.as_tensor(data.indices)]
+    return getattr(data, "lengths", None)
+
+
 def _loader(data: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: int, shuffle: bool) -> DataLoader:
     if isinstance(data, IterableDataset):
         if hasattr(data, "set_epoch"):
             data.set_epoch(epoch)
         return DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=_collate(data))
+    lengths = _lengths(data)
+    chunk = cfg.bucket_batches * cfg.batch_size
+    if shuffle and lengths is not None and cfg.bucket_batches > 0 and len(lengths) >= 4 * chunk:
+        sampler = BucketBatchSampler(lengths, cfg.batch_size, cfg.seed, epoch, rank, world, cfg.bucket_batches)
+        return DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=_collate(data))
     if world > 1:
         sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=shuffle, seed=cfg.seed)
         sampler.set_epoch(epoch)
