@@ -53,7 +53,7 @@ def pipeline_rate(name: str, seed: int, n_jets: int, tmp: Path) -> tuple[float, 
 def dask_seconds(classes, jets: int, shards: int, workers: int, tmp: Path) -> float:
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         # warm the workers (imports) so that only generation is timed
         client.run(lambda: __import__("hepfm.data.jets"))

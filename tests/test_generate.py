@@ -100,7 +100,7 @@ def test_dask_workers_and_external_scheduler_give_the_same_files(tmp_path):
 
     a = generate_jets(["Zqq", "QCD"], 10, tmp_path / "local", seed=2, jets_per_shard=5, progress=False)
     b = generate_jets(["Zqq", "QCD"], 10, tmp_path / "dask", seed=2, jets_per_shard=5, workers=2, progress=False)
-    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR) as cl:
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR) as cl:
         c = generate_jets(["Zqq", "QCD"], 10, tmp_path / "external", seed=2, jets_per_shard=5,
                           scheduler=cl.scheduler_address, progress=False)
     names = sorted(p.name for p in (a / "shards").iterdir())

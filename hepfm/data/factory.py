@@ -201,7 +201,7 @@ def _run(todo: list[ShardSpec], det: dict, class_names: list[str], workers: int,
     cluster = None
     if scheduler is None:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=":0", silence_logs=logging.ERROR)
     client = Client(scheduler or cluster)
     try:
         futures = [client.submit(run_jet_shard, spec, det, class_names, pure=False) for spec in todo]
