@@ -326,9 +326,15 @@ class PET(nn.Module):
         return self.classify(h, mask, jet, temb)[0]
 
     def replace_head(self, n_classes: int) -> None:
-        """A fresh classification layer for ``n_classes`` (fine-tuning); the rest is kept."""
+        """A fresh classification layer for ``n_classes`` (fine-tuning); the rest is kept.
+
+        The new layer starts at zero: every class gets the same logit, so the first updates set the
+        direction of the new task instead of undoing a random one.
+        """
         self.config = replace(self.config, n_classes=n_classes)
         self.head = nn.Linear(self.config.dim, n_classes).to(self.head.weight.device)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
 
     def backbone_parameters(self):
         """Every parameter except the classification layer (a lower learning rate when fine-tuning)."""

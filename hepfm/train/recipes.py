@@ -211,12 +211,11 @@ def finetune(
 
     torch.manual_seed(train.seed)
     if from_scratch:
-        model_cfg = PETConfig(**{**ckpt_config["model_config"], "generative": False, "n_classes": n_classes})
-        model = PET(model_cfg)
+        model = PET(PETConfig(**{**ckpt_config["model_config"], "generative": False}))
     else:
         model, _ = load_checkpoint(checkpoint, generative=False)
-        model.replace_head(n_classes)
-        model.train()
+    model.replace_head(n_classes)  # the same fresh head for both, so only the backbone's start differs
+    model.train()
     head = list(model.head.parameters())
     backbone = model.backbone_parameters()
     if freeze_backbone:
