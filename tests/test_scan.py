@@ -62,3 +62,16 @@ def test_scan_resumes_and_two_fold(tmp_path):
         n_test = [json.loads((tmp_path / "folds" / f"{mode}-fold{k}" / "metrics.json").read_text())["n_test"]
                   for k in (0, 1)]
         assert n_test == [30, 30]
+
+
+def test_scan_plot_with_infinite_rejections():
+    # regression: a panel whose every rejection was infinite (stored as None) crashed the log axis
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from hepfm.analysis.plots import scan_plot
+
+    summary = {"pretrained": {30: {"rej30": [None, None]}, 60: {"rej30": [None, None]}},
+               "scratch": {30: {"rej30": [5.0, 1.0]}, 60: {"rej30": [7.0, 1.0]}}}
+    assert len(scan_plot(summary, "rej30").axes[0].lines) == 1
+    assert not scan_plot({"pretrained": summary["pretrained"]}, "rej30").axes[0].lines

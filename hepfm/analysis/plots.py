@@ -77,17 +77,22 @@ def scan_plot(summary: dict, metric: str, ax=None, title: str = ""):
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 5.5))
     for mode, per_size in summary.items():
-        sizes = np.array(sorted(per_size))
-        mean = np.array([per_size[n][metric][0] for n in sizes], dtype=float)
-        std = np.array([per_size[n][metric][1] for n in sizes], dtype=float)
-        line, = ax.plot(sizes, mean, marker="o", label=_LABELS.get(mode, mode))
-        ax.fill_between(sizes, mean - std, mean + std, alpha=0.25, color=line.get_color())
-    ax.set_xscale("log")
+        sizes = np.array(sorted(per_size, key=int))
+        mean = np.array([np.nan if per_size[n][metric][0] is None else per_size[n][metric][0] for n in sizes])
+        std = np.array([np.nan if per_size[n][metric][1] is None else per_size[n][metric][1] for n in sizes])
+        ok = np.isfinite(mean)  # a rejection is infinite (not shown) when no background passes the cut
+        if not ok.any():
+            continue
+        x = sizes.astype(float)[ok]
+        line, = ax.plot(x, mean[ok], marker="o", label=_LABELS.get(mode, mode))
+        ax.fill_between(x, mean[ok] - std[ok], mean[ok] + std[ok], alpha=0.25, color=line.get_color())
+    if ax.lines:
+        ax.set_xscale("log")
+        ax.legend(fontsize=12)
     ax.set_xlabel("Labelled training jets")
     ax.set_ylabel(_LABELS.get(metric, metric))
     if title:
         ax.set_title(title, fontsize=14)
-    ax.legend(fontsize=12)
     return ax.figure
 
 
