@@ -27,6 +27,15 @@ __all__ = ["FeatureNormaliser", "JetDataset", "ShardedJetDataset", "trim_padding
 _NORMALISE = ("log_pt", "log_energy", "log_pt_rel", "log_energy_rel", "delta_r")
 
 
+def _jet_columns(jets: np.ndarray) -> np.ndarray:
+    """Jet features on the scale they are normalised on: log pt, log(1 + mass), log(1 + n)."""
+    out = jets.astype(np.float64).copy()
+    out[:, JET_FEATURES.index("pt")] = np.log(np.maximum(out[:, JET_FEATURES.index("pt")], 1e-3))
+    out[:, JET_FEATURES.index("mass")] = np.log1p(np.maximum(out[:, JET_FEATURES.index("mass")], 0.0))
+    out[:, JET_FEATURES.index("n_particles")] = np.log1p(out[:, JET_FEATURES.index("n_particles")])
+    return out
+
+
 @dataclass
 class FeatureNormaliser:
     """Per-feature shift and scale for particle and jet features.
@@ -48,10 +57,7 @@ class FeatureNormaliser:
         for name in _NORMALISE:
             i = PARTICLE_FEATURES.index(name)
             p_mean[i], p_std[i] = real[:, i].mean(), max(real[:, i].std(), 1e-3)
-        jets = sample.jets.astype(np.float64).copy()
-        jets[:, JET_FEATURES.index("pt")] = np.log(np.maximum(jets[:, 0], 1e-3))
-        jets[:, JET_FEATURES.index("mass")] = np.log1p(np.maximum(jets[:, 3], 0.0))
-        jets[:, JET_FEATURES.index("n_particles")] = np.log1p(jets[:, 4])
+        jets = _jet_columns(sample.jets)
         j_mean, j_std = jets.mean(axis=0), np.maximum(jets.std(axis=0), 1e-3)
         j_mean[JET_FEATURES.index("phi")], j_std[JET_FEATURES.index("phi")] = 0.0, 1.0
         return cls(p_mean.astype(np.float32), p_std.astype(np.float32), j_mean.astype(np.float32),
@@ -61,11 +67,7 @@ class FeatureNormaliser:
         """Normalised (particles (N, P, F), jets (N, J)) float32 arrays."""
         x = (sample.particles - self.particle_mean) / self.particle_std
         x = np.where(sample.mask[..., None], x, 0.0).astype(np.float32)
-        jets = sample.jets.astype(np.float64).copy()
-        jets[:, 0] = np.log(np.maximum(jets[:, 0], 1e-3))
-        jets[:, 3] = np.log1p(np.maximum(jets[:, 3], 0.0))
-        jets[:, 4] = np.log1p(jets[:, 4])
-        return x, ((jets - self.jet_mean) / self.jet_std).astype(np.float32)
+        return x, ((_jet_columns(sample.jets) - self.jet_mean) / self.jet_std).astype(np.float32)
 
     def to_dict(self) -> dict:
         return {

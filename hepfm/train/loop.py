@@ -189,15 +189,11 @@ def _loader(data: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: int, 
                       drop_last=shuffle and len(data) >= 2 * cfg.batch_size, collate_fn=_collate(data))
 
 
-def _stack_and_trim(items):
-    from hepfm.data.datasets import trim_padding
-
-    return trim_padding([torch.stack(c) for c in zip(*items, strict=True)])
-
-
 def _collate(data: Dataset):
-    """The dataset's own ``collate`` if it has one, else stack and trim unused padding."""
-    return getattr(data, "collate", None) or _stack_and_trim
+    """The ``collate`` of the dataset (or of the dataset a Subset wraps), else torch's default."""
+    while isinstance(data, Subset):
+        data = data.dataset
+    return getattr(data, "collate", None)
 
 
 def _to(batch, device):

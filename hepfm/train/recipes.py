@@ -41,17 +41,14 @@ def _streamed(data, val_fraction: float, max_particles: int, seed: int):
     train_shards = [s for s in shards if s not in val_shards]
     if not val_shards or not train_shards:
         raise DataError(f"{path}: {len(shards)} shard(s) cannot be split into training and validation shards")
-    manifest = read_manifest(path)
-    if "normalisation" not in manifest:
-        raise DataError(f"{path / 'dataset.json'}: field 'normalisation' missing (needed to stream)")
-    normaliser = FeatureNormaliser.from_dict(manifest["normalisation"], str(path / "dataset.json"))
     class_names = next(iter_jet_shards(shards[0]))[2]["class_names"]
     rank, world = (torch.distributed.get_rank(), _world_size()) if torch.distributed.is_initialized() else (0, 1)
     rank = int(os.environ.get("RANK", rank))
     world = int(os.environ.get("WORLD_SIZE", world))
-    common = dict(max_particles=max_particles, normaliser=normaliser, rank=rank, world_size=world)
-    return (ShardedJetDataset(path, shards=train_shards, seed=seed, **common),
-            ShardedJetDataset(path, shards=val_shards, **common), class_names, normaliser, str(path))
+    common = dict(max_particles=max_particles, rank=rank, world_size=world)
+    train = ShardedJetDataset(path, shards=train_shards, seed=seed, **common)  # reads dataset.json's normalisation
+    val = ShardedJetDataset(path, shards=val_shards, normaliser=train.normaliser, **common)
+    return train, val, class_names, train.normaliser, str(path)
 
 
 def _world_size() -> int:
