@@ -107,3 +107,13 @@ def test_nan_momenta_are_refused(tmp_path):
     write_shard(jets, tmp_path / "a.parquet", {"class_names": ["b", "s"]})
     with pytest.raises(DataError, match="a.parquet.*'px'.*NaN"):
         read_jets(tmp_path / "a.parquet")
+
+
+def test_per_shard_subset_covers_every_class(small_dataset):
+    # regression: the factory fitted its normalisation on the first 50k jets in shard-name order,
+    # i.e. on the first classes only
+    from hepfm.data.storage import read_jet_shards
+
+    sample = read_jet_shards(small_dataset, max_jets_per_shard=2)
+    assert len(sample) == 12 and np.bincount(sample.labels).tolist() == [6, 6]
+    assert np.bincount(read_jet_shards(small_dataset, max_jets=12).labels, minlength=2).tolist() == [0, 12]

@@ -179,7 +179,9 @@ def generate_jets(
         from hepfm.data.datasets import FeatureNormaliser
         from hepfm.data.storage import read_jet_shards
 
-        manifest["normalisation"] = FeatureNormaliser.fit(read_jet_shards(out, max_jets=50_000)).to_dict()
+        # ~50k jets drawn from every shard, so every class shapes the normalisation
+        per_shard = -(-50_000 // len(specs))
+        manifest["normalisation"] = FeatureNormaliser.fit(read_jet_shards(out, max_jets_per_shard=per_shard)).to_dict()
     atomic_write_json(out / MANIFEST, manifest)
     return out
 

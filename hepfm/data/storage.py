@@ -163,11 +163,13 @@ def shard_to_sample(array: ak.Array, attrs: dict, *, max_particles: int, source:
     )
 
 
-def read_jet_shards(path: str | Path, *, max_particles: int = 128, max_jets: int | None = None) -> JetSample:
+def read_jet_shards(path: str | Path, *, max_particles: int = 128, max_jets: int | None = None,
+                    max_jets_per_shard: int | None = None) -> JetSample:
     """Read a hepfm jet dataset (directory or one shard) into a :class:`JetSample`.
 
     All shards must agree on the class names. ``max_jets`` stops reading once that many jets
-    are in (shards are read in name order, so take a balanced subset with the torch datasets).
+    are in (shards are read in name order, i.e. class by class); ``max_jets_per_shard`` takes the
+    first jets of every shard instead, a subset that covers every class.
     """
     arrays, class_names, first = [], None, None
     n = 0
@@ -177,8 +179,8 @@ def read_jet_shards(path: str | Path, *, max_particles: int = 128, max_jets: int
         elif attrs["class_names"] != class_names:
             raise DataError(f"{shard}: field 'class_names' {attrs['class_names']} differs from "
                             f"{class_names} in {first}")
-        arrays.append(array)
-        n += len(array)
+        arrays.append(array if max_jets_per_shard is None else array[:max_jets_per_shard])
+        n += len(arrays[-1])
         if max_jets is not None and n >= max_jets:
             break
     array = ak.concatenate(arrays) if len(arrays) > 1 else arrays[0]
