@@ -1,6 +1,6 @@
 """The data factory: plan shards, run them on Dask (or in-process), resume what was interrupted.
 
-A production is a list of shards, each a fixed number of jets of one class with its own seed
+A production is a list of shards, each a fixed number of jets (or whole events) of one class with its own seed
 derived from (base seed, class name, shard index). Shards are independent, so they run as Dask
 tasks: on a ``LocalCluster`` by default, or on any existing cluster given its scheduler address
 (e.g. one started by dask-jobqueue on an HPC batch system). Finished shards are never redone.
@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from hepfm.data.detector import DETECTORS, DetectorConfig
-from hepfm.data.processes import get_recipe
+from hepfm.data.processes import event_settings, get_event_process, get_recipe
 from hepfm.data.pythia import pythia_seed
 from hepfm.data.sample import DataError
 from hepfm.data.storage import (
@@ -28,7 +28,7 @@ from hepfm.data.storage import (
     write_shard,
 )
 
-__all__ = ["ShardSpec", "plan_jets", "generate_jets", "run_jet_shard", "PROFILES"]
+__all__ = ["ShardSpec", "plan_jets", "plan_events", "generate_jets", "generate_events", "run_shard", "PROFILES"]
 
 #: Jets per class of the standard production sizes (the ``paper`` size runs on a Dask cluster).
 PROFILES = {"smoke": 50, "demo": 300, "cpu": 25_000, "paper": 10_000_000}
@@ -36,18 +36,38 @@ PROFILES = {"smoke": 50, "demo": 300, "cpu": 25_000, "paper": 10_000_000}
 
 @dataclass(frozen=True)
 class ShardSpec:
-    """One unit of work: ``n_jets`` jets of class ``class_name`` written to ``path``."""
+    """One unit of work: ``size`` jets (or events) of class ``class_name`` written to ``path``.
+
+    ``skip`` is the number of input events passed over first (for an LHE input shared by shards).
+    """
 
     class_name: str
     label: int
     shard_index: int
-    n_jets: int
+    size: int
     seed: int
     path: str
+    kind: str = "jets"
+    skip: int = 0
 
 
 def _class_key(name: str) -> int:
     return zlib.crc32(name.encode())
+
+
+def _plan(kind: str, classes: list[str], per_class: int, seed: int, out: str | Path, per_shard: int) -> list[ShardSpec]:
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes listed twice: {classes}")
+    if per_class <= 0 or per_shard <= 0:
+        raise ValueError(f"{kind} per class and {kind} per shard must be positive")
+    specs = []
+    for label, name in enumerate(classes):
+        n_shards = -(-per_class // per_shard)
+        for k in range(n_shards):
+            n = min(per_shard, per_class - k * per_shard)
+            specs.append(ShardSpec(name, label, k, n, pythia_seed(seed, _class_key(name), k),
+                                   str(Path(out) / "shards" / f"{name}-{k:05d}.parquet"), kind, k * per_shard))
+    return specs
 
 
 def plan_jets(classes: list[str], jets_per_class: int, seed: int, out: str | Path,
@@ -55,38 +75,53 @@ def plan_jets(classes: list[str], jets_per_class: int, seed: int, out: str | Pat
     """The shards of a production, in a fixed order; seeds depend only on (seed, class, shard)."""
     for name in classes:
         get_recipe(name)  # unknown names fail here, before anything is written
-    if len(set(classes)) != len(classes):
-        raise ValueError(f"classes listed twice: {classes}")
-    if jets_per_class <= 0 or jets_per_shard <= 0:
-        raise ValueError("jets_per_class and jets_per_shard must be positive")
-    specs = []
-    for label, name in enumerate(classes):
-        n_shards = -(-jets_per_class // jets_per_shard)
-        for k in range(n_shards):
-            n = min(jets_per_shard, jets_per_class - k * jets_per_shard)
-            specs.append(ShardSpec(name, label, k, n, pythia_seed(seed, _class_key(name), k),
-                                   str(Path(out) / "shards" / f"{name}-{k:05d}.parquet")))
-    return specs
+    return _plan("jets", list(classes), jets_per_class, seed, out, jets_per_shard)
 
 
-def run_jet_shard(spec: ShardSpec, detector: dict, class_names: list[str], progress: bool = False) -> dict:
+def plan_events(processes: list[str], events_per_process: int, seed: int, out: str | Path,
+                events_per_shard: int = 1000, lhe: dict[str, str] | None = None) -> list[ShardSpec]:
+    """The shards of an event production; LHE inputs are checked to hold enough events."""
+    from hepfm.data.events import count_lhe_events
+
+    for name in processes:
+        get_event_process(name, lhe)
+        if lhe and name in lhe and (n := count_lhe_events(lhe[name])) < events_per_process:
+            raise DataError(f"{lhe[name]}: holds {n} events, fewer than the {events_per_process} asked for {name}")
+    return _plan("events", list(processes), events_per_process, seed, out, events_per_shard)
+
+
+def run_shard(spec: ShardSpec, detector: dict, class_names: list[str], lhe: dict[str, str] | None = None,
+              progress: bool = False) -> dict:
     """Generate and write one shard (a Dask task; also called in-process). Returns its stats."""
-    from hepfm.data.jets import make_jets
+    bar = tqdm(total=spec.size, desc=f"{spec.class_name}[{spec.shard_index}]", leave=False, disable=not progress)
+    det = DetectorConfig(**detector)
+    if spec.kind == "jets":
+        from hepfm.data.jets import make_jets
 
-    bar = tqdm(total=spec.n_jets, desc=f"{spec.class_name}[{spec.shard_index}]", leave=False,
-               disable=not progress)
-    jets, stats = make_jets(get_recipe(spec.class_name), spec.n_jets, label=spec.label, seed=spec.seed,
-                            detector=DetectorConfig(**detector), shard_index=spec.shard_index, progress=bar)
+        array, stats = make_jets(get_recipe(spec.class_name), spec.size, label=spec.label, seed=spec.seed,
+                                 detector=det, shard_index=spec.shard_index, progress=bar)
+        extra = {}
+    else:
+        from hepfm.data.events import EVENT_SCHEMA, make_events
+
+        settings = event_settings(get_event_process(spec.class_name, lhe), spec.skip)
+        array, stats = make_events(settings, spec.size, label=spec.label, seed=spec.seed, detector=det, progress=bar)
+        extra = {"event_schema": EVENT_SCHEMA}
     bar.close()
     # Wall time stays out of the file so that equal seeds give byte-identical shards.
-    attrs = {"class_names": class_names, "shard": _shard_attrs(spec), "detector": detector, "events": stats["events"]}
-    write_shard(jets, spec.path, attrs)
-    return {"path": spec.path, **stats}
+    attrs = {"class_names": class_names, "shard": _shard_attrs(spec), "detector": detector,
+             "events": stats["events"], **extra}
+    write_shard(array, spec.path, attrs)
+    return {"path": spec.path, "size": len(array), **stats}
 
 
 def _shard_attrs(spec: ShardSpec) -> dict:
     """The shard description stored in the file: the file name only, so a moved dataset stays valid."""
-    return {**asdict(spec), "path": Path(spec.path).name}
+    d = {**asdict(spec), "path": Path(spec.path).name}
+    d[f"n_{d.pop('kind')}"] = d.pop("size")
+    if spec.kind == "jets":
+        d.pop("skip")
+    return d
 
 
 def _shard_done(spec: ShardSpec) -> bool:
@@ -97,7 +132,7 @@ def _shard_done(spec: ShardSpec) -> bool:
         array, attrs = read_shard(path)
     except DataError:
         return False  # unreadable leftovers are regenerated; the rename makes this rare
-    return attrs.get("shard") == _shard_attrs(spec) and len(array) == spec.n_jets
+    return attrs.get("shard") == _shard_attrs(spec) and len(array) == spec.size
 
 
 def _production(classes, jets_per_shard, seed, detector_name, detector) -> dict:
@@ -112,6 +147,61 @@ def _production(classes, jets_per_shard, seed, detector_name, detector) -> dict:
         "detector_name": detector_name,
         "detector": detector,
     }
+
+
+def _event_production(processes, events_per_shard, seed, detector_name, detector, lhe) -> dict:
+    from hepfm.data.events import EVENT_SCHEMA, OBJECT_FIELDS, OBJECT_TYPES, TRUTH_LABELS, TRUTH_TARGETS
+
+    procs = {p: get_event_process(p, lhe) for p in processes}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "events",
+        "event_schema": EVENT_SCHEMA,
+        "class_names": list(processes),
+        "processes": {p: procs[p].description for p in processes},
+        "settings": {p: list(event_settings(procs[p])) for p in processes},
+        "object_fields": list(OBJECT_FIELDS),
+        "object_types": list(OBJECT_TYPES),
+        "truth_labels": list(TRUTH_LABELS),
+        "truth_targets": list(TRUTH_TARGETS),
+        "seed": seed,
+        "events_per_shard": events_per_shard,
+        "detector_name": detector_name,
+        "detector": detector,
+    }
+
+
+def _detector(detector: str | DetectorConfig) -> tuple[str, dict]:
+    if isinstance(detector, str):
+        if detector not in DETECTORS:
+            raise ValueError(f"unknown detector {detector!r}; known: {', '.join(DETECTORS)}")
+        return detector, DETECTORS[detector].to_dict()
+    return "custom", detector.to_dict()
+
+
+def _produce(out: Path, specs: list[ShardSpec], production: dict, det: dict, workers: int, scheduler: str | None,
+             progress: bool, lhe: dict[str, str] | None) -> tuple[dict, list[ShardSpec]]:
+    """Write the manifest, run the unfinished shards, return (the completed manifest, shards run)."""
+    existing = read_manifest(out) if out.exists() else {}
+    if existing:
+        old = {k: existing.get(k) for k in production}
+        if old != production:
+            diff = sorted(k for k in production if old.get(k) != production[k])
+            raise DataError(f"{out / MANIFEST}: holds a production with other settings (fields {diff}); "
+                            "choose another --out or delete it")
+    atomic_write_json(out / MANIFEST, {**existing, **production, "complete": False})
+    todo = [s for s in specs if not _shard_done(s)]
+    stats = _run(todo, det, production["class_names"], workers, scheduler, progress, lhe) if todo else []
+    classes = production["class_names"]
+    counts = {c: sum(s.size for s in specs if s.class_name == c) for c in classes}
+    kind = production["kind"]
+    manifest = {**read_manifest(out), "complete": True, f"{kind}_per_class": counts,
+                "shards": [Path(s.path).name for s in specs]}
+    if stats:
+        manifest["last_run"] = {"shards": len(stats), "events": sum(s["events"] for s in stats),
+                                kind: sum(s["size"] for s in stats),
+                                "cpu_seconds": round(sum(s["seconds"] for s in stats), 2)}
+    return manifest, todo
 
 
 def generate_jets(
@@ -146,35 +236,10 @@ def generate_jets(
         DataError: ``out`` holds a production with other settings (nothing there is touched).
     """
     out = Path(out)
-    if isinstance(detector, str):
-        if detector not in DETECTORS:
-            raise ValueError(f"unknown detector {detector!r}; known: {', '.join(DETECTORS)}")
-        detector_name, detector = detector, DETECTORS[detector]
-    else:
-        detector_name = "custom"
-    det = detector.to_dict()
+    detector_name, det = _detector(detector)
     specs = plan_jets(list(classes), jets_per_class, seed, out, jets_per_shard)
     production = _production(classes, jets_per_shard, seed, detector_name, det)
-    existing = read_manifest(out) if out.exists() else {}
-    if existing:
-        old = {k: existing.get(k) for k in production}
-        if old != production:
-            diff = sorted(k for k in production if old.get(k) != production[k])
-            raise DataError(f"{out / MANIFEST}: holds a production with other settings (fields {diff}); "
-                            "choose another --out or delete it")
-    atomic_write_json(out / MANIFEST, {**existing, **production, "complete": False})
-
-    todo = [s for s in specs if not _shard_done(s)]
-    stats = []
-    if todo:
-        stats = _run(todo, det, list(classes), workers, scheduler, progress)
-    counts = {c: sum(s.n_jets for s in specs if s.class_name == c) for c in classes}
-    manifest = {**read_manifest(out), "complete": True, "jets_per_class": counts,
-                "shards": [Path(s.path).name for s in specs]}
-    if stats:
-        manifest["last_run"] = {"shards": len(stats), "events": sum(s["events"] for s in stats),
-                                "jets": sum(s["jets"] for s in stats),
-                                "cpu_seconds": round(sum(s["seconds"] for s in stats), 2)}
+    manifest, todo = _produce(out, specs, production, det, workers, scheduler, progress, None)
     if "normalisation" not in manifest or todo:
         from hepfm.data.datasets import FeatureNormaliser
         from hepfm.data.storage import read_jet_shards
@@ -186,15 +251,57 @@ def generate_jets(
     return out
 
 
+def generate_events(
+    processes: list[str],
+    events_per_process: int,
+    out: str | Path,
+    *,
+    seed: int = 1,
+    detector: str | DetectorConfig = "cms",
+    events_per_shard: int = 1000,
+    lhe: dict[str, str] | None = None,
+    workers: int = 1,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Produce (or complete) a whole-event dataset in ``out`` (see :mod:`hepfm.data.events`).
+
+    Args:
+        processes: names of :data:`hepfm.data.processes.EVENT_PROCESSES` or keys of ``lhe``; label =
+            position in the list.
+        events_per_process: events of each process.
+        out: dataset directory; created if needed.
+        seed: base seed; the same seed gives identical files.
+        detector: ``"cms"``, ``"none"`` or a :class:`DetectorConfig`.
+        events_per_shard: events per shard file.
+        lhe: ``{process name: LHE file}`` for processes Pythia8 does not make itself (MadGraph ttW,
+            ttZ, tW, tttt, tHq, ...); Pythia8 showers and hadronizes them, shard ``k`` reading
+            events ``k * events_per_shard`` onwards.
+        workers, scheduler, progress: as for :func:`generate_jets`.
+
+    Returns:
+        The dataset directory.
+    """
+    out = Path(out)
+    lhe = {k: str(Path(v).resolve()) for k, v in (lhe or {}).items()}
+    detector_name, det = _detector(detector)
+    specs = plan_events(list(processes), events_per_process, seed, out, events_per_shard, lhe)
+    production = _event_production(processes, events_per_shard, seed, detector_name, det, lhe)
+    manifest, _ = _produce(out, specs, production, det, workers, scheduler, progress, lhe)
+    atomic_write_json(out / MANIFEST, manifest)
+    return out
+
+
 def _run(todo: list[ShardSpec], det: dict, class_names: list[str], workers: int, scheduler: str | None,
-         progress: bool) -> list[dict]:
-    total = sum(s.n_jets for s in todo)
-    bar = tqdm(total=total, desc="jets", unit="jet", disable=not progress)
+         progress: bool, lhe: dict[str, str] | None) -> list[dict]:
+    total = sum(s.size for s in todo)
+    unit = todo[0].kind[:-1]
+    bar = tqdm(total=total, desc=todo[0].kind, unit=unit, disable=not progress)
     results = []
     if scheduler is None and workers <= 1:
         for spec in todo:
-            results.append(run_jet_shard(spec, det, class_names, progress=False))
-            bar.update(spec.n_jets)
+            results.append(run_shard(spec, det, class_names, lhe))
+            bar.update(spec.size)
         bar.close()
         return results
 
@@ -206,8 +313,8 @@ def _run(todo: list[ShardSpec], det: dict, class_names: list[str], workers: int,
                                dashboard_address=":0", silence_logs=logging.ERROR)
     client = Client(scheduler or cluster)
     try:
-        futures = [client.submit(run_jet_shard, spec, det, class_names, pure=False) for spec in todo]
-        sizes = {f.key: s.n_jets for f, s in zip(futures, todo, strict=True)}
+        futures = [client.submit(run_shard, spec, det, class_names, lhe, pure=False) for spec in todo]
+        sizes = {f.key: s.size for f, s in zip(futures, todo, strict=True)}
         for future in as_completed(futures):
             results.append(future.result())
             bar.update(sizes[future.key])

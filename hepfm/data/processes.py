@@ -22,6 +22,12 @@ __all__ = [
     "JET_RECIPES",
     "JETCLASS_CLASSES",
     "get_recipe",
+    "EVENT_PROCESSES",
+    "PRETRAINING_PROCESSES",
+    "BSM_PROCESSES",
+    "get_event_process",
+    "lhe_process",
+    "event_settings",
 ]
 
 #: Settings applied to every generator. Monash 2013 is Pythia8's default tune (Tune:pp = 14); it is
@@ -182,3 +188,68 @@ def get_recipe(name: str) -> JetRecipe:
         return JET_RECIPES[name]
     except KeyError:
         raise KeyError(f"unknown jet class or recipe {name!r}; known: {', '.join(JET_RECIPES)}") from None
+
+
+# -- whole-event processes ---------------------------------------------------------------------------
+
+_VJET_PTHAT = ("PhaseSpace:pTHatMin = 20.",)
+
+#: Processes of whole-event production (``hepfm generate events``). The first twelve are the
+#: pretraining set (:data:`PRETRAINING_PROCESSES`); the rest are beyond the Standard Model, kept out of
+#: pretraining for the unseen-process fine-tuning tasks. Decays are Pythia8's defaults unless stated.
+EVENT_PROCESSES: dict[str, Process] = {
+    p.name: p
+    for p in [
+        Process("ggH", ("HiggsSM:gg2H = on",), "gluon-fusion Higgs"),
+        Process("vbfH", ("HiggsSM:ff2Hff(t:WW) = on", "HiggsSM:ff2Hff(t:ZZ) = on"), "vector-boson-fusion Higgs"),
+        Process("WH", ("HiggsSM:ffbar2HW = on",), "Higgs-strahlung with a W"),
+        Process("ZH", ("HiggsSM:ffbar2HZ = on",), "Higgs-strahlung with a Z"),
+        Process("ttH", ("HiggsSM:gg2Httbar = on", "HiggsSM:qqbar2Httbar = on"), "ttbar + Higgs"),
+        Process("ttbar", _TTBAR, "top-quark pairs"),
+        Process("singletop", ("Top:qq2tq(t:W) = on", "Top:ffbar2tqbar(s:W) = on"), "single top, t- and s-channel"),
+        Process("WW", ("WeakDoubleBoson:ffbar2WW = on",), "W pairs"),
+        Process("WZ", ("WeakDoubleBoson:ffbar2ZW = on", "WeakZ0:gmZmode = 2"), "WZ"),
+        Process("ZZ", ("WeakDoubleBoson:ffbar2gmZgmZ = on", "WeakZ0:gmZmode = 2"), "Z pairs"),
+        Process("Wjets", (*_W_JET, *_VJET_PTHAT), "W + jet, pT(hat) > 20 GeV"),
+        Process("Zjets", (*_V_JET, "WeakZ0:gmZmode = 2", *_VJET_PTHAT), "Z + jet, pT(hat) > 20 GeV"),
+        # beyond the Standard Model
+        Process("Zprime_ttbar", ("NewGaugeBoson:ffbar2gmZZprime = on", "Zprime:gmZmode = 3", "32:m0 = 1500.",
+                                 "32:onMode = off", "32:onIfAny = 6"), "Z'(1.5 TeV) -> ttbar"),
+        Process("Zprime_WW", ("NewGaugeBoson:ffbar2gmZZprime = on", "Zprime:gmZmode = 3", "Zprime:coup2WW = 1.",
+                              "32:m0 = 1000.", "32:onMode = off", "32:onIfMatch = 24 -24"), "Z'(1 TeV) -> WW"),
+        Process("Wprime_WZ", ("NewGaugeBoson:ffbar2Wprime = on", "Wprime:coup2WZ = 1.", "34:m0 = 1000.",
+                              "34:onMode = off", "34:onIfMatch = 24 23"), "W'(1 TeV) -> WZ"),
+        Process("H2_ZZ", ("Higgs:useBSM = on", "HiggsBSM:gg2H2 = on", "35:m0 = 500.", "35:onMode = off",
+                          "35:onIfMatch = 23 23"), "heavy CP-even Higgs H2 (500 GeV, 2HDM) -> ZZ"),
+    ]
+}
+#: The twelve Standard-Model processes of event-level pretraining, in label order.
+PRETRAINING_PROCESSES = ("ggH", "vbfH", "WH", "ZH", "ttH", "ttbar", "singletop", "WW", "WZ", "ZZ", "Wjets", "Zjets")
+#: Processes never seen in pretraining.
+BSM_PROCESSES = ("Zprime_ttbar", "Zprime_WW", "Wprime_WZ", "H2_ZZ")
+
+
+def lhe_process(name: str, path: str) -> Process:
+    """A process read from a Les Houches Event file (e.g. MadGraph ttW, ttZ, tW, tttt, tHq samples).
+
+    Pythia8 showers and hadronizes the file's events; the beams and their energies come from the
+    file's ``<init>`` block.
+    """
+    return Process(name, ("Beams:frameType = 4", f"Beams:LHEF = {path}"), f"events of {path}")
+
+
+def get_event_process(name: str, lhe: dict[str, str] | None = None) -> Process:
+    """The event process ``name``: an LHE file registered in ``lhe`` or a built-in process."""
+    if lhe and name in lhe:
+        return lhe_process(name, str(lhe[name]))
+    try:
+        return EVENT_PROCESSES[name]
+    except KeyError:
+        raise KeyError(f"unknown event process {name!r}; known: {', '.join(EVENT_PROCESSES)} "
+                       "(or give an LHE file with --lhe NAME=FILE)") from None
+
+
+def event_settings(process: Process, skip: int = 0) -> tuple[str, ...]:
+    """All Pythia8 settings of a whole-event shard; ``skip`` events of an LHE input are passed over."""
+    extra = (f"Beams:nSkipLHEFatInit = {skip}",) if any(s.startswith("Beams:LHEF") for s in process.settings) else ()
+    return (*COMMON_SETTINGS, *process.settings, *extra)

@@ -98,6 +98,9 @@ class EventBatch:
 
     @classmethod
     def from_awkward(cls, events: ak.Array) -> EventBatch:
+        if len(events) == 0:  # an exhausted input (end of an LHE file) yields an empty, field-less array
+            i, f = np.zeros(0, np.int32), np.zeros(0, np.float64)
+            return cls(np.zeros(1, np.int64), i, i, i, i, i, f, f, f, f, f, f)
         prt = events.prt
         counts = ak.to_numpy(ak.num(prt, axis=1)).astype(np.int64)
 

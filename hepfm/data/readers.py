@@ -13,6 +13,7 @@ format          dataset and layout
 ``jetnet``      JetNet (Kansal et al., arXiv:2106.11535): HDF5 ``particle_features``, ``jet_features``
 ``hepfm``       hepfm's own parquet shards, a directory or a ``.parquet`` file (:mod:`hepfm.data.storage`)
 ``lhco``        LHC Olympics 2020 R&D events (Kasieczka et al., arXiv:2101.08320): pandas HDF5 ``df``
+``nanoaod``     CMS NanoAOD: ROOT tree ``Events``, read with coffea (:mod:`hepfm.data.nanoaod`), events only
 ==============  ==========================================================================================
 
 Every jet reader only turns its layout into jagged constituent four-momenta (plus charge and particle id
@@ -112,18 +113,19 @@ def read_jets(
 def read_events(
     path: str | Path, format: str | None = None, *, max_particles: int = 700, max_events: int | None = None
 ) -> EventSample:
-    """Read whole events from any supported public format (for now the LHC Olympics R&D set, ``lhco``).
+    """Read whole events: hepfm event datasets, CMS NanoAOD, or the LHC Olympics R&D set.
 
     Args:
-        path: the file.
+        path: the file, or for ``hepfm`` a directory of shards.
         format: one of :data:`EVENT_FORMATS`; None (default) detects it from the file's content.
-        max_particles: P, the padded particle length; the hardest P particles are kept. Defaults to 700,
-            all that LHCO stores.
+        max_particles: P, the padded length; the hardest P particles (or objects) are kept. Defaults to 700,
+            all that LHCO stores; object formats pad to their largest object count below it.
         max_events: read only the first ``max_events`` events; None (default) reads all.
 
     Returns:
-        An :class:`EventSample` with particles (N, P, 4) = (pt, eta, phi, energy) sorted by pt, mask (N, P)
-        and labels (N,).
+        An :class:`EventSample`: for ``lhco`` particles (N, P, 4) = (pt, eta, phi, energy); for ``hepfm`` and
+        ``nanoaod`` objects (N, P, 7) = (pt, eta, phi, energy, btag, charge, type), with generator truth
+        where the data have it. Sorted by pt, with mask (N, P) and labels (N,).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -168,7 +170,10 @@ def _detect_root(path: Path) -> str:
     with _library_errors(path, "the ROOT file"), uproot.open(path) as file:
         if "tree" in file and "part_px" in file["tree"].keys():
             return "jetclass"
-    raise DataError(f"{path}: cannot detect the format: a ROOT file without tree 'tree' and field 'part_px'")
+        if "Events" in file and "Jet_pt" in file["Events"].keys():
+            return "nanoaod"
+    raise DataError(f"{path}: cannot detect the format: a ROOT file with neither tree 'tree' and field 'part_px' "
+                    "(jetclass) nor tree 'Events' and field 'Jet_pt' (nanoaod)")
 
 
 def _detect_npz(path: Path) -> str:
@@ -419,8 +424,22 @@ _JET_READERS: dict[str, Callable[..., JetSample]] = {
     "jetnet": _read_jetnet,
     "hepfm": _read_hepfm,
 }
+def _read_hepfm_events(path: Path, *, max_particles: int, max_events: int | None) -> EventSample:
+    from hepfm.data.storage import read_event_shards
+
+    return read_event_shards(path, max_objects=max_particles, max_events=max_events)
+
+
+def _read_nanoaod(path: Path, *, max_particles: int, max_events: int | None) -> EventSample:
+    from hepfm.data.nanoaod import read_nanoaod
+
+    return read_nanoaod(path, max_objects=max_particles, max_events=max_events)
+
+
 _EVENT_READERS: dict[str, Callable[..., EventSample]] = {
     "lhco": _read_lhco,
+    "hepfm": _read_hepfm_events,
+    "nanoaod": _read_nanoaod,
 }
 #: Names accepted by ``read_jets(format=...)``.
 JET_FORMATS = tuple(_JET_READERS)

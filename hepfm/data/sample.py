@@ -7,7 +7,7 @@ computed in exactly one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import awkward as ak
 import numpy as np
@@ -99,14 +99,20 @@ class JetSample:
 
 @dataclass
 class EventSample:
-    """Whole events as padded particles (pt, eta, phi, energy) with event labels.
+    """Whole events as padded lists of particles or reconstructed objects, with event labels.
 
     Attributes:
-        particles: (N, P, 4) float32 with columns (pt, eta, phi, energy), sorted by pt, padded with 0.
-        mask: (N, P) bool, True for a real particle.
+        particles: (N, P, F) float32, columns named by ``particle_features``, sorted by pt, padded with 0.
+            Particle-level formats (LHCO) give (pt, eta, phi, energy); reconstructed-object formats
+            (hepfm events, NanoAOD) give :data:`hepfm.data.events.OBJECT_FIELDS` without the ``obj_`` prefix.
+        mask: (N, P) bool, True for a real particle or object.
         labels: (N,) int64, index into ``class_names``.
         class_names: names of the classes, in label order.
-        source: the file the events were read from.
+        source: the file or directory the events were read from.
+        particle_features: names of the columns of ``particles``.
+        truth: (N, L) float32 multilabel generator truth named by ``truth_names`` (None when the format has none).
+        targets: (N, K) float32 kinematic truth targets named by ``target_names`` (None when absent).
+        weights: (N,) float64 event weights (None: all 1).
     """
 
     particles: np.ndarray
@@ -115,15 +121,32 @@ class EventSample:
     class_names: list[str]
     source: str = ""
     particle_features: tuple[str, ...] = ("pt", "eta", "phi", "energy")
+    truth: np.ndarray | None = None
+    truth_names: tuple[str, ...] = ()
+    targets: np.ndarray | None = None
+    target_names: tuple[str, ...] = ()
+    weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __getitem__(self, index) -> EventSample:
+        def take(a):
+            return None if a is None else a[index]
+
+        return replace(self, particles=self.particles[index], mask=self.mask[index], labels=self.labels[index],
+                       truth=take(self.truth), targets=take(self.targets), weights=take(self.weights))
+
     def __repr__(self) -> str:
         counts = np.bincount(self.labels, minlength=len(self.class_names))
         per_class = ", ".join(f"{c}={n}" for c, n in zip(self.class_names, counts, strict=True))
-        return (f"EventSample({len(self)} events x {self.particles.shape[1]} particles, {per_class}, "
+        what = "objects" if "type" in self.particle_features else "particles"
+        return (f"EventSample({len(self)} events x {self.particles.shape[1]} {what}, {per_class}, "
                 f"source={self.source!r})")
+
+    def feature(self, name: str) -> np.ndarray:
+        """One per-particle (per-object) column by name, e.g. ``sample.feature("pt")`` (N, P)."""
+        return self.particles[..., self.particle_features.index(name)]
 
 
 def pid_from_flags(charge, is_charged_hadron, is_neutral_hadron, is_photon, is_electron, is_muon):

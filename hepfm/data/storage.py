@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import awkward as ak
+import numpy as np
 
-from hepfm.data.sample import DataError, JetSample, build_jet_sample
+from hepfm.data.sample import DataError, EventSample, JetSample, build_jet_sample
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -35,6 +36,8 @@ __all__ = [
     "read_jet_shards",
     "iter_jet_shards",
     "shard_to_sample",
+    "read_event_shards",
+    "events_to_sample",
 ]
 
 #: Version of the on-disk layout; bumped whenever fields change meaning.
@@ -187,3 +190,61 @@ def read_jet_shards(path: str | Path, *, max_particles: int = 128, max_jets: int
     if max_jets is not None:
         array = array[:max_jets]
     return shard_to_sample(array, {"class_names": class_names}, max_particles=max_particles, source=str(path))
+
+
+def _pad(jagged: ak.Array, width: int) -> np.ndarray:
+    return ak.to_numpy(ak.fill_none(ak.pad_none(jagged, width, clip=True), 0)).astype(np.float32)
+
+
+def events_to_sample(array: ak.Array, class_names: list[str], *, max_objects: int | None = None,
+                     source: str = "") -> EventSample:
+    """Padded objects, labels and truth of event records (the layout of :mod:`hepfm.data.events`)."""
+    from hepfm.data.events import OBJECT_FIELDS, TRUTH_LABELS, TRUTH_TARGETS
+
+    counts = ak.to_numpy(ak.num(array[OBJECT_FIELDS[0]], axis=1))
+    width = int(counts.max()) if len(counts) else 1
+    width = max(1, min(width, max_objects) if max_objects else width)
+    objects = np.stack([_pad(array[f], width) for f in OBJECT_FIELDS], axis=-1)
+    mask = np.arange(width)[None, :] < counts[:, None]
+    fields = set(array.fields)
+    truth = np.stack([ak.to_numpy(array[f"truth_{n}"]) for n in TRUTH_LABELS], -1).astype(np.float32) \
+        if f"truth_{TRUTH_LABELS[0]}" in fields else None
+    targets = np.stack([ak.to_numpy(array[f"target_{n}"]) for n in TRUTH_TARGETS], -1).astype(np.float32) \
+        if f"target_{TRUTH_TARGETS[0]}" in fields else None
+    return EventSample(
+        objects, mask, ak.to_numpy(array.label).astype(np.int64), list(class_names), source,
+        particle_features=tuple(f[4:] for f in OBJECT_FIELDS), truth=truth,
+        truth_names=TRUTH_LABELS if truth is not None else (), targets=targets,
+        target_names=TRUTH_TARGETS if targets is not None else (),
+        weights=ak.to_numpy(array.weight).astype(np.float64) if "weight" in fields else None,
+    )
+
+
+def read_event_shards(path: str | Path, *, max_objects: int | None = None, max_events: int | None = None,
+                      max_events_per_shard: int | None = None) -> EventSample:
+    """Read a hepfm event dataset (directory or one shard) into an :class:`EventSample`.
+
+    ``max_events_per_shard`` takes the first events of every shard (a subset covering every process).
+    """
+    from hepfm.data.events import OBJECT_FIELDS
+
+    arrays, class_names, first, n = [], None, None, 0
+    for shard in shard_paths(path):
+        array, attrs = read_shard(shard)
+        missing = [f for f in ("label", *OBJECT_FIELDS) if f not in array.fields]
+        if missing:
+            raise DataError(f"{shard}: missing field(s) {missing}; an event shard has {['label', *OBJECT_FIELDS]}"
+                            " (is this a jet dataset? use read_jets)")
+        if class_names is None:
+            class_names, first = attrs["class_names"], shard
+        elif attrs["class_names"] != class_names:
+            raise DataError(f"{shard}: field 'class_names' {attrs['class_names']} differs from "
+                            f"{class_names} in {first}")
+        arrays.append(array if max_events_per_shard is None else array[:max_events_per_shard])
+        n += len(arrays[-1])
+        if max_events is not None and n >= max_events:
+            break
+    array = ak.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+    if max_events is not None:
+        array = array[:max_events]
+    return events_to_sample(array, class_names, max_objects=max_objects, source=str(path))

@@ -35,7 +35,12 @@ class CheckpointError(DataError):
 def _models():
     from hepfm.models.pet import PET, PETConfig
 
-    return {"pet": (PET, PETConfig)}
+    def event_gnn():
+        from hepfm.models.event_gnn import EventGNN, EventGNNConfig
+
+        return EventGNN, EventGNNConfig
+
+    return {"pet": (PET, PETConfig), "event_gnn": event_gnn}
 
 
 #: Model name -> (class, config dataclass); resolved lazily to keep imports light.
@@ -108,7 +113,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", **over
         (model in eval mode, the checkpoint's config.json as a dict).
     """
     config = read_checkpoint_config(path)
-    cls, cfg_cls = MODELS()[config["model"]]
+    entry = MODELS()[config["model"]]
+    cls, cfg_cls = entry() if callable(entry) else entry
     try:
         model_cfg = cfg_cls(**{**config["model_config"], **overrides})
     except TypeError as err:

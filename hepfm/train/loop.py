@@ -197,7 +197,16 @@ def _collate(data: Dataset):
 
 
 def _to(batch, device):
-    return [b.to(device, non_blocking=True) for b in batch]
+    """Move a batch to ``device``: a list of tensors, or one object with ``.to`` (a torch-geometric Batch)."""
+    if isinstance(batch, list | tuple):
+        return [b.to(device, non_blocking=True) for b in batch]
+    return batch.to(device, non_blocking=True)
+
+
+def _batch_size(batch) -> int:
+    """Examples in a batch: graphs of a torch-geometric Batch, else the first tensor's leading dimension."""
+    n = getattr(batch, "num_graphs", None)
+    return int(n) if n is not None else batch[0].shape[0]
 
 
 # -- training-state checkpoints ------------------------------------------------------------------------------
@@ -280,7 +289,7 @@ def _evaluate(objective: nn.Module, loader: DataLoader, device, autocast) -> dic
         batch = _to(batch, device)
         with autocast():
             loss, metrics = objective(batch)
-        b = batch[0].shape[0]
+        b = _batch_size(batch)
         n += b
         for k, v in {"loss": loss.item(), **metrics}.items():
             sums[k] = sums.get(k, 0.0) + v * b
@@ -374,8 +383,8 @@ def fit(
             scheduler.step()
             if ema is not None:
                 ema.update_parameters(model)
-            total += loss.item() * batch[0].shape[0]
-            n += batch[0].shape[0]
+            total += loss.item() * _batch_size(batch)
+            n += _batch_size(batch)
             bar.set_postfix(loss=f"{total / max(n, 1):.4f}")
         train_seconds = time.perf_counter() - t0
 

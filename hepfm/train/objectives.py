@@ -3,7 +3,11 @@
 * :class:`PretrainObjective` — OmniLearn pretraining: classification of clean jets, classification of
   noised jets, diffusion (v-prediction) of the particles given class and jet features, and regression
   of the jet features.
-* :class:`ClassifierObjective` — fine-tuning (and training from scratch): cross entropy on clean jets.
+* :class:`ClassifierObjective` — fine-tuning (and training from scratch): cross entropy on clean jets,
+  or on events for the event model.
+* :class:`EventPretrainObjective` — event-model pretraining: multiclass cross entropy over the processes,
+  or multilabel truth (binary cross entropy over the hard-process content plus regression of the
+  kinematic targets).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from torch import nn
 
 from hepfm.train.diffusion import noise, velocity_loss
 
-__all__ = ["PretrainObjective", "ClassifierObjective"]
+__all__ = ["PretrainObjective", "ClassifierObjective", "EventPretrainObjective"]
 
 
 class PretrainObjective(nn.Module):
@@ -53,15 +57,48 @@ class PretrainObjective(nn.Module):
         return loss, {k: v.item() for k, v in parts.items()}
 
 
+def logits_and_labels(model: nn.Module, batch, use_jet_features: bool = False):
+    """Classifier outputs and labels of a batch: jets (a list of tensors) or event graphs (a Batch)."""
+    if isinstance(batch, list | tuple):
+        x, mask, jet, label = batch
+        return model(x, mask, jet if use_jet_features else None), label
+    return model(batch), batch.y
+
+
 class ClassifierObjective(nn.Module):
-    """Cross entropy of the classifier on clean jets."""
+    """Cross entropy of the classifier on clean jets (PET) or on events (event model)."""
 
     def __init__(self, model: nn.Module, use_jet_features: bool = False):
         super().__init__()
         self.model, self.use_jet_features = model, use_jet_features
 
     def forward(self, batch):
-        x, mask, jet, label = batch
-        logits = self.model(x, mask, jet if self.use_jet_features else None)
+        logits, label = logits_and_labels(self.model, batch, self.use_jet_features)
         loss = F.cross_entropy(logits, label)
         return loss, {"accuracy": (logits.argmax(-1) == label).float().mean().item()}
+
+
+class EventPretrainObjective(nn.Module):
+    """Event-model pretraining.
+
+    ``multiclass``: cross entropy over the pretraining processes. ``multilabel``: binary cross entropy of
+    the hard-process truth labels plus ``target_weight`` times the mean squared error of the kinematic
+    targets (log(1 + x / 10 GeV)); its "accuracy" is the fraction of correctly predicted labels.
+    """
+
+    def __init__(self, model: nn.Module, task: str, target_weight: float = 1.0):
+        super().__init__()
+        if task not in ("multiclass", "multilabel"):
+            raise ValueError(f"unknown event pretraining task {task!r}; use 'multiclass' or 'multilabel'")
+        self.model, self.task, self.target_weight = model, task, target_weight
+
+    def forward(self, batch):
+        out = self.model(batch)
+        if self.task == "multiclass":
+            loss = F.cross_entropy(out, batch.y)
+            return loss, {"accuracy": (out.argmax(-1) == batch.y).float().mean().item()}
+        n_labels = batch.truth.shape[1]
+        bce = F.binary_cross_entropy_with_logits(out[:, :n_labels], batch.truth)
+        mse = F.mse_loss(out[:, n_labels:], batch.targets)
+        acc = ((out[:, :n_labels] > 0).float() == batch.truth).float().mean()
+        return bce + self.target_weight * mse, {"bce": bce.item(), "mse": mse.item(), "accuracy": acc.item()}

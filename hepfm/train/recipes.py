@@ -1,10 +1,11 @@
-"""The jet-model recipes behind ``hepfm pretrain`` and ``hepfm finetune``.
+"""The recipes behind ``hepfm pretrain`` and ``hepfm finetune``, for the jet and the event model.
 
 ``pretrain`` trains a PET on a labelled multi-class jet sample with the OmniLearn objective and
 writes a checkpoint directory. ``finetune`` loads that backbone, puts a new classification layer on
 it and trains everything with the backbone's learning rate divided by ``lr_factor`` (or, with
 ``from_scratch=True``, the same architecture and recipe from random weights), then evaluates on a
-test sample and writes ``metrics.json``.
+test sample and writes ``metrics.json``. ``pretrain_events`` trains the event model (multiclass or
+multilabel); ``finetune`` and ``evaluate_checkpoint`` take either kind of checkpoint.
 """
 
 from __future__ import annotations
@@ -13,20 +14,31 @@ import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import Subset
 
 from hepfm.analysis.metrics import classifier_metrics, write_metrics
-from hepfm.data import DataError, FeatureNormaliser, JetDataset, JetSample, read_jets
+from hepfm.data import DataError, EventSample, FeatureNormaliser, JetDataset, JetSample, read_events, read_jets
 from hepfm.data.storage import read_manifest
 from hepfm.models.pet import PET, PETConfig
-from hepfm.train.checkpoint import load_checkpoint, load_into, load_weights, read_checkpoint_config, save_checkpoint
+from hepfm.train.checkpoint import (
+    MODELS,
+    load_checkpoint,
+    load_into,
+    load_weights,
+    read_checkpoint_config,
+    save_checkpoint,
+)
 from hepfm.train.loop import TrainConfig, fit, resolve_device
-from hepfm.train.objectives import ClassifierObjective, PretrainObjective
+from hepfm.train.objectives import ClassifierObjective, EventPretrainObjective, PretrainObjective
 
-__all__ = ["pretrain", "finetune", "predict", "split", "evaluate_checkpoint"]
+if TYPE_CHECKING:
+    from hepfm.models.event_gnn import EventGNNConfig
+
+__all__ = ["pretrain", "pretrain_events", "finetune", "predict", "split", "evaluate_checkpoint"]
 
 
 def _streamed(data, val_fraction: float, max_particles: int, seed: int):
@@ -136,17 +148,42 @@ def pretrain(
 
 
 @torch.no_grad()
-def predict(model: PET, dataset: JetDataset, batch_size: int = 512, device: str = "auto",
+def predict(model: torch.nn.Module, dataset, batch_size: int = 512, device: str = "auto",
             use_jet_features: bool = False) -> np.ndarray:
-    """Class probabilities (N, C) of a dataset, in order."""
+    """Class probabilities (N, C) of a dataset (jets or event graphs), in order."""
     dev = resolve_device(device)
     model = model.to(dev).eval()
     out = []
     for start in range(0, len(dataset), batch_size):
-        x, mask, jet, _ = dataset.collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        logits = model(x.to(dev), mask.to(dev), jet.to(dev) if use_jet_features else None)
+        batch = dataset.collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        if isinstance(batch, list):
+            x, mask, jet, _ = batch
+            logits = model(x.to(dev), mask.to(dev), jet.to(dev) if use_jet_features else None)
+        else:
+            logits = model(batch.to(dev))
         out.append(torch.softmax(logits.float(), -1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.n_classes))
+
+
+def _is_events(ckpt_config: dict) -> bool:
+    return ckpt_config["model"] == "event_gnn"
+
+
+def _read_for(ckpt_config: dict, data, max_particles: int):
+    """A sample of the kind the checkpoint's model reads: jets for PET, events for the event model."""
+    if not _is_events(ckpt_config):
+        return _as_sample(data, max_particles)
+    if isinstance(data, EventSample):
+        return data
+    return read_events(data, max_particles=max_particles)
+
+
+def _dataset_for(ckpt_config: dict, sample, normaliser):
+    if _is_events(ckpt_config):
+        from hepfm.data.graphs import EventGraphDataset
+
+        return EventGraphDataset(sample)
+    return JetDataset(sample, normaliser)
 
 
 def finetune(
@@ -166,20 +203,23 @@ def finetune(
     signal: int | None = None,
     resume: bool = False,
 ) -> dict:
-    """Fine-tune a pretrained PET (or train the same model from scratch) and evaluate it.
+    """Fine-tune a pretrained model (or train the same model from scratch) and evaluate it.
+
+    Works alike for the jet model (PET; jet data any :func:`hepfm.data.read_jets` format) and the event
+    model (event data any :func:`hepfm.data.read_events` object format); the checkpoint decides.
 
     Args:
         checkpoint: pretrained checkpoint directory (its architecture and normalisation are used
             also with ``from_scratch``, so both start from the same recipe).
-        train_data, test_data: files or directories :func:`hepfm.data.read_jets` reads, or samples.
+        train_data, test_data: files or directories the readers read, or samples.
         out: output directory (checkpoint of the fine-tuned model and ``metrics.json``).
         from_scratch: random initial weights instead of the pretrained backbone.
         train: optimisation recipe; ``train.lr`` is the head's learning rate.
         lr_factor: backbone learning rate = head learning rate / lr_factor (pretrained only).
         freeze_backbone: train only the new head (linear probing).
         val_fraction: part of the training sample held out for early stopping.
-        max_particles: constituents kept per jet.
-        n_train: use a random subset of this many training jets (fixed by ``train.seed``).
+        max_particles: constituents kept per jet (event model: objects per event, default all).
+        n_train: use a random subset of this many training jets (events) (fixed by ``train.seed``).
         use_jet_features: condition the classifier on the jet features too.
         signal: class treated as signal for AUC and rejections (default: the last class).
         resume: continue an interrupted run in ``out``.
@@ -191,9 +231,13 @@ def finetune(
     train = train or TrainConfig()
     out = Path(out)
     ckpt_config = read_checkpoint_config(checkpoint)
-    normaliser = FeatureNormaliser.from_dict(ckpt_config["normaliser"], str(Path(checkpoint) / "config.json"))
-    sample = _as_sample(train_data, max_particles)
-    test = _as_sample(test_data, max_particles)
+    events = _is_events(ckpt_config)
+    normaliser = None if events else FeatureNormaliser.from_dict(ckpt_config["normaliser"],
+                                                                 str(Path(checkpoint) / "config.json"))
+    if events and max_particles == 128:
+        max_particles = 700  # objects: keep every object the reader gives
+    sample = _read_for(ckpt_config, train_data, max_particles)
+    test = _read_for(ckpt_config, test_data, max_particles)
     if test.class_names != sample.class_names:
         raise DataError(f"{test.source}: class names {test.class_names} differ from the training sample's "
                         f"{sample.class_names} ({sample.source})")
@@ -203,14 +247,16 @@ def finetune(
         sample = sample[np.sort(np.random.default_rng(train.seed).permutation(len(sample))[:n_train])]
     n_classes = len(sample.class_names)
     signal = n_classes - 1 if signal is None else signal
-    dataset, test_set = JetDataset(sample, normaliser), JetDataset(test, normaliser)
+    dataset, test_set = _dataset_for(ckpt_config, sample, normaliser), _dataset_for(ckpt_config, test, normaliser)
     tr, va = split(len(sample), val_fraction, train.seed)
 
     torch.manual_seed(train.seed)
+    overrides = {} if events else {"generative": False}
     if from_scratch:
-        model = PET(PETConfig(**{**ckpt_config["model_config"], "generative": False}))
+        cls, cfg_cls = _model_classes(ckpt_config["model"])
+        model = cls(cfg_cls(**{**ckpt_config["model_config"], **overrides}))
     else:
-        model, _ = load_checkpoint(checkpoint, generative=False)
+        model, _ = load_checkpoint(checkpoint, **overrides)
     model.replace_head(n_classes)  # the same fresh head for both, so only the backbone's start differs
     model.train()
     head = list(model.head.parameters())
@@ -224,13 +270,14 @@ def finetune(
     else:
         groups = [{"params": head, "lr_scale": 1.0}, {"params": backbone, "lr_scale": 1.0 / lr_factor}]
 
-    meta = {"class_names": sample.class_names, "normaliser": normaliser.to_dict(), "task": "finetune",
+    meta = {"class_names": sample.class_names, "normaliser": normaliser.to_dict() if normaliser else None,
+            "task": "finetune",
             "pretrained": None if from_scratch else str(checkpoint), "train_config": asdict(train),
             "lr_factor": lr_factor, "freeze_backbone": freeze_backbone, "use_jet_features": use_jet_features,
             "max_particles": max_particles}
 
     def on_best(_model, weights, epoch):
-        save_checkpoint(out, model, "pet", {**meta, "epoch": epoch}, state_dict=weights)
+        save_checkpoint(out, model, ckpt_config["model"], {**meta, "epoch": epoch}, state_dict=weights)
 
     start = time.perf_counter()
     history = fit(ClassifierObjective(model, use_jet_features), Subset(dataset, tr), Subset(dataset, va), train,
@@ -251,17 +298,97 @@ def finetune(
     return metrics
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | JetSample, device: str = "auto",
-                        max_particles: int = 128) -> tuple[np.ndarray, JetSample, dict]:
+def evaluate_checkpoint(checkpoint: str | Path, data, device: str = "auto",
+                        max_particles: int = 128) -> tuple[np.ndarray, JetSample | EventSample, dict]:
     """Class probabilities of a checkpoint's classifier on a sample with the checkpoint's classes.
+
+    For an event checkpoint, a sample with other class names (a NanoAOD file, say) is accepted: the
+    probabilities are over the checkpoint's classes.
 
     Returns:
         (probabilities (N, C), the sample, the checkpoint's config.json).
     """
-    model, config = load_checkpoint(checkpoint, generative=False)
-    sample = _as_sample(data, max_particles)
-    if sample.class_names != config["class_names"]:
+    config = read_checkpoint_config(checkpoint)
+    events = _is_events(config)
+    if events:
+        if config["model_config"]["task"] != "multiclass":
+            raise DataError(f"{checkpoint}: a {config['model_config']['task']} checkpoint has no class probabilities")
+        model, config = load_checkpoint(checkpoint)
+    else:
+        model, config = load_checkpoint(checkpoint, generative=False)
+    sample = _read_for(config, data, 700 if events else max_particles)
+    if not events and sample.class_names != config["class_names"]:
         raise DataError(f"{sample.source}: classes {sample.class_names} differ from the checkpoint's "
                         f"{config['class_names']} ({checkpoint})")
-    normaliser = FeatureNormaliser.from_dict(config["normaliser"], str(Path(checkpoint) / "config.json"))
-    return predict(model, JetDataset(sample, normaliser), device=device), sample, config
+    normaliser = None if events else FeatureNormaliser.from_dict(config["normaliser"],
+                                                                 str(Path(checkpoint) / "config.json"))
+    return predict(model, _dataset_for(config, sample, normaliser), device=device), sample, config
+
+
+def _model_classes(name: str):
+    entry = MODELS()[name]
+    return entry() if callable(entry) else entry
+
+
+def pretrain_events(
+    data: str | Path | EventSample,
+    out: str | Path,
+    *,
+    config: str | EventGNNConfig = "default",
+    task: str = "multiclass",
+    train: TrainConfig | None = None,
+    val_fraction: float = 0.1,
+    max_events: int | None = None,
+    resume: bool = False,
+) -> dict:
+    """Pretrain the event model on a multi-process event sample (``hepfm pretrain --model event_gnn``).
+
+    Args:
+        data: a hepfm event dataset directory (or any object-level :func:`hepfm.data.read_events` input).
+        out: checkpoint directory.
+        config: event-model size name (``default``, ``small``, ``tiny``) or config.
+        task: ``"multiclass"`` (which process) or ``"multilabel"`` (hard-process truth labels and
+            kinematic targets, :data:`hepfm.data.events.TRUTH_LABELS` / ``TRUTH_TARGETS``).
+        train: optimisation recipe.
+        val_fraction: held-out fraction for validation and early stopping.
+        max_events: read at most this many events per shard-ordered read (for quick runs).
+        resume: continue an interrupted run in ``out``.
+
+    Returns:
+        The metrics written to ``out/metrics.json``.
+    """
+    from hepfm.data.graphs import EventGraphDataset
+    from hepfm.models.event_gnn import EventGNN, EventGNNConfig
+
+    train = train or TrainConfig()
+    out = Path(out)
+    sample = data if isinstance(data, EventSample) else read_events(data, max_events=max_events)
+    if task == "multilabel" and sample.truth is None:
+        raise DataError(f"{sample.source}: multilabel pretraining needs generator truth (fields 'truth_*')")
+    cfg = config if isinstance(config, EventGNNConfig) else EventGNNConfig.named(config)
+    n_outputs = len(sample.class_names) if task == "multiclass" else len(sample.truth_names) + len(sample.target_names)
+    n_labels = 0 if task == "multiclass" else len(sample.truth_names)
+    cfg = replace(cfg, task=task, n_outputs=n_outputs, n_labels=n_labels)
+    dataset = EventGraphDataset(sample)
+    tr, va = split(len(sample), val_fraction, train.seed)
+    torch.manual_seed(train.seed)
+    model = EventGNN(cfg)
+    meta = {"class_names": sample.class_names, "task": f"pretrain-{task}", "data": str(sample.source),
+            "truth_names": list(sample.truth_names), "target_names": list(sample.target_names),
+            "n_train": len(tr), "n_val": len(va), "train_config": asdict(train)}
+
+    def on_best(_model, weights, epoch):
+        save_checkpoint(out, model, "event_gnn", {**meta, "epoch": epoch}, state_dict=weights)
+
+    start = time.perf_counter()
+    history = fit(EventPretrainObjective(model, task), Subset(dataset, tr), Subset(dataset, va), train, out,
+                  resume=resume, on_best=on_best)
+    best = history.epochs[history.best_epoch]
+    metrics = {"task": f"pretrain-{task}", "config": asdict(cfg), "world_size": _world_size(),
+               "n_parameters": model.num_parameters(), "n_train": len(tr), "n_val": len(va),
+               "epochs_run": len(history.epochs), "best_epoch": history.best_epoch,
+               "best_val_loss": history.best_val_loss, "val_accuracy": best.get("val_accuracy"),
+               "stopped_early": history.stopped_early, "wall_seconds": time.perf_counter() - start,
+               "history": history.epochs}
+    write_metrics(out, metrics)
+    return metrics

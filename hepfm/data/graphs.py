@@ -1,0 +1,112 @@
+"""Events as torch-geometric graphs: one fully connected graph of reconstructed objects per event.
+
+:class:`EventGraphDataset` turns an object-level :class:`~hepfm.data.sample.EventSample` into model
+inputs once, and its ``collate`` builds a ``torch_geometric.data.Batch`` for a list of events directly
+(nodes, every ordered pair of distinct nodes of an event as an edge, edge and global features) with
+tensor operations, without a Python loop over events.
+
+Features (fixed transformations, so checkpoints need no fitted normaliser):
+
+* nodes (:data:`NODE_FEATURES`): log pT, eta, sin phi, cos phi, log E, b-tag, charge, one-hot object type;
+* edges (:data:`EDGE_FEATURES`): Delta eta, Delta phi (wrapped), Delta R between the two objects;
+* globals (:data:`GLOBAL_FEATURES`): log(1 + count) of objects, jets, b-tagged jets, leptons, photons,
+  and log(1 + MET / GeV), log(1 + HT / GeV).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torch_geometric.data import Batch
+
+from hepfm.data.events import OBJECT_TYPES
+from hepfm.data.sample import DataError, EventSample
+
+__all__ = ["EventGraphDataset", "NODE_FEATURES", "EDGE_FEATURES", "GLOBAL_FEATURES", "event_features"]
+
+NODE_FEATURES = ("log_pt", "eta", "sin_phi", "cos_phi", "log_energy", "btag", "charge",
+                 *(f"is_{t}" for t in OBJECT_TYPES))
+EDGE_FEATURES = ("delta_eta", "delta_phi", "delta_r")
+GLOBAL_FEATURES = ("log_n_objects", "log_n_jets", "log_n_btag", "log_n_leptons", "log_n_photons", "log_met",
+                   "log_ht")
+_OBJECT_COLUMNS = ("pt", "eta", "phi", "energy", "btag", "charge", "type")
+_LOG_PT_SHIFT = 3.5  # log(33 GeV): centres the node momenta near 0
+_TARGET_SCALE = 10.0  # GeV; kinematic targets are learnt as log(1 + x / 10 GeV)
+
+
+def event_features(sample: EventSample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Node features (N, P, F), the mask (N, P) and global features (N, G) of an object-level sample."""
+    if tuple(sample.particle_features) != _OBJECT_COLUMNS:
+        raise DataError(f"{sample.source}: event graphs need objects with columns {_OBJECT_COLUMNS}, got "
+                        f"{tuple(sample.particle_features)} (particle-level events such as LHCO are not objects)")
+    obj, mask = sample.particles.astype(np.float32), sample.mask
+    pt, eta, phi, energy, btag, charge, kind = (obj[..., i] for i in range(7))
+    kind = np.where(mask, kind, -1).astype(np.int64)
+    if ((kind >= len(OBJECT_TYPES)) | ((kind < 0) & mask)).any():
+        raise DataError(f"{sample.source}: field 'type' holds codes outside 0..{len(OBJECT_TYPES) - 1}")
+    onehot = (kind[..., None] == np.arange(len(OBJECT_TYPES))).astype(np.float32)
+    nodes = np.concatenate([
+        np.stack([np.log(np.maximum(pt, 1e-3)) - _LOG_PT_SHIFT, eta, np.sin(phi), np.cos(phi),
+                  np.log(np.maximum(energy, 1e-3)) - _LOG_PT_SHIFT, btag, charge], -1),
+        onehot], -1) * mask[..., None]
+    is_type = onehot.transpose(2, 0, 1)  # (T, N, P)
+    code = {t: i for i, t in enumerate(OBJECT_TYPES)}
+    met = (pt * is_type[code["met"]]).sum(1)
+    ht = (pt * is_type[code["jet"]]).sum(1)
+    counts = [mask.sum(1), is_type[code["jet"]].sum(1), (btag * is_type[code["jet"]]).sum(1),
+              is_type[code["electron"]].sum(1) + is_type[code["muon"]].sum(1), is_type[code["photon"]].sum(1)]
+    glob = np.stack([np.log1p(c) for c in counts] + [np.log1p(met), np.log1p(ht)], -1)
+    return nodes.astype(np.float32), mask, glob.astype(np.float32)
+
+
+class EventGraphDataset(Dataset):
+    """Graphs of an object-level :class:`EventSample`; items are event indices, ``collate`` builds batches.
+
+    A batch has ``x`` (nodes, F), ``edge_index`` (2, edges), ``edge_attr`` (edges, 3), ``u`` (graphs, G),
+    ``batch``/``ptr``, ``y`` (graphs,) labels and, when the sample has generator truth, ``truth``
+    (graphs, L) and ``targets`` (graphs, K) = log(1 + target / 10 GeV).
+    """
+
+    def __init__(self, sample: EventSample):
+        nodes, mask, glob = event_features(sample)
+        self.sample = sample
+        self.nodes = torch.from_numpy(nodes)
+        self.mask = torch.from_numpy(mask)
+        self.eta = torch.from_numpy(sample.feature("eta").astype(np.float32))
+        self.phi = torch.from_numpy(sample.feature("phi").astype(np.float32))
+        self.globals = torch.from_numpy(glob)
+        self.labels = torch.from_numpy(sample.labels.astype(np.int64))
+        self.truth = None if sample.truth is None else torch.from_numpy(sample.truth.astype(np.float32))
+        self.targets = None if sample.targets is None else torch.from_numpy(
+            np.log1p(np.maximum(sample.targets, 0) / _TARGET_SCALE).astype(np.float32))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+    def collate(self, items) -> Batch:
+        idx = torch.as_tensor(items, dtype=torch.long)
+        mask = self.mask[idx]  # (B, P)
+        keep = mask.sum(0) > 0
+        mask = mask[:, keep]
+        nodes, eta, phi = self.nodes[idx][:, keep], self.eta[idx][:, keep], self.phi[idx][:, keep]
+        b, p = mask.shape
+        flat = torch.cumsum(mask.reshape(-1).long(), 0).reshape(b, p) - 1  # node number of each real slot
+        pair = mask[:, :, None] & mask[:, None, :] & ~torch.eye(p, dtype=torch.bool)[None]
+        g, i, j = pair.nonzero(as_tuple=True)  # edges j -> i within event g
+        deta = eta[g, i] - eta[g, j]
+        dphi = torch.remainder(phi[g, i] - phi[g, j] + torch.pi, 2 * torch.pi) - torch.pi
+        counts = mask.sum(1)
+        data = dict(
+            x=nodes[mask], edge_index=torch.stack([flat[g, j], flat[g, i]]),
+            edge_attr=torch.stack([deta, dphi, torch.hypot(deta, dphi)], -1),
+            u=self.globals[idx], y=self.labels[idx],
+            batch=torch.repeat_interleave(torch.arange(b), counts),
+            ptr=torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)]),
+        )
+        if self.truth is not None:
+            data["truth"], data["targets"] = self.truth[idx], self.targets[idx]
+        return Batch(**data)

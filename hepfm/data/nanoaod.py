@@ -1,0 +1,206 @@
+"""CMS NanoAOD -> hepfm event graphs, through a coffea processor.
+
+:class:`EventGraphProcessor` selects, per event, the same objects the event factory reconstructs
+(:mod:`hepfm.data.events`): jets with a b-tag bit, isolated electrons, muons and photons, and MET, with
+the same thresholds and the same maximum number of objects per type, so that the pretrained event model
+runs on an analyst's own files. :func:`read_nanoaod` runs it with coffea's ``Runner`` over any number
+of files: in this process (``IterativeExecutor``) or on a Dask cluster (``DaskExecutor``).
+
+Choices, each a constructor argument:
+
+* b-tag: a jet discriminant above its medium working point. ``btag="auto"`` takes the first of
+  ``btagDeepFlavB`` (DeepJet, > 0.3040, UL2017), ``btagDeepB`` (DeepCSV, > 0.4941, UL2017) and ``btagCSVV2``
+  (CSVv2, > 0.8484, 2016) that the file fills (older files carry DeepJet as a -3000 placeholder); pass a
+  branch and ``btag_threshold`` for the working point of your data-taking era.
+* jets: pT > 25 GeV, |eta| < 3 (the generator-level detector's calorimeter), tight jet ID, and no
+  selected lepton or photon within Delta R < 0.4 (the factory clusters jets without them).
+* electrons: pT > 10 GeV, |eta| < 2.5, cut-based ID >= loose, ``pfRelIso03_all`` < 0.15;
+  muons: pT > 10 GeV, |eta| < 2.4, loose ID (particle-flow muon, global or tracker muon: the CMS
+  definition, computed from its flags because some files leave ``looseId`` unfilled), ``pfRelIso04_all`` < 0.15;
+  photons: pT > 10 GeV, |eta| < 2.5, cut-based ID >= loose, ``pfRelIso03_all`` < 0.15.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+from coffea import processor
+
+from hepfm.data.events import _MAX_OBJECTS, OBJECT_FIELDS, OBJECT_TYPES
+from hepfm.data.sample import DataError, EventSample
+
+__all__ = ["EventGraphProcessor", "read_nanoaod", "BTAG_WORKING_POINTS"]
+
+
+@contextmanager
+def _quiet_schema():
+    """coffea warns about cross-references a file's NanoAOD version lacks; they do not concern hepfm."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"coffea\.nanoevents")
+        warnings.filterwarnings("ignore", category=RuntimeWarning, message=r".*(cross-reference|already exists)")
+        yield
+
+
+def _energy(obj) -> ak.Array:
+    return np.sqrt((obj.pt * np.cosh(obj.eta)) ** 2 + obj.mass**2)
+
+
+def _isolated_from(jets, others, cone: float):
+    """Mask of jets with no object of ``others`` within ``cone``."""
+    pairs = ak.cartesian({"j": jets, "o": others}, axis=1, nested=True)
+    deta = pairs.j.eta - pairs.o.eta
+    dphi = (pairs.j.phi - pairs.o.phi + np.pi) % (2 * np.pi) - np.pi
+    return ak.all(deta**2 + dphi**2 >= cone**2, axis=2)
+
+
+#: Medium working points of the NanoAOD jet b-tag discriminants, in order of preference.
+BTAG_WORKING_POINTS = {"btagDeepFlavB": 0.3040, "btagDeepB": 0.4941, "btagCSVV2": 0.8484}
+
+
+def _btag_branch(jets) -> str:
+    for name in BTAG_WORKING_POINTS:
+        if name in jets.fields:
+            values = ak.flatten(jets[name])
+            if len(values) and ak.any((values >= 0) & (values <= 1)):
+                return name
+    return "btagCSVV2"
+
+
+class EventGraphProcessor(processor.ProcessorABC):
+    """Select hepfm's reconstructed objects from NanoEvents; accumulate flat columns and counts."""
+
+    def __init__(self, btag: str = "auto", btag_threshold: float | None = None, jet_pt_min: float = 25.0,
+                 jet_eta_max: float = 3.0, lepton_pt_min: float = 10.0, photon_pt_min: float = 10.0,
+                 isolation_max: float = 0.15, jet_cleaning_cone: float = 0.4):
+        if btag != "auto" and btag not in BTAG_WORKING_POINTS and btag_threshold is None:
+            raise ValueError(f"b-tag branch {btag!r} has no default working point; pass btag_threshold")
+        self.btag, self.btag_threshold = btag, btag_threshold
+        self.jet_pt_min, self.jet_eta_max = jet_pt_min, jet_eta_max
+        self.lepton_pt_min, self.photon_pt_min = lepton_pt_min, photon_pt_min
+        self.isolation_max, self.jet_cleaning_cone = isolation_max, jet_cleaning_cone
+
+    def _select(self, events) -> dict[str, ak.Array]:
+        ele = events.Electron
+        ele = ele[(ele.pt > self.lepton_pt_min) & (abs(ele.eta) < 2.5) & (ele.cutBased >= 2)
+                  & (ele.pfRelIso03_all < self.isolation_max)]
+        mu = events.Muon
+        loose = mu.isPFcand & (mu.isGlobal | mu.isTracker)
+        mu = mu[(mu.pt > self.lepton_pt_min) & (abs(mu.eta) < 2.4) & loose & (mu.pfRelIso04_all < self.isolation_max)]
+        pho = events.Photon
+        pho = pho[(pho.pt > self.photon_pt_min) & (abs(pho.eta) < 2.5) & (pho.cutBased >= 1)
+                  & (pho.pfRelIso03_all < self.isolation_max)]
+        jet = events.Jet
+        jet = jet[(jet.pt > self.jet_pt_min) & (abs(jet.eta) < self.jet_eta_max) & ((jet.jetId & 2) > 0)]
+        for other in (ele, mu, pho):
+            jet = jet[_isolated_from(jet, other, self.jet_cleaning_cone)]
+        return {"jet": jet, "electron": ele, "muon": mu, "photon": pho}
+
+    def process(self, events) -> dict:
+        code = {t: i for i, t in enumerate(OBJECT_TYPES)}
+        branch = _btag_branch(events.Jet) if self.btag == "auto" else self.btag
+        threshold = self.btag_threshold if self.btag_threshold is not None else BTAG_WORKING_POINTS[branch]
+        parts = []
+        for kind, obj in self._select(events).items():
+            obj = obj[ak.argsort(obj.pt, axis=1, ascending=False)][:, :_MAX_OBJECTS[kind]]
+            btag = obj[branch] > threshold if kind == "jet" else ak.zeros_like(obj.pt)
+            charge = obj.charge if kind in ("electron", "muon") else ak.zeros_like(obj.pt)
+            parts.append(ak.zip({"pt": obj.pt, "eta": obj.eta, "phi": obj.phi, "energy": _energy(obj),
+                                 "btag": ak.values_astype(btag, np.float32),
+                                 "charge": ak.values_astype(charge, np.float32),
+                                 "type": ak.full_like(obj.pt, code[kind], dtype=np.float32)}))
+        met = events.MET
+        parts.append(ak.zip({k: ak.unflatten(ak.values_astype(v, np.float32), 1) for k, v in {
+            "pt": met.pt, "eta": ak.zeros_like(met.pt), "phi": met.phi, "energy": met.pt,
+            "btag": ak.zeros_like(met.pt), "charge": ak.zeros_like(met.pt),
+            "type": ak.full_like(met.pt, code["met"])}.items()}))
+        objects = ak.concatenate(parts, axis=1)
+        objects = objects[ak.argsort(objects.pt, axis=1, ascending=False)]
+        weight = np.sign(ak.to_numpy(events.genWeight)) if "genWeight" in events.fields else np.ones(len(events))
+        out = {"counts": processor.column_accumulator(ak.to_numpy(ak.num(objects, axis=1)).astype(np.int64)),
+               "weight": processor.column_accumulator(np.asarray(weight, dtype=np.float64))}
+        for f in OBJECT_FIELDS:
+            out[f] = processor.column_accumulator(ak.to_numpy(ak.flatten(objects[f[4:]])).astype(np.float32))
+        return out
+
+    def postprocess(self, accumulator):
+        return accumulator
+
+
+def read_nanoaod(
+    paths: str | Path | list[str | Path],
+    *,
+    class_name: str | None = None,
+    max_objects: int | None = None,
+    max_events: int | None = None,
+    executor: str = "iterative",
+    workers: int = 1,
+    scheduler: str | None = None,
+    chunksize: int = 100_000,
+    progress: bool = False,
+    **selection,
+) -> EventSample:
+    """Read NanoAOD files into an :class:`EventSample` of reconstructed objects with coffea.
+
+    Args:
+        paths: one file or a list of files (tree ``Events``).
+        class_name: the single class the events get (default: the first file's stem).
+        max_objects: pad to at most this many objects per event (default: the largest count).
+        max_events: stop after about this many events (whole chunks are read; the sample is cut to it).
+        executor: ``"iterative"`` (this process) or ``"dask"`` (a ``LocalCluster`` of ``workers`` processes,
+            or the cluster at ``scheduler``).
+        chunksize: events per coffea chunk.
+        progress: show coffea's progress bar.
+        selection: passed to :class:`EventGraphProcessor` (e.g. ``btag="btagDeepFlavB", btag_threshold=0.2783``).
+
+    Returns:
+        An :class:`EventSample` with ``particle_features`` ``(pt, eta, phi, energy, btag, charge, type)``.
+    """
+    from coffea.nanoevents import NanoAODSchema
+
+    from hepfm.data.storage import events_to_sample
+
+    files = [Path(p) for p in (paths if isinstance(paths, list | tuple) else [paths])]
+    for f in files:
+        if not f.exists():
+            raise FileNotFoundError(f"{f}: no such NanoAOD file")
+    fileset = {"events": {"files": {str(f): "Events" for f in files}}}
+    maxchunks = None if max_events is None else max(1, -(-max_events // chunksize))
+    client = cluster = None
+    if executor == "iterative":
+        ex = processor.IterativeExecutor(status=progress)
+    elif executor == "dask":
+        from distributed import Client, LocalCluster
+
+        if scheduler is None:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+        client = Client(scheduler or cluster)
+        ex = processor.DaskExecutor(client=client, status=progress)
+    else:
+        raise ValueError(f"unknown executor {executor!r}; use 'iterative' or 'dask'")
+    runner = processor.Runner(executor=ex, pre_executor=processor.IterativeExecutor(status=progress),
+                              schema=NanoAODSchema, chunksize=chunksize, maxchunks=maxchunks)
+    try:
+        with _quiet_schema():
+            out = runner(fileset, EventGraphProcessor(**selection), treename="Events")
+    except (OSError, KeyError, ValueError, AttributeError) as err:
+        raise DataError(f"{files[0] if len(files) == 1 else files}: cannot read as NanoAOD "
+                        f"({type(err).__name__}: {err})") from err
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    counts = out["counts"].value
+    record = {"label": np.zeros(len(counts), dtype=np.int32), "weight": out["weight"].value}
+    for f in OBJECT_FIELDS:
+        record[f] = ak.unflatten(out[f].value, counts)
+    array = ak.zip(record, depth_limit=1)
+    if max_events is not None:
+        array = array[:max_events]
+    name = class_name or files[0].stem
+    return events_to_sample(array, [name], max_objects=max_objects, source=str(files[0] if len(files) == 1 else
+                                                                              files[0].parent))

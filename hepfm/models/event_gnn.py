@@ -1,0 +1,152 @@
+"""The event model: an encode-process-decode graph network over the reconstructed objects of an event.
+
+After Ho, Roberts, Han and Wang (arXiv 2412.10665), in the graph-network framework of Battaglia et al.
+(arXiv 1806.01261). One fully connected graph per event (:mod:`hepfm.data.graphs`):
+
+* **encode** — separate MLPs map node, edge and global features to ``hidden`` dimensions;
+* **process** — ``steps`` graph-network blocks (torch-geometric ``MetaLayer``), each updating every edge
+  from (edge, sender, receiver, global), every node from (node, mean of incoming edges, global) and
+  the global from (global, mean of nodes, mean of edges), all with residual connections and LayerNorm;
+  weights are not shared between steps;
+* **decode** — an MLP of (global, mean of nodes) gives the event representation; a linear ``head``
+  gives the task outputs: class logits (multiclass), or truth-label logits followed by kinematic
+  regression targets (multilabel).
+
+Fine-tuning replaces ``head`` only (:meth:`EventGNN.replace_head`); everything else is the backbone.
+Node, edge and graph counts vary freely: the model sees only torch-geometric batches, so results
+are invariant to the order of the objects and to padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch_geometric.nn import MetaLayer
+from torch_geometric.utils import scatter
+
+from hepfm.data.graphs import EDGE_FEATURES, GLOBAL_FEATURES, NODE_FEATURES
+
+__all__ = ["EventGNNConfig", "EventGNN"]
+
+
+@dataclass
+class EventGNNConfig:
+    """Architecture of :class:`EventGNN`.
+
+    Attributes:
+        hidden: width of node, edge and global representations.
+        steps: message-passing (graph-network) blocks.
+        mlp_ratio: hidden width of every MLP as a multiple of ``hidden``.
+        dropout: dropout inside the MLPs.
+        task: ``"multiclass"`` (head = class logits) or ``"multilabel"`` (head = truth-label logits, then
+            kinematic targets).
+        n_outputs: size of the head (classes, or truth labels + targets).
+        n_labels: how many of the outputs are truth labels (multilabel only).
+    """
+
+    n_node_features: int = len(NODE_FEATURES)
+    n_edge_features: int = len(EDGE_FEATURES)
+    n_global_features: int = len(GLOBAL_FEATURES)
+    hidden: int = 64
+    steps: int = 4
+    mlp_ratio: int = 2
+    dropout: float = 0.0
+    task: str = "multiclass"
+    n_outputs: int = 12
+    n_labels: int = 0
+
+    @classmethod
+    def named(cls, name: str, **overrides) -> EventGNNConfig:
+        """``default`` (hidden 64, 4 steps, as the paper: ~0.4 M parameters), ``small`` or ``tiny``."""
+        sizes = {"default": {}, "small": {"hidden": 48, "steps": 3}, "tiny": {"hidden": 32, "steps": 2}}
+        if name not in sizes:
+            raise KeyError(f"unknown event-model size {name!r}; known: {', '.join(sizes)}")
+        return cls(**{**sizes[name], **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _mlp(n_in: int, n_out: int, width: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, width), nn.SiLU(), nn.Dropout(dropout), nn.Linear(width, n_out),
+                         nn.LayerNorm(n_out))
+
+
+class _EdgeModel(nn.Module):
+    def __init__(self, h: int, width: int, dropout: float):
+        super().__init__()
+        self.mlp = _mlp(4 * h, h, width, dropout)
+
+    def forward(self, src, dst, edge_attr, u, edge_batch):
+        return edge_attr + self.mlp(torch.cat([edge_attr, src, dst, u[edge_batch]], -1))
+
+
+class _NodeModel(nn.Module):
+    def __init__(self, h: int, width: int, dropout: float):
+        super().__init__()
+        self.mlp = _mlp(3 * h, h, width, dropout)
+
+    def forward(self, x, edge_index, edge_attr, u, batch):
+        incoming = scatter(edge_attr, edge_index[1], dim=0, dim_size=x.shape[0], reduce="mean")
+        return x + self.mlp(torch.cat([x, incoming, u[batch]], -1))
+
+
+class _GlobalModel(nn.Module):
+    def __init__(self, h: int, width: int, dropout: float):
+        super().__init__()
+        self.mlp = _mlp(3 * h, h, width, dropout)
+
+    def forward(self, x, edge_index, edge_attr, u, batch):
+        n = u.shape[0]
+        nodes = scatter(x, batch, dim=0, dim_size=n, reduce="mean")
+        edges = scatter(edge_attr, batch[edge_index[0]], dim=0, dim_size=n, reduce="mean")
+        return u + self.mlp(torch.cat([u, nodes, edges], -1))
+
+
+class EventGNN(nn.Module):
+    """Encode-process-decode graph network; ``forward(batch)`` returns the head's outputs (B, n_outputs)."""
+
+    def __init__(self, config: EventGNNConfig):
+        super().__init__()
+        self.config = c = config
+        h, width = c.hidden, c.hidden * c.mlp_ratio
+        self.node_encoder = _mlp(c.n_node_features, h, width, 0.0)
+        self.edge_encoder = _mlp(c.n_edge_features, h, width, 0.0)
+        self.global_encoder = _mlp(c.n_global_features, h, width, 0.0)
+        self.blocks = nn.ModuleList(
+            MetaLayer(_EdgeModel(h, width, c.dropout), _NodeModel(h, width, c.dropout),
+                      _GlobalModel(h, width, c.dropout))
+            for _ in range(c.steps)
+        )
+        self.decoder = nn.Sequential(nn.Linear(2 * h, width), nn.SiLU(), nn.Dropout(c.dropout), nn.Linear(width, h),
+                                     nn.SiLU())
+        self.head = nn.Linear(h, c.n_outputs)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def embed(self, batch) -> torch.Tensor:
+        """The event representation (B, hidden) the head reads."""
+        x = self.node_encoder(batch.x)
+        e = self.edge_encoder(batch.edge_attr)
+        u = self.global_encoder(batch.u)
+        for block in self.blocks:
+            x, e, u = block(x, batch.edge_index, e, u, batch.batch)
+        nodes = scatter(x, batch.batch, dim=0, dim_size=u.shape[0], reduce="mean")
+        return self.decoder(torch.cat([u, nodes], -1))
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.head(self.embed(batch))
+
+    def replace_head(self, n_outputs: int) -> None:
+        """A fresh, zero-initialised classification layer for ``n_outputs`` classes (fine-tuning)."""
+        self.head = nn.Linear(self.config.hidden, n_outputs).to(self.head.weight.device)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.config.task, self.config.n_outputs, self.config.n_labels = "multiclass", n_outputs, 0
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        head = {id(p) for p in self.head.parameters()}
+        return [p for p in self.parameters() if id(p) not in head]
