@@ -58,13 +58,52 @@ def generate_jets_command(
     typer.echo(f"wrote {path}")
 
 
+@generate_app.command("events")
+def generate_events_command(
+    out: Path = typer.Option(..., "--out", help="Dataset directory (created; re-running resumes it)."),
+    processes: list[str] = typer.Option(None, "--processes", help="Comma-separated processes, e.g. ttH,ttbar "
+                                        "(default: the twelve pretraining processes)."),
+    events_per_process: int = typer.Option(..., "--events-per-process", help="Events per process."),
+    lhe: list[str] = typer.Option(None, "--lhe", help="NAME=FILE: a process read from a Les Houches Event file "
+                                  "(repeatable); NAME can then be listed in --processes."),
+    seed: int = typer.Option(1, "--seed", help="Base seed; equal seeds give identical files."),
+    detector: str = typer.Option("cms", "--detector", help="Fast detector: cms, or none for particle level."),
+    events_per_shard: int = typer.Option(1000, "--events-per-shard", help="Events per shard file."),
+    workers: int = typer.Option(1, "--workers", help="Dask LocalCluster worker processes (1 = in-process)."),
+    scheduler: str = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler."),
+) -> None:
+    """Generate whole events: reconstructed objects, process label and hard-process truth, sharded and resumable."""
+    from hepfm.data import DataError
+    from hepfm.data.factory import generate_events
+    from hepfm.data.processes import PRETRAINING_PROCESSES
+
+    files = {}
+    for item in _split(lhe):
+        name, sep, file = item.partition("=")
+        if not sep or not name or not file:
+            raise typer.BadParameter(f"--lhe takes NAME=FILE, got {item!r}")
+        files[name] = file
+    names = _split(processes) or list(PRETRAINING_PROCESSES)
+    try:
+        path = generate_events(names, events_per_process, out, seed=seed, detector=detector, lhe=files,
+                               events_per_shard=events_per_shard, workers=workers, scheduler=scheduler)
+    except (KeyError, ValueError, DataError, FileNotFoundError) as err:
+        typer.echo(f"error: {err.args[0] if err.args else err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {path}")
+
+
 @generate_app.command("list")
 def list_recipes() -> None:
-    """List the jet classes and recipes with their processes."""
-    from hepfm.data.processes import JET_RECIPES
+    """List the jet classes and recipes, and the event processes."""
+    from hepfm.data.processes import BSM_PROCESSES, EVENT_PROCESSES, JET_RECIPES
 
+    typer.echo("jets (hepfm generate jets --classes/--recipe):")
     for name, r in JET_RECIPES.items():
-        typer.echo(f"{name:6s} {r.description}")
+        typer.echo(f"  {name:13s} {r.description}")
+    typer.echo("events (hepfm generate events --processes; * = beyond the Standard Model, not in pretraining):")
+    for name, p in EVENT_PROCESSES.items():
+        typer.echo(f"  {name:12s}{'*' if name in BSM_PROCESSES else ' '} {p.description}")
 
 
 @app.command("inspect")
@@ -83,7 +122,15 @@ def inspect_command(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     typer.echo(repr(sample))
-    if not events:
+    if events:
+        if "type" in sample.particle_features:
+            from hepfm.data.events import OBJECT_TYPES
+
+            kinds = sample.feature("type")[sample.mask].astype(int)
+            per_event = [(kinds == k).sum() / max(len(sample), 1) for k in range(len(OBJECT_TYPES))]
+            typer.echo("  objects per event: " + ", ".join(f"{t} {n:.2f}" for t, n in zip(OBJECT_TYPES, per_event,
+                                                                                          strict=True)))
+    else:
         for name, m in class_medians(sample).items():
             typer.echo(f"  {name:8s} n={m['n_jets']:6d}  median mass {m['mass']:7.1f} GeV  "
                        f"constituents {m['n_particles']:5.1f}  pT {m['pt']:7.1f} GeV")
@@ -98,35 +145,46 @@ def _train_config(epochs, batch_size, lr, seed, device, patience, optimizer):
 
 @app.command("pretrain")
 def pretrain_command(
-    data: Path = typer.Option(..., "--data", help="Jet dataset (hepfm directory or any read_jets format)."),
+    data: Path = typer.Option(..., "--data", help="Jet or event dataset (hepfm directory or a reader's format)."),
     out: Path = typer.Option(..., "--out", help="Checkpoint directory to write."),
-    config: str = typer.Option("tiny", "--config", help="PET size: tiny, small or medium."),
+    model: str = typer.Option("pet", "--model", help="pet (jets) or event_gnn (whole events)."),
+    config: str = typer.Option(None, "--config", help="Size: PET tiny (default), small, medium; event model "
+                               "default, small, tiny."),
+    task: str = typer.Option("multiclass", "--task", help="Event model: multiclass or multilabel."),
     epochs: int = typer.Option(20, "--epochs", help="Maximum epochs (early stopping may end sooner)."),
     batch_size: int = typer.Option(128, "--batch-size", help="Jets per batch (per process under torchrun)."),
     lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate."),
     optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or lion."),
     patience: int = typer.Option(5, "--patience", help="Early-stopping patience in epochs (0: never stop)."),
-    max_jets: int = typer.Option(None, "--max-jets", help="Read at most this many jets."),
+    max_jets: int = typer.Option(None, "--max-jets", "--max-events", help="Read at most this many jets (events)."),
     max_particles: int = typer.Option(128, "--max-particles", help="Constituents kept per jet."),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, split and shuffling."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     stream: bool = typer.Option(False, "--stream", help="Stream a hepfm dataset shard by shard (data > memory)."),
 ) -> None:
-    """Pretrain the PET jet foundation model (classifier + diffusion generator). Runs under torchrun too."""
-    from hepfm.train.recipes import pretrain
+    """Pretrain a foundation model: PET on jets (classifier + diffusion generator) or the event graph network
+    (multiclass or multilabel). Runs under torchrun too."""
+    from hepfm.train.recipes import pretrain, pretrain_events
 
-    metrics = pretrain(data, out, config=config, max_jets=max_jets, max_particles=max_particles, resume=resume,
-                       stream=stream, train=_train_config(epochs, batch_size, lr, seed, device, patience, optimizer))
+    train = _train_config(epochs, batch_size, lr, seed, device, patience, optimizer)
+    if model == "pet":
+        metrics = pretrain(data, out, config=config or "tiny", max_jets=max_jets, max_particles=max_particles,
+                           resume=resume, stream=stream, train=train)
+    elif model == "event_gnn":
+        metrics = pretrain_events(data, out, config=config or "default", task=task, max_events=max_jets,
+                                  resume=resume, train=train)
+    else:
+        raise typer.BadParameter(f"unknown --model {model!r}; use pet or event_gnn")
     typer.echo(f"best epoch {metrics['best_epoch']}: val loss {metrics['best_val_loss']:.4f}, "
                f"val accuracy {metrics['val_accuracy']:.4f} -> {out}")
 
 
 @app.command("finetune")
 def finetune_command(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Pretrained checkpoint directory."),
-    train: Path = typer.Option(..., "--train", help="Training jets (any read_jets format)."),
-    test: Path = typer.Option(..., "--test", help="Test jets (same classes)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Pretrained checkpoint directory (jet or event model)."),
+    train: Path = typer.Option(..., "--train", help="Training jets (any read_jets format) or events (read_events)."),
+    test: Path = typer.Option(..., "--test", help="Test data (same classes)."),
     out: Path = typer.Option(..., "--out", help="Output directory: checkpoint and metrics.json."),
     from_scratch: bool = typer.Option(False, "--from-scratch", help="Same model and recipe, random weights."),
     freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Train only the new head."),
@@ -141,7 +199,7 @@ def finetune_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
 ) -> None:
-    """Fine-tune a pretrained PET on a new jet task (or train it from scratch); writes OUT/metrics.json."""
+    """Fine-tune a pretrained model on a new task (or train it from scratch); writes OUT/metrics.json."""
     from hepfm.train.recipes import finetune
 
     metrics = finetune(checkpoint, train, test, out, from_scratch=from_scratch, freeze_backbone=freeze_backbone,

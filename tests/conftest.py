@@ -218,3 +218,12 @@ def synthetic_jets(n: int = 64, seed: int = 0, max_particles: int = 40):
 @pytest.fixture
 def toy_jets():
     return synthetic_jets()
+
+
+@pytest.fixture(scope="session")
+def event_dataset(tmp_path_factory) -> Path:
+    """Whole events of three processes with distinct hard processes, in two shards per process."""
+    from hepfm.data.factory import generate_events
+
+    out = tmp_path_factory.mktemp("events") / "ttH-ttbar-WZ"
+    return generate_events(["ttH", "ttbar", "WZ"], 100, out, seed=5, events_per_shard=50, progress=False)

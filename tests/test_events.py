@@ -1,0 +1,269 @@
+"""Whole-event production, the NanoAOD reader, event graphs and the event model."""
+
+from __future__ import annotations
+
+import dataclasses
+import filecmp
+
+import numpy as np
+import pytest
+import torch
+
+from hepfm.data import DataError, read_events
+from hepfm.data.events import OBJECT_TYPES, TRUTH_LABELS, TRUTH_TARGETS, count_lhe_events
+from hepfm.data.factory import generate_events
+from hepfm.data.graphs import EDGE_FEATURES, GLOBAL_FEATURES, NODE_FEATURES, EventGraphDataset
+from hepfm.data.sample import EventSample
+from hepfm.data.storage import shard_paths
+from hepfm.models.event_gnn import EventGNN, EventGNNConfig
+
+MET, JET = OBJECT_TYPES.index("met"), OBJECT_TYPES.index("jet")
+
+
+def _truth(sample, name):
+    return sample.truth[:, TRUTH_LABELS.index(name)]
+
+
+def test_events_hold_the_hard_process_and_its_objects(event_dataset):
+    s = read_events(event_dataset)
+    assert s.class_names == ["ttH", "ttbar", "WZ"]
+    assert np.bincount(s.labels).tolist() == [100, 100, 100]
+    assert s.truth.shape == (300, len(TRUTH_LABELS)) and s.targets.shape == (300, len(TRUTH_TARGETS))
+    tth, tt, wz = (s.labels == k for k in range(3))
+    # hard-process content follows from the process
+    assert _truth(s, "top")[tth | tt].all() and not _truth(s, "top")[wz].any()
+    assert _truth(s, "H")[tth].all() and not _truth(s, "H")[tt | wz].any()
+    assert _truth(s, "W")[wz].all() and _truth(s, "Z")[wz].all()
+    top_pt = s.targets[:, TRUTH_TARGETS.index("top_pt")]
+    assert (top_pt[tth | tt] > 0).all() and (top_pt[wz] == 0).all()
+    # exactly one MET object per event; jets above threshold; objects sorted by pT
+    kind = np.where(s.mask, s.feature("type"), -1)
+    assert ((kind == MET).sum(1) == 1).all()
+    assert (s.feature("pt")[kind == JET] > 25).all()
+    pt = np.where(s.mask, s.feature("pt"), -1)
+    assert (np.diff(pt, axis=1) <= 0).all()
+    # physics: ttH has more jets and b-tags than WZ (ttH -> b b b b + jets; WZ -> at most 2 b)
+    n_jets = (kind == JET).sum(1)
+    n_b = ((kind == JET) & (s.feature("btag") > 0)).sum(1)
+    assert n_jets[tth].mean() > n_jets[wz].mean() + 2
+    assert n_b[tth].mean() > 1.2 > n_b[wz].mean()
+
+
+def test_event_production_is_seeded_and_resumable(event_dataset, tmp_path):
+    out = tmp_path / "again"
+    generate_events(["ttH", "ttbar", "WZ"], 100, out, seed=5, events_per_shard=50, progress=False)
+    first = shard_paths(out)
+    for a, b in zip(shard_paths(event_dataset), first, strict=True):
+        assert filecmp.cmp(a, b, shallow=False), a.name
+    victim = first[3]
+    victim.unlink()
+    generate_events(["ttH", "ttbar", "WZ"], 100, out, seed=5, events_per_shard=50, progress=False)
+    assert filecmp.cmp(victim, shard_paths(event_dataset)[3], shallow=False)
+    with pytest.raises(DataError, match="other settings"):
+        generate_events(["ttH", "ttbar", "WZ"], 100, out, seed=6, events_per_shard=50, progress=False)
+
+
+def test_lhe_input_is_showered_by_pythia(shared_data, tmp_path):
+    lhe = shared_data.parent / "lhe" / "ttbar_tevatron_pythia6.lhe"
+    assert count_lhe_events(lhe) == 100
+    out = generate_events(["tt_lhe"], 40, tmp_path / "lhe", lhe={"tt_lhe": lhe}, events_per_shard=20, progress=False)
+    s = read_events(out)
+    assert len(s) == 40 and _truth(s, "top").all() and _truth(s, "W").all()
+    # two shards read different events of the file
+    first, second = s.targets[:20, 0], s.targets[20:, 0]
+    assert not np.allclose(np.sort(first), np.sort(second))
+    with pytest.raises(DataError, match="ttbar_tevatron_pythia6.lhe: holds 100 events"):
+        generate_events(["tt_lhe"], 150, tmp_path / "lhe2", lhe={"tt_lhe": lhe}, progress=False)
+
+
+def test_unknown_process_is_named(tmp_path):
+    with pytest.raises(KeyError, match="ttW.*LHE"):
+        generate_events(["ttW"], 10, tmp_path / "x", progress=False)
+
+
+def test_nanoaod_becomes_event_objects(shared_data):
+    path = shared_data.parent / "nanoaod" / "cms_opendata_2015_ttbar_nanoaod.root"
+    s = read_events(path)
+    assert len(s) == 200 and s.particle_features == ("pt", "eta", "phi", "energy", "btag", "charge", "type")
+    kind = np.where(s.mask, s.feature("type"), -1)
+    assert ((kind == MET).sum(1) == 1).all()
+    assert (s.feature("pt")[kind == JET] > 25).all()
+    leptons = np.isin(kind, [OBJECT_TYPES.index("electron"), OBJECT_TYPES.index("muon")])
+    assert set(np.abs(s.feature("charge")[leptons])) == {1.0}
+    # the file's README: 0.35 electrons and 0.2 muons per event before hepfm's isolation and thresholds
+    assert 0.05 < leptons.sum() / 200 < 0.55
+    # every event becomes a graph the model reads
+    batch = EventGraphDataset(s).collate(list(range(200)))
+    assert torch.isfinite(EventGNN(EventGNNConfig.named("tiny"))(batch)).all()
+
+
+def test_nanoaod_through_dask_executor_matches_iterative(shared_data):
+    from hepfm.data.nanoaod import read_nanoaod
+
+    path = shared_data.parent / "nanoaod" / "cms_opendata_2015_ttbar_nanoaod.root"
+    a = read_nanoaod(path, chunksize=50)
+    b = read_nanoaod(path, chunksize=50, executor="dask", workers=1)
+    order_a = np.lexsort(a.particles[..., 0].T[::-1])
+    order_b = np.lexsort(b.particles[..., 0].T[::-1])
+    np.testing.assert_array_equal(a.particles[order_a], b.particles[order_b])
+
+
+def test_not_a_nanoaod_file_is_named(tmp_path):
+    bad = tmp_path / "broken.root"
+    bad.write_bytes(b"root" + b"\0" * 100)
+    with pytest.raises(DataError, match="broken.root"):
+        read_events(bad)
+
+
+# -- graphs ---------------------------------------------------------------------------------------------------
+
+
+def _objects(rows: list[list[tuple]]) -> EventSample:
+    """An object-level sample from per-event lists of (pt, eta, phi, energy, btag, charge, type)."""
+    width = max(len(r) for r in rows) + 2  # extra padding on purpose
+    obj = np.zeros((len(rows), width, 7), np.float32)
+    mask = np.zeros((len(rows), width), bool)
+    for i, r in enumerate(rows):
+        obj[i, :len(r)] = r
+        mask[i, :len(r)] = True
+    return EventSample(obj, mask, np.zeros(len(rows), np.int64), ["x"], "toy",
+                       particle_features=("pt", "eta", "phi", "energy", "btag", "charge", "type"))
+
+
+TOY = [
+    [(120, 0.5, 1.0, 140, 1, 0, JET), (80, -1.0, -2.0, 130, 0, 0, JET), (40, 0.2, 3.1, 41, 0, -1, 2),
+     (50, 0, 0.3, 50, 0, 0, MET)],
+    [(30, 0, 0, 30, 0, 0, MET)],  # no jets, no leptons: only MET
+    [(60, 1.0, -3.1, 95, 0, 1, 1), (25, 2.0, 0.0, 95, 0, 0, 3), (20, 0, 1.5, 20, 0, 0, MET)],
+]
+
+
+def test_graph_batches_have_every_ordered_pair_as_an_edge():
+    batch = EventGraphDataset(_objects(TOY)).collate([0, 1, 2])
+    assert batch.num_graphs == 3 and batch.x.shape == (8, len(NODE_FEATURES))
+    assert batch.edge_index.shape == (2, 4 * 3 + 0 + 3 * 2) and batch.edge_attr.shape[1] == len(EDGE_FEATURES)
+    assert batch.u.shape == (3, len(GLOBAL_FEATURES))
+    src, dst = batch.edge_index
+    assert (batch.batch[src] == batch.batch[dst]).all() and (src != dst).all()
+    # delta phi wraps: objects at phi = 3.1 and -2.0 are 1.18 apart, not 5.1
+    deta, dphi, dr = batch.edge_attr.T
+    assert dphi.abs().max() <= np.pi and torch.allclose(dr, torch.hypot(deta, dphi))
+    # the MET-only event: one node, no edges, a finite output
+    model = EventGNN(EventGNNConfig.named("tiny", n_outputs=3)).eval()
+    out = model(batch)
+    assert out.shape == (3, 3) and torch.isfinite(out).all()
+
+
+def test_event_model_is_invariant_to_object_order_and_padding():
+    torch.manual_seed(0)
+    model = EventGNN(EventGNNConfig()).eval()
+    sample = _objects(TOY)
+    out = model(EventGraphDataset(sample).collate([0, 1, 2]))
+    perm = np.array([3, 0, 5, 2, 1, 4])
+    shuffled = dataclasses.replace(sample, particles=sample.particles[:, perm], mask=sample.mask[:, perm])
+    torch.testing.assert_close(model(EventGraphDataset(shuffled).collate([0, 1, 2])), out, atol=1e-5, rtol=1e-5)
+    # one event alone, or with different neighbours in the batch, gives the same output
+    torch.testing.assert_close(model(EventGraphDataset(sample).collate([2]))[0], out[2], atol=1e-5, rtol=1e-5)
+
+
+def test_event_model_has_the_papers_size():
+    n = EventGNN(EventGNNConfig()).num_parameters()
+    assert 3e5 < n < 6e5, n
+
+
+# -- pretraining and fine-tuning ------------------------------------------------------------------------------
+
+FAST = dict(batch_size=32, progress=False, lr=5e-3, warmup_epochs=0.5, patience=0)
+
+
+@pytest.fixture(scope="module")
+def event_checkpoints(event_dataset, tmp_path_factory):
+    from hepfm.train import TrainConfig
+    from hepfm.train.recipes import pretrain_events
+
+    out = tmp_path_factory.mktemp("event-ckpt")
+    metrics = {task: pretrain_events(event_dataset, out / task, config="tiny", task=task, val_fraction=0.25,
+                                     train=TrainConfig(epochs=12, **FAST))
+               for task in ("multiclass", "multilabel")}
+    return out, metrics
+
+
+def test_multiclass_pretraining_learns_the_processes(event_checkpoints):
+    _, metrics = event_checkpoints
+    m = metrics["multiclass"]
+    history = [e["val_loss"] for e in m["history"]]
+    assert min(history) < history[0] and m["val_accuracy"] > 0.55  # chance is 1/3
+
+
+def test_multilabel_pretraining_learns_the_truth(event_checkpoints, event_dataset):
+    from hepfm.train.checkpoint import load_checkpoint
+
+    out, metrics = event_checkpoints
+    m = metrics["multilabel"]
+    assert m["config"]["n_outputs"] == len(TRUTH_LABELS) + len(TRUTH_TARGETS)
+    assert m["config"]["n_labels"] == len(TRUTH_LABELS)
+    # better than knowing only how often each label is on: that predictor's cross entropy is the entropy
+    p = read_events(event_dataset).truth.mean(0).clip(1e-6, 1 - 1e-6)
+    baseline = float(np.mean(-(p * np.log(p) + (1 - p) * np.log(1 - p))))
+    best = m["history"][m["best_epoch"]]
+    assert best["val_bce"] < 0.8 * baseline
+    assert best["val_mse"] < 0.6 * m["history"][0]["val_mse"]
+    assert m["val_accuracy"] > 0.8  # per-label accuracy
+    model, config = load_checkpoint(out / "multilabel")
+    assert config["truth_names"] == list(TRUTH_LABELS) and config["target_names"] == list(TRUTH_TARGETS)
+
+
+def test_event_finetuning_replaces_the_head_and_keeps_the_recipe(event_checkpoints, event_dataset, tmp_path):
+    from hepfm.train import TrainConfig
+    from hepfm.train.checkpoint import load_checkpoint, load_weights
+    from hepfm.train.recipes import finetune
+
+    out, _ = event_checkpoints
+    cfg = TrainConfig(epochs=3, **FAST)
+    m = finetune(out / "multilabel", event_dataset, event_dataset, tmp_path / "ft", train=cfg)
+    assert {"auc", "accuracy", "rej30", "rej50", "epochs_run", "wall_seconds"} <= set(m)
+    assert m["signal"] == "WZ" and m["auc"] > 0.8
+    frozen = finetune(out / "multiclass", event_dataset, event_dataset, tmp_path / "frozen", train=cfg,
+                      freeze_backbone=True)
+    assert frozen["freeze_backbone"]
+    before = load_weights(out / "multiclass" / "model.safetensors")
+    after = load_weights(tmp_path / "frozen" / "model.safetensors")
+    backbone = [k for k in before if not k.startswith("head.")]
+    assert backbone and all(torch.equal(before[k], after[k]) for k in backbone)
+    assert not torch.equal(before["head.weight"], after["head.weight"]) or before["head.weight"].shape != \
+        after["head.weight"].shape
+    model, config = load_checkpoint(tmp_path / "ft")
+    assert config["model"] == "event_gnn" and model.config.n_outputs == 3
+
+
+def test_pretrained_event_model_classifies_nanoaod(event_checkpoints, shared_data):
+    from hepfm.train.recipes import evaluate_checkpoint
+
+    out, _ = event_checkpoints
+    path = shared_data.parent / "nanoaod" / "cms_opendata_2015_ttbar_nanoaod.root"
+    probs, sample, config = evaluate_checkpoint(out / "multiclass", path)
+    assert probs.shape == (200, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    with pytest.raises(DataError, match="multilabel checkpoint has no class probabilities"):
+        evaluate_checkpoint(out / "multilabel", path)
+
+
+def test_cli_generates_pretrains_and_finetunes_events(tmp_path):
+    from typer.testing import CliRunner
+
+    from hepfm.cli import app
+
+    runner = CliRunner()
+    data = tmp_path / "ev"
+    r = runner.invoke(app, ["generate", "events", "--processes", "WZ,ttbar", "--events-per-process", "40",
+                            "--events-per-shard", "20", "--seed", "1", "--out", str(data)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["pretrain", "--model", "event_gnn", "--config", "tiny", "--task", "multilabel",
+                            "--data", str(data), "--out", str(tmp_path / "ck"), "--epochs", "2", "--batch-size", "16"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["finetune", "--checkpoint", str(tmp_path / "ck"), "--train", str(data), "--test",
+                            str(data), "--out", str(tmp_path / "ft"), "--epochs", "1", "--batch-size", "16"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "ft" / "metrics.json").exists() and "AUC" in r.output
+    r = runner.invoke(app, ["generate", "events", "--processes", "ttW", "--events-per-process", "5",
+                            "--out", str(tmp_path / "bad")])
+    assert r.exit_code == 2 and "ttW" in r.output
