@@ -68,12 +68,14 @@ def save(fig, output_dir: str | Path, name: str) -> Path:
 
 
 _LABELS = {"pretrained": "fine-tuned from pretrained", "scratch": "from scratch",
+           "multiclass": "fine-tuned, multiclass-pretrained", "multilabel": "fine-tuned, multilabel-pretrained",
+           "frozen": "frozen multiclass backbone (linear probe)",
            "auc": "AUC", "accuracy": "Accuracy", "rej30": r"Rejection $1/\epsilon_B$ at $\epsilon_S=0.3$",
            "rej50": r"Rejection $1/\epsilon_B$ at $\epsilon_S=0.5$"}
 
 
-def scan_plot(summary: dict, metric: str, ax=None, title: str = ""):
-    """Metric against the number of labelled jets, mean over seeds with a +-1 std band, per mode."""
+def scan_plot(summary: dict, metric: str, ax=None, title: str = "", xlabel: str = "Labelled training jets"):
+    """Metric against the number of labelled examples, mean over seeds with a +-1 std band, per mode."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 5.5))
     for mode, per_size in summary.items():
@@ -89,25 +91,26 @@ def scan_plot(summary: dict, metric: str, ax=None, title: str = ""):
     if ax.lines:
         ax.set_xscale("log")
         ax.legend(fontsize=12)
-    ax.set_xlabel("Labelled training jets")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(_LABELS.get(metric, metric))
     if title:
         ax.set_title(title, fontsize=14)
     return ax.figure
 
 
-def convergence_plot(rows: list[dict], size: int, seed: int | None = None):
+def convergence_plot(rows: list[dict], size: int, seed: int | None = None, unit: str = "jets"):
     """Validation loss against epoch and against wall time, pretrained vs scratch, for one size."""
     fig, (ax_e, ax_t) = plt.subplots(1, 2, figsize=(13, 5.5), constrained_layout=True)
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
     for r in rows:
         if r["size"] != size or (seed is not None and r["seed"] != seed):
             continue
         epochs = [e["epoch"] + 1 for e in r["history"]]
         loss = [e["val_loss"] for e in r["history"]]
         wall = [e["wall_seconds"] for e in r["history"]]
-        style = "-" if r["mode"] == "pretrained" else "--"
-        color = "C0" if r["mode"] == "pretrained" else "C1"
-        label = f"{_LABELS[r['mode']]} (seed {r['seed']})"
+        style = "--" if r["mode"] == "scratch" else "-"
+        color = f"C{modes.index(r['mode'])}"
+        label = f"{_LABELS.get(r['mode'], r['mode'])} (seed {r['seed']})"
         ax_e.plot(epochs, loss, style, color=color, alpha=0.8, label=label)
         ax_t.plot(wall, loss, style, color=color, alpha=0.8, label=label)
     ax_e.set_xlabel("Epoch")
@@ -115,7 +118,7 @@ def convergence_plot(rows: list[dict], size: int, seed: int | None = None):
     for ax in (ax_e, ax_t):
         ax.set_ylabel("Validation loss")
         ax.legend(fontsize=9)
-    fig.suptitle(f"{size} labelled jets", fontsize=14)
+    fig.suptitle(f"{size} labelled {unit}", fontsize=14)
     return fig
 
 

@@ -16,32 +16,37 @@ from tqdm.auto import tqdm
 from hepfm.data.sample import JetSample
 from hepfm.train.loop import TrainConfig
 
-__all__ = ["size_scan", "summarise", "epochs_to_reach", "convergence_summary", "two_fold", "MODES"]
+__all__ = ["size_scan", "summarise", "epochs_to_reach", "convergence_summary", "two_fold", "time_to_accuracy",
+           "MODES"]
 
 MODES = ("pretrained", "scratch")
 
 
 def size_scan(
-    checkpoint: str | Path,
-    train: JetSample,
-    test: JetSample,
+    checkpoint: str | Path | None,
+    train,
+    test,
     sizes: list[int],
     seeds: list[int],
     out: str | Path,
     train_config: TrainConfig,
     modes: tuple[str, ...] = MODES,
+    variants: dict[str, dict] | None = None,
     **finetune_kwargs,
 ) -> list[dict]:
     """Fine-tune (``pretrained``) and train from scratch (``scratch``) for every size and seed.
 
     Args:
-        checkpoint: pretrained checkpoint directory.
-        train, test: labelled samples; each run draws ``size`` training jets with its seed.
-        sizes: numbers of labelled training jets (validation is taken out of them).
+        checkpoint: pretrained checkpoint directory (jet or event model).
+        train, test: labelled samples (jets or events); each run draws ``size`` training examples with its seed.
+        sizes: numbers of labelled training examples (validation is taken out of them).
         seeds: seeds per size.
         out: scan directory; runs go to ``out/<mode>-n<size>-s<seed>/``.
         train_config: recipe shared by every run (its seed is replaced by the run's).
         modes: any of :data:`MODES`.
+        variants: instead of ``checkpoint`` and ``modes``, named set-ups: ``{name: {"checkpoint": dir,
+            **finetune options}}``, e.g. ``{"multilabel": {"checkpoint": a}, "frozen": {"checkpoint": b,
+            "freeze_backbone": True}, "scratch": {"checkpoint": b, "from_scratch": True}}``.
         finetune_kwargs: passed on to :func:`hepfm.train.recipes.finetune`.
 
     Returns:
@@ -49,19 +54,39 @@ def size_scan(
     """
     from hepfm.train.recipes import finetune
 
+    if variants is None:
+        variants = {m: {"checkpoint": checkpoint, "from_scratch": m == "scratch"} for m in modes}
     out = Path(out)
-    runs = [(m, n, s) for n in sizes for s in seeds for m in modes]
+    runs = [(m, n, s) for n in sizes for s in seeds for m in variants]
     rows = []
     for mode, size, seed in tqdm(runs, desc="scan", unit="run"):
         run = out / f"{mode}-n{size}-s{seed}"
         if (run / "metrics.json").exists():
             metrics = json.loads((run / "metrics.json").read_text())
         else:
+            options = {**finetune_kwargs, **variants[mode]}
             cfg = replace(train_config, seed=seed, progress=False)
-            metrics = finetune(checkpoint, train, test, run, from_scratch=mode == "scratch", train=cfg, n_train=size,
-                               **finetune_kwargs)
+            metrics = finetune(options.pop("checkpoint"), train, test, run, train=cfg, n_train=size, **options)
         rows.append({"mode": mode, "size": size, "seed": seed, **metrics})
     return rows
+
+
+def time_to_accuracy(rows: list[dict], target: float) -> dict:
+    """Training wall time and epochs each run needs to reach validation accuracy ``target``.
+
+    Returns:
+        ``{mode: {size: {"seconds": [per seed, None if never], "epochs": [...], "reached": k, "of": n}}}``.
+    """
+    out: dict = {}
+    for r in rows:
+        hit = next((e for e in r["history"] if e.get("val_accuracy", -1) >= target), None)
+        entry = out.setdefault(r["mode"], {}).setdefault(r["size"], {"seconds": [], "epochs": [], "reached": 0,
+                                                                      "of": 0})
+        entry["seconds"].append(hit["wall_seconds"] if hit else None)
+        entry["epochs"].append(hit["epoch"] + 1 if hit else None)
+        entry["reached"] += hit is not None
+        entry["of"] += 1
+    return out
 
 
 def summarise(rows: list[dict], metrics: tuple[str, ...] = ("auc", "accuracy", "rej30", "rej50")) -> dict:

@@ -26,6 +26,8 @@ __all__ = [
     "PRETRAINING_PROCESSES",
     "BSM_PROCESSES",
     "get_event_process",
+    "EVENT_TASKS",
+    "EventTask",
     "lhe_process",
     "event_settings",
 ]
@@ -213,20 +215,55 @@ EVENT_PROCESSES: dict[str, Process] = {
         Process("Wjets", (*_W_JET, *_VJET_PTHAT), "W + jet, pT(hat) > 20 GeV"),
         Process("Zjets", (*_V_JET, "WeakZ0:gmZmode = 2", *_VJET_PTHAT), "Z + jet, pT(hat) > 20 GeV"),
         # beyond the Standard Model
-        Process("Zprime_ttbar", ("NewGaugeBoson:ffbar2gmZZprime = on", "Zprime:gmZmode = 3", "32:m0 = 1500.",
-                                 "32:onMode = off", "32:onIfAny = 6"), "Z'(1.5 TeV) -> ttbar"),
+        Process("Zprime_ttbar", ("NewGaugeBoson:ffbar2gmZZprime = on", "Zprime:gmZmode = 3", "32:m0 = 750.",
+                                 "32:onMode = off", "32:onIfAny = 6"), "Z'(750 GeV) -> ttbar"),
         Process("Zprime_WW", ("NewGaugeBoson:ffbar2gmZZprime = on", "Zprime:gmZmode = 3", "Zprime:coup2WW = 1.",
                               "32:m0 = 1000.", "32:onMode = off", "32:onIfMatch = 24 -24"), "Z'(1 TeV) -> WW"),
-        Process("Wprime_WZ", ("NewGaugeBoson:ffbar2Wprime = on", "Wprime:coup2WZ = 1.", "34:m0 = 1000.",
-                              "34:onMode = off", "34:onIfMatch = 24 23"), "W'(1 TeV) -> WZ"),
-        Process("H2_ZZ", ("Higgs:useBSM = on", "HiggsBSM:gg2H2 = on", "35:m0 = 500.", "35:onMode = off",
-                          "35:onIfMatch = 23 23"), "heavy CP-even Higgs H2 (500 GeV, 2HDM) -> ZZ"),
+        Process("Wprime_WZ", ("NewGaugeBoson:ffbar2Wprime = on", "Wprime:coup2WZ = 1.", "34:m0 = 600.",
+                              "34:onMode = off", "34:onIfMatch = 24 23"), "W'(600 GeV) -> WZ"),
+        Process("H2_ZZ", ("Higgs:useBSM = on", "HiggsBSM:gg2H2 = on", "35:m0 = 400.", "35:onMode = off",
+                          "35:onIfMatch = 23 23"), "heavy CP-even Higgs H2 (400 GeV, 2HDM) -> ZZ"),
     ]
 }
 #: The twelve Standard-Model processes of event-level pretraining, in label order.
 PRETRAINING_PROCESSES = ("ggH", "vbfH", "WH", "ZH", "ttH", "ttbar", "singletop", "WW", "WZ", "ZZ", "Wjets", "Zjets")
 #: Processes never seen in pretraining.
 BSM_PROCESSES = ("Zprime_ttbar", "Zprime_WW", "Wprime_WZ", "H2_ZZ")
+
+
+@dataclass(frozen=True)
+class EventTask:
+    """A downstream event-classification task: ``signal`` against ``background`` (labels 1 and 0)."""
+
+    name: str
+    background: str
+    signal: str
+    description: str
+
+    @property
+    def processes(self) -> list[str]:
+        return [self.background, self.signal]
+
+    @property
+    def unseen(self) -> bool:
+        """True when a process of the task was not among the pretraining processes."""
+        return any(p not in PRETRAINING_PROCESSES for p in self.processes)
+
+
+#: The five fine-tuning tasks of the event model. Two separate processes both seen in pretraining (a
+#: finer distinction than pretraining's: ttH vs ttbar needs the extra b jets, VBF vs ggF the forward
+#: jets); three put a process never seen in pretraining against its Standard-Model background at
+#: masses where the two overlap in HT, so the task is not solved by a single variable.
+EVENT_TASKS: dict[str, EventTask] = {
+    t.name: t
+    for t in [
+        EventTask("ttH_vs_ttbar", "ttbar", "ttH", "ttH against its irreducible ttbar background (both seen)"),
+        EventTask("vbfH_vs_ggH", "ggH", "vbfH", "VBF against gluon-fusion Higgs production (both seen)"),
+        EventTask("Zprime_vs_ttbar", "ttbar", "Zprime_ttbar", "Z'(750 GeV) -> ttbar against SM ttbar (unseen)"),
+        EventTask("Wprime_vs_WZ", "WZ", "Wprime_WZ", "W'(600 GeV) -> WZ against SM WZ (unseen)"),
+        EventTask("H2_vs_ZZ", "ZZ", "H2_ZZ", "heavy Higgs H2(400 GeV) -> ZZ against SM ZZ (unseen)"),
+    ]
+}
 
 
 def lhe_process(name: str, path: str) -> Process:

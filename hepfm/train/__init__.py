@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from hepfm.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hepfm.train.loop import History, TrainConfig, fit, resolve_device
-from hepfm.train.objectives import ClassifierObjective, PretrainObjective
+from hepfm.train.objectives import ClassifierObjective, EventPretrainObjective, PretrainObjective
 
 __all__ = [
     "CheckpointError",
     "ClassifierObjective",
+    "EventPretrainObjective",
     "History",
     "PretrainObjective",
     "TrainConfig",

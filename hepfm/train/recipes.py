@@ -38,7 +38,7 @@ from hepfm.train.objectives import ClassifierObjective, EventPretrainObjective, 
 if TYPE_CHECKING:
     from hepfm.models.event_gnn import EventGNNConfig
 
-__all__ = ["pretrain", "pretrain_events", "finetune", "predict", "split", "evaluate_checkpoint"]
+__all__ = ["pretrain", "pretrain_events", "finetune", "predict", "split", "evaluate_checkpoint", "evaluate_truth"]
 
 
 def _streamed(data, val_fraction: float, max_particles: int, seed: int):
@@ -392,3 +392,38 @@ def pretrain_events(
                "history": history.epochs}
     write_metrics(out, metrics)
     return metrics
+
+
+@torch.no_grad()
+def evaluate_truth(checkpoint: str | Path, data, device: str = "auto", batch_size: int = 512) -> dict:
+    """How well a multilabel event checkpoint predicts the hard-process truth of events it has not seen.
+
+    Returns:
+        ``{"auc_per_label": {name: auc}, "label_accuracy": float, "target_correlation": {name: r}}``:
+        one-vs-rest AUC of every truth label present with both values, the fraction of labels predicted
+        right, and the Pearson correlation of predicted and true log(1 + target / 10 GeV).
+    """
+    from hepfm.analysis.metrics import roc_auc
+    from hepfm.data.graphs import EventGraphDataset
+
+    model, config = load_checkpoint(checkpoint)
+    if config["model_config"]["task"] != "multilabel":
+        raise DataError(f"{checkpoint}: not a multilabel checkpoint (task {config['model_config']['task']!r})")
+    sample = data if isinstance(data, EventSample) else read_events(data)
+    if sample.truth is None:
+        raise DataError(f"{sample.source}: no generator truth to compare with")
+    dataset = EventGraphDataset(sample)
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    outs = [model(dataset.collate(list(range(i, min(i + batch_size, len(dataset))))).to(dev)).cpu()
+            for i in range(0, len(dataset), batch_size)]
+    out = torch.cat(outs).numpy()
+    n_labels = len(sample.truth_names)
+    scores, truth = out[:, :n_labels], sample.truth
+    aucs = {name: roc_auc(truth[:, k], scores[:, k]) for k, name in enumerate(sample.truth_names)
+            if 0 < truth[:, k].sum() < len(truth)}
+    targets = dataset.targets.numpy()
+    corr = {name: float(np.corrcoef(out[:, n_labels + k], targets[:, k])[0, 1])
+            for k, name in enumerate(sample.target_names) if targets[:, k].std() > 0}
+    return {"auc_per_label": aucs, "label_accuracy": float(((scores > 0) == (truth > 0.5)).mean()),
+            "target_correlation": corr}
