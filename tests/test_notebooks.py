@@ -87,6 +87,39 @@ def test_finetune_notebook_metrics(smoke_run, name):
         assert all(0.5 < a <= 1 for a in folds["pretrained"]["auc_per_fold"])
 
 
+def test_event_pretrain_notebook_metrics(smoke_run):
+    out, _ = smoke_run
+    metrics = json.loads((out / "04_pretrain_events" / "metrics.json").read_text())
+    assert metrics["n_eval"] == 12 * 15
+    assert {m["epochs_run"] for m in metrics["pretraining"].values()} == {2}
+    assert len(metrics["multiclass"]["auc_per_class"]) == 12 and 0 <= metrics["multiclass"]["accuracy"] <= 1
+    assert set(metrics["multilabel"]["auc_per_label"]) <= {"top", "W", "Z", "H", "bottom", "lepton", "neutrino",
+                                                          "photon"}
+    # physics of the generated events: ttH (4 b quarks + W decays) has far more jets and b-tags than WZ or Z+jet
+    mult = metrics["multiplicities"]
+    assert mult["ttH"]["jets"] > mult["WZ"]["jets"] + 1.5 and mult["ttH"]["btag"] > mult["Zjets"]["btag"] + 0.8
+    nano = metrics["nanoaod"]
+    assert nano["n_events"] == 200 and abs(sum(nano["fraction_called"].values()) - 1) < 1e-9
+    for figure in ("objects", "confusion", "truth_labels", "nanoaod", "training_multiclass"):
+        assert (out / "04_pretrain_events" / f"{figure}.png").exists()
+
+
+def test_event_finetune_notebook_metrics(smoke_run):
+    out, _ = smoke_run
+    metrics = json.loads((out / "05_finetune_events" / "metrics.json").read_text())
+    assert set(metrics["tasks"]) == {"ttH_vs_ttbar", "H2_vs_ZZ"}
+    assert metrics["tasks"]["H2_vs_ZZ"]["unseen"] and not metrics["tasks"]["ttH_vs_ttbar"]["unseen"]
+    assert set(metrics["variants"]) == {"multiclass", "multilabel", "scratch", "frozen"}
+    for task in metrics["tasks"].values():
+        assert len(task["runs"]) == 2 * 1 * 4  # sizes x seeds x variants
+        assert all(0 <= r["auc"] <= 1 for r in task["runs"])
+    # the shipped multiclass backbone already tells H2 -> ZZ from ZZ with 30 labelled events
+    assert metrics["auc_at_smallest"]["H2_vs_ZZ"]["multiclass"] > 0.7
+    assert metrics["pretraining_seconds"] > 0
+    for figure in ("scan_H2_vs_ZZ", "convergence_ttH_vs_ttbar", "tasks"):
+        assert (out / "05_finetune_events" / f"{figure}.png").exists()
+
+
 def test_runner_carries_on_past_a_failing_notebook(tmp_path):
     nbdir = tmp_path / "nbs"
     (nbdir / "params").mkdir(parents=True)
