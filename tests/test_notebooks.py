@@ -120,6 +120,21 @@ def test_event_finetune_notebook_metrics(smoke_run):
         assert (out / "05_finetune_events" / f"{figure}.png").exists()
 
 
+def test_cka_notebook_metrics(smoke_run):
+    out, _ = smoke_run
+    metrics = json.loads((out / "09_cka" / "metrics.json").read_text())
+    for model in ("jets", "events"):
+        m = metrics[model]
+        pairs = {k: v for k, v in m.items() if isinstance(v, dict) and "mean_diagonal" in v}
+        assert set(pairs) == {"fine-tuned vs scratch", "scratch vs scratch (seeds 0, 1)", "pretrained vs fine-tuned"}
+        for entry in pairs.values():
+            assert all(-0.1 <= v <= 1.0 + 1e-6 for v in entry["diagonal"].values())
+        # a short fine-tuning at lr / 10 barely moves the backbone; training from scratch ends elsewhere
+        assert pairs["pretrained vs fine-tuned"]["mean_diagonal"] > pairs["fine-tuned vs scratch"]["mean_diagonal"]
+        assert pairs["pretrained vs fine-tuned"]["mean_diagonal"] > 0.9
+        assert (out / "09_cka" / f"cka_{model}.png").exists()
+
+
 def test_runner_carries_on_past_a_failing_notebook(tmp_path):
     nbdir = tmp_path / "nbs"
     (nbdir / "params").mkdir(parents=True)
