@@ -92,6 +92,12 @@ def test_nanoaod_becomes_event_objects(shared_data):
     assert set(np.abs(s.feature("charge")[leptons])) == {1.0}
     # the file's README: 0.35 electrons and 0.2 muons per event before hepfm's isolation and thresholds
     assert 0.05 < leptons.sum() / 200 < 0.55
+    # simulation: hard-process truth from GenPart. Whatever the file's name says, its generator record
+    # holds W -> l nu (+ jets) and no top quark
+    truth = dict(zip(s.truth_names, s.truth.mean(0), strict=True))
+    assert truth["W"] > 0.95 and truth["lepton"] == 1 and truth["neutrino"] == 1 and truth["top"] == 0
+    targets = dict(zip(s.target_names, s.targets.T, strict=True))
+    assert (targets["top_pt"] == 0).all() and targets["W_pt"].max() > 20
     # every event becomes a graph the model reads
     batch = EventGraphDataset(s).collate(list(range(200)))
     assert torch.isfinite(EventGNN(EventGNNConfig.named("tiny"))(batch)).all()

@@ -100,6 +100,8 @@ def test_event_pretrain_notebook_metrics(smoke_run):
     assert mult["ttH"]["jets"] > mult["WZ"]["jets"] + 1.5 and mult["ttH"]["btag"] > mult["Zjets"]["btag"] + 0.8
     nano = metrics["nanoaod"]
     assert nano["n_events"] == 200 and abs(sum(nano["fraction_called"].values()) - 1) < 1e-9
+    assert nano["multilabel"]["truth_fraction"]["W"] > 0.95 and nano["multilabel"]["truth_fraction"]["top"] == 0
+    assert set(nano["multilabel"]["mean_predicted"]) == set(nano["multilabel"]["truth_fraction"])
     for figure in ("objects", "confusion", "truth_labels", "nanoaod", "training_multiclass"):
         assert (out / "04_pretrain_events" / f"{figure}.png").exists()
 

@@ -41,6 +41,7 @@ __all__ = [
     "OBJECT_FIELDS",
     "TRUTH_LABELS",
     "TRUTH_TARGETS",
+    "TRUTH_GROUPS",
     "EVENT_SCHEMA",
     "make_events",
     "reconstruct",
@@ -54,6 +55,9 @@ OBJECT_TYPES = ("jet", "electron", "muon", "photon", "met")
 OBJECT_FIELDS = ("obj_pt", "obj_eta", "obj_phi", "obj_energy", "obj_btag", "obj_charge", "obj_type")
 #: Multilabel truth: is there at least one such particle in the hard process?
 TRUTH_LABELS = ("top", "W", "Z", "H", "bottom", "lepton", "neutrino", "photon")
+#: |PDG id| of the particles behind each truth label.
+TRUTH_GROUPS = {"top": (6,), "W": (24,), "Z": (23,), "H": (25,), "bottom": (5,), "lepton": (11, 13, 15),
+                "neutrino": (12, 14, 16), "photon": (22,)}
 #: Kinematic truth targets in GeV.
 TRUTH_TARGETS = ("top_pt", "W_pt", "Z_pt", "H_pt", "true_met")
 #: Version of the event layout (fields above); stored in every shard.
@@ -84,8 +88,7 @@ def hard_process_truth(batch: EventBatch) -> tuple[np.ndarray, np.ndarray]:
     event = batch.event_index[hard]
     apid = np.abs(batch.pid[hard])
     pt = np.hypot(batch.px[hard], batch.py[hard])
-    groups = {"top": (6,), "W": (24,), "Z": (23,), "H": (25,), "bottom": (5,), "lepton": (11, 13, 15),
-              "neutrino": (12, 14, 16), "photon": (22,)}
+    groups = TRUTH_GROUPS
     flags = np.zeros((n, len(TRUTH_LABELS)), dtype=np.float32)
     for k, name in enumerate(TRUTH_LABELS):
         sel = np.isin(apid, groups[name])

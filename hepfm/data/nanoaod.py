@@ -12,6 +12,8 @@ Choices, each a constructor argument:
   ``btagDeepFlavB`` (DeepJet, > 0.3040, UL2017), ``btagDeepB`` (DeepCSV, > 0.4941, UL2017) and ``btagCSVV2``
   (CSVv2, > 0.8484, 2016) that the file fills (older files carry DeepJet as a -3000 placeholder); pass a
   branch and ``btag_threshold`` for the working point of your data-taking era.
+* truth (simulated files only): hepfm's multilabel truth and kinematic targets from the generator
+  particles flagged ``isHardProcess`` (excluding the incoming partons), as the event factory defines them.
 * jets: pT > 25 GeV, |eta| < 3 (the generator-level detector's calorimeter), tight jet ID, and no
   selected lepton or photon within Delta R < 0.4 (the factory clusters jets without them).
 * electrons: pT > 10 GeV, |eta| < 2.5, cut-based ID >= loose, ``pfRelIso03_all`` < 0.15;
@@ -30,7 +32,7 @@ import awkward as ak
 import numpy as np
 from coffea import processor
 
-from hepfm.data.events import _MAX_OBJECTS, OBJECT_FIELDS, OBJECT_TYPES
+from hepfm.data.events import _MAX_OBJECTS, OBJECT_FIELDS, OBJECT_TYPES, TRUTH_GROUPS, TRUTH_LABELS, TRUTH_TARGETS
 from hepfm.data.sample import DataError, EventSample
 
 __all__ = ["EventGraphProcessor", "read_nanoaod", "BTAG_WORKING_POINTS"]
@@ -68,6 +70,29 @@ def _btag_branch(jets) -> str:
             if len(values) and ak.any((values >= 0) & (values <= 1)):
                 return name
     return "btagCSVV2"
+
+
+def _hard_process_truth(gen) -> tuple[np.ndarray, np.ndarray]:
+    """hepfm's truth labels and targets from the ``isHardProcess`` generator particles of simulated NanoAOD."""
+    hard = gen[gen.hasFlags("isHardProcess") & (gen.genPartIdxMother >= 0)]
+    apid = abs(hard.pdgId)
+
+    def isin(group):
+        mask = apid == group[0]
+        for pdg in group[1:]:
+            mask = mask | (apid == pdg)
+        return mask
+
+    flags = np.stack([ak.to_numpy(ak.any(isin(TRUTH_GROUPS[name]), axis=1)) for name in TRUTH_LABELS], -1)
+    targets = []
+    for pdg in (6, 24, 23, 25):
+        pts = hard.pt[apid == pdg]
+        targets.append(ak.to_numpy(ak.fill_none(ak.max(pts, axis=1), 0.0)))
+    nu = hard[isin(TRUTH_GROUPS["neutrino"])]
+    px, py = ak.sum(nu.pt * np.cos(nu.phi), axis=1), ak.sum(nu.pt * np.sin(nu.phi), axis=1)
+    targets.append(ak.to_numpy(np.hypot(px, py)))
+    assert len(targets) == len(TRUTH_TARGETS)
+    return flags.astype(np.float32), np.stack(targets, -1).astype(np.float32)
 
 
 class EventGraphProcessor(processor.ProcessorABC):
@@ -122,6 +147,10 @@ class EventGraphProcessor(processor.ProcessorABC):
         weight = np.sign(ak.to_numpy(events.genWeight)) if "genWeight" in events.fields else np.ones(len(events))
         out = {"counts": processor.column_accumulator(ak.to_numpy(ak.num(objects, axis=1)).astype(np.int64)),
                "weight": processor.column_accumulator(np.asarray(weight, dtype=np.float64))}
+        if "GenPart" in events.fields:
+            flags, targets = _hard_process_truth(events.GenPart)
+            out["truth"] = processor.column_accumulator(flags)
+            out["targets"] = processor.column_accumulator(targets)
         for f in OBJECT_FIELDS:
             out[f] = processor.column_accumulator(ak.to_numpy(ak.flatten(objects[f[4:]])).astype(np.float32))
         return out
@@ -198,6 +227,11 @@ def read_nanoaod(
     record = {"label": np.zeros(len(counts), dtype=np.int32), "weight": out["weight"].value}
     for f in OBJECT_FIELDS:
         record[f] = ak.unflatten(out[f].value, counts)
+    if "truth" in out:  # simulation: hard-process truth from GenPart, as the factory writes it
+        for k, name in enumerate(TRUTH_LABELS):
+            record[f"truth_{name}"] = out["truth"].value[:, k].astype(np.int8)
+        for k, name in enumerate(TRUTH_TARGETS):
+            record[f"target_{name}"] = out["targets"].value[:, k]
     array = ak.zip(record, depth_limit=1)
     if max_events is not None:
         array = array[:max_events]

@@ -399,9 +399,10 @@ def evaluate_truth(checkpoint: str | Path, data, device: str = "auto", batch_siz
     """How well a multilabel event checkpoint predicts the hard-process truth of events it has not seen.
 
     Returns:
-        ``{"auc_per_label": {name: auc}, "label_accuracy": float, "target_correlation": {name: r}}``:
+        ``{"auc_per_label", "label_accuracy", "target_correlation", "mean_predicted", "truth_fraction"}``:
         one-vs-rest AUC of every truth label present with both values, the fraction of labels predicted
-        right, and the Pearson correlation of predicted and true log(1 + target / 10 GeV).
+        right, the Pearson correlation of predicted and true log(1 + target / 10 GeV) (targets that vary),
+        and per label the mean predicted probability next to the fraction of events that have it.
     """
     from hepfm.analysis.metrics import roc_auc
     from hepfm.data.graphs import EventGraphDataset
@@ -425,5 +426,7 @@ def evaluate_truth(checkpoint: str | Path, data, device: str = "auto", batch_siz
     targets = dataset.targets.numpy()
     corr = {name: float(np.corrcoef(out[:, n_labels + k], targets[:, k])[0, 1])
             for k, name in enumerate(sample.target_names) if targets[:, k].std() > 0}
+    mean_predicted = dict(zip(sample.truth_names, (1 / (1 + np.exp(-scores))).mean(0).tolist(), strict=True))
     return {"auc_per_label": aucs, "label_accuracy": float(((scores > 0) == (truth > 0.5)).mean()),
-            "target_correlation": corr}
+            "target_correlation": corr, "mean_predicted": mean_predicted,
+            "truth_fraction": dict(zip(sample.truth_names, truth.mean(0).tolist(), strict=True))}
