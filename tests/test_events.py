@@ -273,3 +273,53 @@ def test_cli_generates_pretrains_and_finetunes_events(tmp_path):
     r = runner.invoke(app, ["generate", "events", "--processes", "ttW", "--events-per-process", "5",
                             "--out", str(tmp_path / "bad")])
     assert r.exit_code == 2 and "ttW" in r.output
+
+
+def _delphes_events(columns: dict[str, list]):
+    """NanoEvents with coffea's DelphesSchema from per-event lists named as in a Delphes file (no ROOT file needed)."""
+    import uuid
+
+    import awkward as ak
+    from coffea.nanoevents import DelphesSchema, NanoEventsFactory
+
+    class Source(dict):
+        metadata: dict = {}
+
+    src = Source()
+    for collection, fields in columns.items():
+        n = len(next(iter(fields.values())))
+        src[f"{collection}_size"] = ak.with_parameter(ak.Array([len(v) for v in next(iter(fields.values()))]),
+                                                      "__doc__", f"{collection}_size")
+        for field, values in fields.items():
+            key = f"{collection}/{collection}.{field}"
+            src[key] = ak.with_parameter(ak.Array(values), "__doc__", key)
+    src.metadata = {"uuid": str(uuid.uuid4()), "num_rows": n, "object_path": "Delphes"}
+    return NanoEventsFactory.from_preloaded(src, schemaclass=DelphesSchema).events()
+
+
+def test_delphes_events_become_the_same_objects():
+    from hepfm.data.nanoaod import EventGraphProcessor, accumulated_to_events
+    from hepfm.data.storage import events_to_sample
+
+    events = _delphes_events({
+        "Jet": {"PT": [[120.0, 40.0, 20.0], [], [60.0]], "Eta": [[0.5, -1.0, 0.0], [], [3.5]],
+                "Phi": [[1.0, -2.0, 0.0], [], [0.3]], "Mass": [[10.0, 5.0, 2.0], [], [6.0]],
+                "BTag": [[1, 0, 1], [], [1]]},
+        "Electron": {"PT": [[], [35.0], []], "Eta": [[], [0.2], []], "Phi": [[], [1.5], []], "Charge": [[], [-1], []]},
+        "Muon": {"PT": [[25.0], [], [5.0]], "Eta": [[1.0], [], [0.0]], "Phi": [[0.0], [], [0.0]], "Charge": [[1], [], [1]]},
+        "Photon": {"PT": [[], [], [15.0]], "Eta": [[], [], [0.4]], "Phi": [[], [], [2.0]], "E": [[], [], [16.2]]},
+        "MissingET": {"MET": [[30.0], [12.0], [55.0]], "Eta": [[0.0], [0.0], [0.0]], "Phi": [[0.7], [-0.7], [3.0]]},
+    })
+    out = EventGraphProcessor(schema="delphes").process(events)
+    s = events_to_sample(accumulated_to_events(out), ["delphes"], source="toy")
+    kind = np.where(s.mask, s.feature("type"), -1)
+    # event 0: jets 120 (b) and 40 (the 20 GeV jet fails the 25 GeV cut), a muon, MET
+    assert s.mask.sum(1).tolist() == [4, 2, 2]
+    np.testing.assert_allclose(s.feature("pt")[0, :4], [120, 40, 30, 25])
+    assert kind[0, :4].tolist() == [JET, JET, MET, OBJECT_TYPES.index("muon")]
+    assert s.feature("btag")[0, :2].tolist() == [1, 0] and s.feature("charge")[0, 3] == 1
+    # event 1: electron with its charge; event 2: the jet at |eta| 3.5 and the 5 GeV muon are dropped
+    assert kind[1, :2].tolist() == [OBJECT_TYPES.index("electron"), MET] and s.feature("charge")[1, 0] == -1
+    assert sorted(kind[2, :2].tolist()) == [OBJECT_TYPES.index("photon"), MET]
+    np.testing.assert_allclose(s.feature("energy")[0, 0], np.sqrt((120 * np.cosh(0.5)) ** 2 + 100), rtol=1e-5)
+    assert s.truth is None

@@ -1,10 +1,11 @@
-"""CMS NanoAOD -> hepfm event graphs, through a coffea processor.
+"""CMS NanoAOD and Delphes ROOT files -> hepfm event graphs, through a coffea processor.
 
 :class:`EventGraphProcessor` selects, per event, the same objects the event factory reconstructs
 (:mod:`hepfm.data.events`): jets with a b-tag bit, isolated electrons, muons and photons, and MET, with
 the same thresholds and the same maximum number of objects per type, so that the pretrained event model
-runs on an analyst's own files. :func:`read_nanoaod` runs it with coffea's ``Runner`` over any number
-of files: in this process (``IterativeExecutor``) or on a Dask cluster (``DaskExecutor``).
+runs on an analyst's own files. :func:`read_nanoaod` (``NanoAODSchema``) and :func:`read_delphes`
+(``DelphesSchema``) run it with coffea's ``Runner`` over any number of files: in this process
+(``IterativeExecutor``) or on a Dask cluster (``DaskExecutor``).
 
 Choices, each a constructor argument:
 
@@ -35,7 +36,7 @@ from coffea import processor
 from hepfm.data.events import _MAX_OBJECTS, OBJECT_FIELDS, OBJECT_TYPES, TRUTH_GROUPS, TRUTH_LABELS, TRUTH_TARGETS
 from hepfm.data.sample import DataError, EventSample
 
-__all__ = ["EventGraphProcessor", "read_nanoaod", "BTAG_WORKING_POINTS"]
+__all__ = ["EventGraphProcessor", "read_nanoaod", "read_delphes", "accumulated_to_events", "BTAG_WORKING_POINTS"]
 
 
 @contextmanager
@@ -96,19 +97,35 @@ def _hard_process_truth(gen) -> tuple[np.ndarray, np.ndarray]:
 
 
 class EventGraphProcessor(processor.ProcessorABC):
-    """Select hepfm's reconstructed objects from NanoEvents; accumulate flat columns and counts."""
+    """Select hepfm's reconstructed objects from NanoEvents; accumulate flat columns and counts.
+
+    Args:
+        schema: ``"nanoaod"`` (CMS NanoAOD, ``NanoAODSchema``) or ``"delphes"`` (Delphes ROOT output,
+            ``DelphesSchema``: Delphes has already isolated its leptons and photons and removed them from
+            the jets, so only the pT and eta thresholds apply; ``Jet.BTag`` bit 0 is the b-tag).
+        Other arguments: the selection described in the module docstring.
+    """
 
     def __init__(self, btag: str = "auto", btag_threshold: float | None = None, jet_pt_min: float = 25.0,
                  jet_eta_max: float = 3.0, lepton_pt_min: float = 10.0, photon_pt_min: float = 10.0,
-                 isolation_max: float = 0.15, jet_cleaning_cone: float = 0.4):
+                 isolation_max: float = 0.15, jet_cleaning_cone: float = 0.4, schema: str = "nanoaod"):
         if btag != "auto" and btag not in BTAG_WORKING_POINTS and btag_threshold is None:
             raise ValueError(f"b-tag branch {btag!r} has no default working point; pass btag_threshold")
-        self.btag, self.btag_threshold = btag, btag_threshold
+        if schema not in ("nanoaod", "delphes"):
+            raise ValueError(f"unknown schema {schema!r}; use 'nanoaod' or 'delphes'")
+        self.btag, self.btag_threshold, self.schema = btag, btag_threshold, schema
         self.jet_pt_min, self.jet_eta_max = jet_pt_min, jet_eta_max
         self.lepton_pt_min, self.photon_pt_min = lepton_pt_min, photon_pt_min
         self.isolation_max, self.jet_cleaning_cone = isolation_max, jet_cleaning_cone
 
-    def _select(self, events) -> dict[str, ak.Array]:
+    @staticmethod
+    def _record(obj, btag=None, charge=None) -> ak.Array:
+        zeros = ak.zeros_like(obj.pt)
+        return ak.zip({"pt": obj.pt, "eta": obj.eta, "phi": obj.phi, "energy": _energy(obj),
+                       "btag": ak.values_astype(zeros if btag is None else btag, np.float32),
+                       "charge": ak.values_astype(zeros if charge is None else charge, np.float32)})
+
+    def _select_nanoaod(self, events) -> tuple[dict[str, ak.Array], ak.Array, ak.Array]:
         ele = events.Electron
         ele = ele[(ele.pt > self.lepton_pt_min) & (abs(ele.eta) < 2.5) & (ele.cutBased >= 2)
                   & (ele.pfRelIso03_all < self.isolation_max)]
@@ -122,41 +139,62 @@ class EventGraphProcessor(processor.ProcessorABC):
         jet = jet[(jet.pt > self.jet_pt_min) & (abs(jet.eta) < self.jet_eta_max) & ((jet.jetId & 2) > 0)]
         for other in (ele, mu, pho):
             jet = jet[_isolated_from(jet, other, self.jet_cleaning_cone)]
-        return {"jet": jet, "electron": ele, "muon": mu, "photon": pho}
+        branch = _btag_branch(events.Jet) if self.btag == "auto" else self.btag
+        threshold = self.btag_threshold if self.btag_threshold is not None else BTAG_WORKING_POINTS[branch]
+        objects = {"jet": self._record(jet, btag=jet[branch] > threshold),
+                   "electron": self._record(ele, charge=ele.charge), "muon": self._record(mu, charge=mu.charge),
+                   "photon": self._record(pho)}
+        return objects, events.MET.pt, events.MET.phi
+
+    def _select_delphes(self, events) -> tuple[dict[str, ak.Array], ak.Array, ak.Array]:
+        objects = {}
+        cuts = {"electron": ("Electron", self.lepton_pt_min, 2.5), "muon": ("Muon", self.lepton_pt_min, 2.4),
+                "photon": ("Photon", self.photon_pt_min, 2.5), "jet": ("Jet", self.jet_pt_min, self.jet_eta_max)}
+        for kind, (collection, pt_min, eta_max) in cuts.items():
+            if collection not in events.fields:
+                objects[kind] = self._record(events.Jet[:, :0])  # an empty collection of the right structure
+                continue
+            obj = events[collection]
+            obj = obj[(obj.pt > pt_min) & (abs(obj.eta) < eta_max)]
+            if kind == "jet":
+                objects[kind] = self._record(obj, btag=(obj.BTag & 1) > 0)
+            else:
+                objects[kind] = self._record(obj, charge=obj.Charge if kind != "photon" else None)
+        met = events.MissingET
+        return objects, met.MET, met.Phi
 
     def process(self, events) -> dict:
         code = {t: i for i, t in enumerate(OBJECT_TYPES)}
-        branch = _btag_branch(events.Jet) if self.btag == "auto" else self.btag
-        threshold = self.btag_threshold if self.btag_threshold is not None else BTAG_WORKING_POINTS[branch]
+        select = self._select_delphes if self.schema == "delphes" else self._select_nanoaod
+        objects, met_pt, met_phi = select(events)
         parts = []
-        for kind, obj in self._select(events).items():
-            obj = obj[ak.argsort(obj.pt, axis=1, ascending=False)][:, :_MAX_OBJECTS[kind]]
-            btag = obj[branch] > threshold if kind == "jet" else ak.zeros_like(obj.pt)
-            charge = obj.charge if kind in ("electron", "muon") else ak.zeros_like(obj.pt)
-            parts.append(ak.zip({"pt": obj.pt, "eta": obj.eta, "phi": obj.phi, "energy": _energy(obj),
-                                 "btag": ak.values_astype(btag, np.float32),
-                                 "charge": ak.values_astype(charge, np.float32),
-                                 "type": ak.full_like(obj.pt, code[kind], dtype=np.float32)}))
-        met = events.MET
+        for kind, rec in objects.items():
+            rec = rec[ak.argsort(rec.pt, axis=1, ascending=False)][:, :_MAX_OBJECTS[kind]]
+            parts.append(ak.with_field(rec, ak.values_astype(ak.full_like(rec.pt, code[kind]), np.float32), "type"))
+        met_pt = ak.values_astype(met_pt, np.float32)
+        zeros = ak.zeros_like(met_pt)
         parts.append(ak.zip({k: ak.unflatten(ak.values_astype(v, np.float32), 1) for k, v in {
-            "pt": met.pt, "eta": ak.zeros_like(met.pt), "phi": met.phi, "energy": met.pt,
-            "btag": ak.zeros_like(met.pt), "charge": ak.zeros_like(met.pt),
-            "type": ak.full_like(met.pt, code["met"])}.items()}))
-        objects = ak.concatenate(parts, axis=1)
-        objects = objects[ak.argsort(objects.pt, axis=1, ascending=False)]
+            "pt": met_pt, "eta": zeros, "phi": met_phi, "energy": met_pt, "btag": zeros, "charge": zeros,
+            "type": ak.full_like(met_pt, code["met"])}.items()}))
+        parts = [ak.zip({f: ak.values_astype(p[f], np.float32) for f in _COLUMNS}) for p in parts]
+        merged = ak.concatenate(parts, axis=1)
+        merged = merged[ak.argsort(merged.pt, axis=1, ascending=False)]
         weight = np.sign(ak.to_numpy(events.genWeight)) if "genWeight" in events.fields else np.ones(len(events))
-        out = {"counts": processor.column_accumulator(ak.to_numpy(ak.num(objects, axis=1)).astype(np.int64)),
+        out = {"counts": processor.column_accumulator(ak.to_numpy(ak.num(merged, axis=1)).astype(np.int64)),
                "weight": processor.column_accumulator(np.asarray(weight, dtype=np.float64))}
-        if "GenPart" in events.fields:
+        if self.schema == "nanoaod" and "GenPart" in events.fields:
             flags, targets = _hard_process_truth(events.GenPart)
             out["truth"] = processor.column_accumulator(flags)
             out["targets"] = processor.column_accumulator(targets)
         for f in OBJECT_FIELDS:
-            out[f] = processor.column_accumulator(ak.to_numpy(ak.flatten(objects[f[4:]])).astype(np.float32))
+            out[f] = processor.column_accumulator(ak.to_numpy(ak.flatten(merged[f[4:]])).astype(np.float32))
         return out
 
     def postprocess(self, accumulator):
         return accumulator
+
+
+_COLUMNS = tuple(f[4:] for f in OBJECT_FIELDS)
 
 
 def read_nanoaod(
@@ -186,17 +224,42 @@ def read_nanoaod(
         selection: passed to :class:`EventGraphProcessor` (e.g. ``btag="btagDeepFlavB", btag_threshold=0.2783``).
 
     Returns:
-        An :class:`EventSample` with ``particle_features`` ``(pt, eta, phi, energy, btag, charge, type)``.
+        An :class:`EventSample` with ``particle_features`` ``(pt, eta, phi, energy, btag, charge, type)``, and
+        for simulation the hard-process truth.
     """
     from coffea.nanoevents import NanoAODSchema
 
+    return _read(paths, "NanoAOD", "Events", NanoAODSchema, EventGraphProcessor(**selection), class_name=class_name,
+                 max_objects=max_objects, max_events=max_events, executor=executor, workers=workers,
+                 scheduler=scheduler, chunksize=chunksize, progress=progress)
+
+
+def read_delphes(paths: str | Path | list[str | Path], **kwargs) -> EventSample:
+    """Read Delphes ROOT output (tree ``Delphes``) the same way, with coffea's ``DelphesSchema``.
+
+    Takes the arguments of :func:`read_nanoaod`; Delphes has no ``isHardProcess`` flag, so no truth is read.
+    """
+    from coffea.nanoevents import DelphesSchema
+
+    selection = {k: kwargs.pop(k) for k in list(kwargs) if k not in _READ_OPTIONS}
+    return _read(paths, "Delphes", "Delphes", DelphesSchema, EventGraphProcessor(schema="delphes", **selection),
+                 **kwargs)
+
+
+_READ_OPTIONS = ("class_name", "max_objects", "max_events", "executor", "workers", "scheduler", "chunksize",
+                 "progress")
+
+
+def _read(paths, what: str, treename: str, schema, proc: EventGraphProcessor, *, class_name=None, max_objects=None,
+          max_events=None, executor="iterative", workers=1, scheduler=None, chunksize=100_000,
+          progress=False) -> EventSample:
     from hepfm.data.storage import events_to_sample
 
     files = [Path(p) for p in (paths if isinstance(paths, list | tuple) else [paths])]
     for f in files:
         if not f.exists():
-            raise FileNotFoundError(f"{f}: no such NanoAOD file")
-    fileset = {"events": {"files": {str(f): "Events" for f in files}}}
+            raise FileNotFoundError(f"{f}: no such {what} file")
+    fileset = {"events": {"files": {str(f): treename for f in files}}}
     maxchunks = None if max_events is None else max(1, -(-max_events // chunksize))
     client = cluster = None
     if executor == "iterative":
@@ -211,18 +274,28 @@ def read_nanoaod(
     else:
         raise ValueError(f"unknown executor {executor!r}; use 'iterative' or 'dask'")
     runner = processor.Runner(executor=ex, pre_executor=processor.IterativeExecutor(status=progress),
-                              schema=NanoAODSchema, chunksize=chunksize, maxchunks=maxchunks)
+                              schema=schema, chunksize=chunksize, maxchunks=maxchunks)
     try:
         with _quiet_schema():
-            out = runner(fileset, EventGraphProcessor(**selection), treename="Events")
+            out = runner(fileset, proc, treename=treename)
     except (OSError, KeyError, ValueError, AttributeError) as err:
-        raise DataError(f"{files[0] if len(files) == 1 else files}: cannot read as NanoAOD "
+        raise DataError(f"{files[0] if len(files) == 1 else files}: cannot read as {what} "
                         f"({type(err).__name__}: {err})") from err
     finally:
         if client is not None:
             client.close()
         if cluster is not None:
             cluster.close()
+    array = accumulated_to_events(out)
+    if max_events is not None:
+        array = array[:max_events]
+    name = class_name or files[0].stem
+    return events_to_sample(array, [name], max_objects=max_objects,
+                            source=str(files[0] if len(files) == 1 else files[0].parent))
+
+
+def accumulated_to_events(out: dict) -> ak.Array:
+    """Event records (the factory's layout, label 0) from the accumulated output of :class:`EventGraphProcessor`."""
     counts = out["counts"].value
     record = {"label": np.zeros(len(counts), dtype=np.int32), "weight": out["weight"].value}
     for f in OBJECT_FIELDS:
@@ -232,9 +305,4 @@ def read_nanoaod(
             record[f"truth_{name}"] = out["truth"].value[:, k].astype(np.int8)
         for k, name in enumerate(TRUTH_TARGETS):
             record[f"target_{name}"] = out["targets"].value[:, k]
-    array = ak.zip(record, depth_limit=1)
-    if max_events is not None:
-        array = array[:max_events]
-    name = class_name or files[0].stem
-    return events_to_sample(array, [name], max_objects=max_objects, source=str(files[0] if len(files) == 1 else
-                                                                              files[0].parent))
+    return ak.zip(record, depth_limit=1)

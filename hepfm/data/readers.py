@@ -14,6 +14,7 @@ format          dataset and layout
 ``hepfm``       hepfm's own parquet shards, a directory or a ``.parquet`` file (:mod:`hepfm.data.storage`)
 ``lhco``        LHC Olympics 2020 R&D events (Kasieczka et al., arXiv:2101.08320): pandas HDF5 ``df``
 ``nanoaod``     CMS NanoAOD: ROOT tree ``Events``, read with coffea (:mod:`hepfm.data.nanoaod`), events only
+``delphes``     Delphes ROOT output: tree ``Delphes``, read with coffea's ``DelphesSchema``, events only
 ==============  ==========================================================================================
 
 Every jet reader only turns its layout into jagged constituent four-momenta (plus charge and particle id
@@ -172,8 +173,10 @@ def _detect_root(path: Path) -> str:
             return "jetclass"
         if "Events" in file and "Jet_pt" in file["Events"].keys():
             return "nanoaod"
+        if "Delphes" in file:
+            return "delphes"
     raise DataError(f"{path}: cannot detect the format: a ROOT file with neither tree 'tree' and field 'part_px' "
-                    "(jetclass) nor tree 'Events' and field 'Jet_pt' (nanoaod)")
+                    "(jetclass), tree 'Events' and field 'Jet_pt' (nanoaod), nor tree 'Delphes' (delphes)")
 
 
 def _detect_npz(path: Path) -> str:
@@ -436,10 +439,17 @@ def _read_nanoaod(path: Path, *, max_particles: int, max_events: int | None) -> 
     return read_nanoaod(path, max_objects=max_particles, max_events=max_events)
 
 
+def _read_delphes(path: Path, *, max_particles: int, max_events: int | None) -> EventSample:
+    from hepfm.data.nanoaod import read_delphes
+
+    return read_delphes(path, max_objects=max_particles, max_events=max_events)
+
+
 _EVENT_READERS: dict[str, Callable[..., EventSample]] = {
     "lhco": _read_lhco,
     "hepfm": _read_hepfm_events,
     "nanoaod": _read_nanoaod,
+    "delphes": _read_delphes,
 }
 #: Names accepted by ``read_jets(format=...)``.
 JET_FORMATS = tuple(_JET_READERS)
