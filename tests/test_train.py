@@ -13,7 +13,7 @@ from conftest import synthetic_jets
 from torch.utils.data import Subset
 
 from hepfm.analysis.metrics import background_rejection, roc_auc
-from hepfm.data import JetDataset
+from hepfm.data import DataError, JetDataset
 from hepfm.models import PET, PETConfig
 from hepfm.train import ClassifierObjective, TrainConfig, fit
 from hepfm.train.checkpoint import load_weights
@@ -149,7 +149,6 @@ def test_freeze_backbone_changes_only_the_head(tmp_path):
 
 
 def test_finetune_refuses_mismatched_classes(tmp_path):
-    from hepfm.data import DataError
 
     pretrain(synthetic_jets(32, seed=1), tmp_path / "pre", train=TrainConfig(epochs=1, patience=0, **FAST))
     other = synthetic_jets(16)
@@ -193,3 +192,29 @@ def test_cli_pretrain_and_finetune(small_dataset, tmp_path):
                             "--batch-size", "16", "--seed", "3"])
     assert r.exit_code == 0, r.output
     assert "AUC" in r.output and (tmp_path / "f" / "metrics.json").exists()
+
+
+def test_pretrain_can_continue_from_a_checkpoint_in_its_label_space(tmp_path):
+    from hepfm.train.checkpoint import load_checkpoint
+
+    base = synthetic_jets(64, seed=1)  # classes as built by synthetic_jets
+    pretrain(base, tmp_path / "pre", config="tiny", train=TrainConfig(epochs=1, patience=0, **FAST))
+    # a sample holding only the second class, under its own one-class label list
+    only = base[base.labels == 1]
+    only.labels, only.class_names = np.zeros(len(only), dtype=np.int64), [base.class_names[1]]
+    # with a zero learning rate, the continued run keeps the checkpoint's weights exactly; scratch does not
+    frozen = TrainConfig(epochs=1, patience=0, ema_decay=0, **{**FAST, "lr": 0.0})
+    pretrain(only, tmp_path / "tuned", init=tmp_path / "pre", train=frozen)
+    pretrain(only, tmp_path / "scratch", init=tmp_path / "pre", init_weights=False,
+             train=TrainConfig(epochs=1, patience=0, seed=1, ema_decay=0, **{**FAST, "lr": 0.0}))
+    for run in ("tuned", "scratch"):
+        model, meta = load_checkpoint(tmp_path / run)
+        assert meta["class_names"] == base.class_names and model.config.n_classes == 2
+    pre, tuned, scratch = (load_weights(tmp_path / r / "model.safetensors") for r in ("pre", "tuned", "scratch"))
+    assert all(torch.equal(tuned[k], pre[k]) for k in pre)
+    assert not all(torch.equal(scratch[k], pre[k]) for k in pre)
+    cfg = TrainConfig(epochs=1, patience=0, **FAST)
+    bad = base[:4]
+    bad.class_names = ["nope", "never"]
+    with pytest.raises(DataError, match="not among the classes"):
+        pretrain(bad, tmp_path / "bad", init=tmp_path / "pre", train=cfg)

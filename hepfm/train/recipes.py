@@ -91,8 +91,16 @@ def pretrain(
     max_jets: int | None = None,
     resume: bool = False,
     stream: bool = False,
+    init: str | Path | None = None,
+    init_weights: bool = True,
 ) -> dict:
     """Pretrain a PET (classifier + generator) on a multi-class jet sample.
+
+    With ``init`` (a PET checkpoint) the run continues from that model instead: its architecture, feature
+    normalisation and class list are kept, the data's classes (a subset of the checkpoint's, matched by
+    name) are relabelled into that list, and training starts from its weights (``init_weights=True``:
+    fine-tuning the classifier and the generator together) or from random weights with the very same
+    set-up (``init_weights=False``: the from-scratch baseline).
 
     Args:
         data: a dataset directory or any file :func:`hepfm.data.read_jets` reads, or a sample.
@@ -105,14 +113,25 @@ def pretrain(
         resume: continue an interrupted run in ``out``.
         stream: read a hepfm dataset directory shard by shard instead of into memory (for data
             larger than memory); every ``round(1 / val_fraction)``-th shard is held out for validation.
+        init, init_weights: continue from a checkpoint (see above).
 
     Returns:
         The metrics written to ``out/metrics.json``.
     """
     train = train or TrainConfig()
     out = Path(out)
+    init_config = read_checkpoint_config(init) if init is not None else None
+    if init_config is not None and stream:
+        raise ValueError("init and stream cannot be combined")
     if stream:
         train_set, val_set, class_names, normaliser, source = _streamed(data, val_fraction, max_particles, train.seed)
+    elif init_config is not None:
+        sample = _in_label_space(_as_sample(data, max_particles, max_jets), init_config["class_names"], init)
+        normaliser = FeatureNormaliser.from_dict(init_config["normaliser"], str(Path(init) / "config.json"))
+        tr, va = split(len(sample), val_fraction, train.seed)
+        dataset = JetDataset(sample, normaliser)
+        train_set, val_set = Subset(dataset, tr), Subset(dataset, va)
+        class_names, source = sample.class_names, sample.source
     else:
         sample = _as_sample(data, max_particles, max_jets)
         is_dir = isinstance(data, str | Path) and Path(data).is_dir()
@@ -122,12 +141,18 @@ def pretrain(
         dataset = JetDataset(sample, normaliser)
         train_set, val_set = Subset(dataset, tr), Subset(dataset, va)
         class_names, source = sample.class_names, sample.source
-    cfg = config if isinstance(config, PETConfig) else PETConfig.named(config)
-    cfg = replace(cfg, n_classes=len(class_names), generative=True)
+    if init_config is not None:
+        cfg = PETConfig(**{**init_config["model_config"], "generative": True})
+    else:
+        cfg = config if isinstance(config, PETConfig) else PETConfig.named(config)
+        cfg = replace(cfg, n_classes=len(class_names), generative=True)
     torch.manual_seed(train.seed)
     model = PET(cfg)
+    if init_config is not None and init_weights:
+        model = load_checkpoint(init, generative=True)[0].train()
     n_train, n_val = len(train_set), len(val_set)
     meta = {"class_names": class_names, "normaliser": normaliser.to_dict(), "task": "pretrain",
+            "init": None if init is None else {"checkpoint": str(init), "weights": init_weights},
             "data": str(source), "n_train": n_train, "n_val": n_val, "train_config": asdict(train),
             "max_particles": max_particles}
 
@@ -145,6 +170,17 @@ def pretrain(
                "wall_seconds": time.perf_counter() - start, "history": history.epochs}
     write_metrics(out, metrics)
     return metrics
+
+
+def _in_label_space(sample: JetSample, class_names: list[str], source) -> JetSample:
+    """The sample relabelled into ``class_names`` (its classes must all be among them)."""
+    missing = [c for c in sample.class_names if c not in class_names]
+    if missing:
+        raise DataError(f"{sample.source}: classes {missing} are not among the classes of {source}: {class_names}")
+    mapping = np.array([class_names.index(c) for c in sample.class_names])
+    out = sample[np.arange(len(sample))]
+    out.labels, out.class_names = mapping[sample.labels], list(class_names)
+    return out
 
 
 @torch.no_grad()
