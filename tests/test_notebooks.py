@@ -122,6 +122,20 @@ def test_event_finetune_notebook_metrics(smoke_run):
         assert (out / "05_finetune_events" / f"{figure}.png").exists()
 
 
+def test_generation_notebook_metrics(smoke_run):
+    out, _ = smoke_run
+    metrics = json.loads((out / "06_generation" / "metrics.json").read_text())
+    assert set(metrics["scores"]) == set(metrics["two_sample_auc"]) == {"pretrained", "finetuned", "scratch"}
+    assert metrics["n_eval"] == 2 * 20
+    for name, s in metrics["scores"].items():
+        assert s["w1m"] >= 0 and len(s["w1efp"]) == 5 and set(s["w1p"]) == {"deta", "dphi", "log_pt_rel"}
+        assert 0 <= metrics["two_sample_auc"][name] <= 1
+    # the pretrained generator makes jets far closer to real ones than a generator trained for one epoch
+    assert metrics["scores"]["pretrained"]["w1m"] < metrics["scores"]["scratch"]["w1m"]
+    for figure in ("jet_mass", "w1"):
+        assert (out / "06_generation" / f"{figure}.png").exists()
+
+
 def test_cka_notebook_metrics(smoke_run):
     out, _ = smoke_run
     metrics = json.loads((out / "09_cka" / "metrics.json").read_text())

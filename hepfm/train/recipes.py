@@ -38,7 +38,8 @@ from hepfm.train.objectives import ClassifierObjective, EventPretrainObjective, 
 if TYPE_CHECKING:
     from hepfm.models.event_gnn import EventGNNConfig
 
-__all__ = ["pretrain", "pretrain_events", "finetune", "predict", "split", "evaluate_checkpoint", "evaluate_truth"]
+__all__ = ["pretrain", "pretrain_events", "in_label_space", "finetune", "predict", "split", "evaluate_checkpoint",
+           "evaluate_truth"]
 
 
 def _streamed(data, val_fraction: float, max_particles: int, seed: int):
@@ -126,7 +127,7 @@ def pretrain(
     if stream:
         train_set, val_set, class_names, normaliser, source = _streamed(data, val_fraction, max_particles, train.seed)
     elif init_config is not None:
-        sample = _in_label_space(_as_sample(data, max_particles, max_jets), init_config["class_names"], init)
+        sample = in_label_space(_as_sample(data, max_particles, max_jets), init_config["class_names"], init)
         normaliser = FeatureNormaliser.from_dict(init_config["normaliser"], str(Path(init) / "config.json"))
         tr, va = split(len(sample), val_fraction, train.seed)
         dataset = JetDataset(sample, normaliser)
@@ -172,7 +173,7 @@ def pretrain(
     return metrics
 
 
-def _in_label_space(sample: JetSample, class_names: list[str], source) -> JetSample:
+def in_label_space(sample: JetSample, class_names: list[str], source: str | Path = "the checkpoint") -> JetSample:
     """The sample relabelled into ``class_names`` (its classes must all be among them)."""
     missing = [c for c in sample.class_names if c not in class_names]
     if missing:
