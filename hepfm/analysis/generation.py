@@ -120,9 +120,8 @@ def generate_like(model, reference, normaliser, steps: int = 25, guidance: float
 def to_sample(x: np.ndarray, mask: np.ndarray, reference, normaliser):
     """Normalised particle features (N, P, F) of generated jets -> a JetSample in physical units.
 
-    Direction and momentum come from the generated (deta, dphi, log pT, log E) around the reference jets'
-    axes; the sample's features (and jet mass) are then recomputed from those four-momenta exactly as for
-    any other data.
+    Massless constituents with the generated (deta, dphi, log pT) around the reference jets' axes; the
+    sample's features (and jet mass) are then recomputed from those four-momenta exactly as for any other data.
     """
     import awkward as ak
 
@@ -133,7 +132,9 @@ def to_sample(x: np.ndarray, mask: np.ndarray, reference, normaliser):
     eta = col["deta"] + reference.jets[:, JET_FEATURES.index("eta"), None]
     phi = col["dphi"] + reference.jets[:, JET_FEATURES.index("phi"), None]
     pt = np.exp(np.clip(col["log_pt"], -10, 10))
-    energy = np.maximum(np.exp(np.clip(col["log_energy"], -10, 10)), pt * np.cosh(eta))  # never below massless
+    # massless constituents, as JetNet's metrics take them: E from the generated log E would add a spurious
+    # mass to every constituent whenever it does not match pT cosh(eta) exactly
+    energy = pt * np.cosh(eta)
     counts = mask.sum(1)
 
     def jag(a):
