@@ -42,6 +42,7 @@ __all__ = [
     "TRUTH_LABELS",
     "TRUTH_TARGETS",
     "TRUTH_GROUPS",
+    "MAX_OBJECTS",
     "EVENT_SCHEMA",
     "make_events",
     "reconstruct",
@@ -63,7 +64,8 @@ TRUTH_TARGETS = ("top_pt", "W_pt", "Z_pt", "H_pt", "true_met")
 #: Version of the event layout (fields above); stored in every shard.
 EVENT_SCHEMA = 1
 
-_MAX_OBJECTS = {"jet": 12, "electron": 4, "muon": 4, "photon": 4}
+#: The most objects of each type an event keeps (the hardest); MET is always one.
+MAX_OBJECTS = {"jet": 12, "electron": 4, "muon": 4, "photon": 4}
 _LEPTON_PT_MIN = 10.0
 _PHOTON_PT_MIN = 10.0
 _JET_PT_MIN = 25.0
@@ -168,7 +170,7 @@ def reconstruct(detector: DetectorConfig, rng: np.random.Generator, charges: Cha
     order = np.lexsort((-flat["pt"], event))
     event, flat = event[order], {k: v[order] for k, v in flat.items()}
     rank = _rank_within(event, flat["type"])
-    caps = np.array([_MAX_OBJECTS.get(t, 1) for t in OBJECT_TYPES])
+    caps = np.array([MAX_OBJECTS.get(t, 1) for t in OBJECT_TYPES])
     keep = rank < caps[flat["type"].astype(np.int64)]
     event, flat = event[keep], {k: v[keep] for k, v in flat.items()}
     return {"counts": np.bincount(event, minlength=n), **flat}

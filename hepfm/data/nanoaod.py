@@ -33,7 +33,7 @@ import awkward as ak
 import numpy as np
 from coffea import processor
 
-from hepfm.data.events import _MAX_OBJECTS, OBJECT_FIELDS, OBJECT_TYPES, TRUTH_GROUPS, TRUTH_LABELS, TRUTH_TARGETS
+from hepfm.data.events import MAX_OBJECTS, OBJECT_FIELDS, OBJECT_TYPES, TRUTH_GROUPS, TRUTH_LABELS, TRUTH_TARGETS
 from hepfm.data.sample import DataError, EventSample
 
 __all__ = ["EventGraphProcessor", "read_nanoaod", "read_delphes", "accumulated_to_events", "BTAG_WORKING_POINTS"]
@@ -169,7 +169,7 @@ class EventGraphProcessor(processor.ProcessorABC):
         objects, met_pt, met_phi = select(events)
         parts = []
         for kind, rec in objects.items():
-            rec = rec[ak.argsort(rec.pt, axis=1, ascending=False)][:, :_MAX_OBJECTS[kind]]
+            rec = rec[ak.argsort(rec.pt, axis=1, ascending=False)][:, :MAX_OBJECTS[kind]]
             parts.append(ak.with_field(rec, ak.values_astype(ak.full_like(rec.pt, code[kind]), np.float32), "type"))
         met_pt = ak.values_astype(met_pt, np.float32)
         zeros = ak.zeros_like(met_pt)
@@ -278,7 +278,7 @@ def _read(paths, what: str, treename: str, schema, proc: EventGraphProcessor, *,
     try:
         with _quiet_schema():
             out = runner(fileset, proc, treename=treename)
-    except (OSError, KeyError, ValueError, AttributeError) as err:
+    except Exception as err:  # coffea re-raises a processor's error as a plain Exception naming the chunk
         raise DataError(f"{files[0] if len(files) == 1 else files}: cannot read as {what} "
                         f"({type(err).__name__}: {err})") from err
     finally:

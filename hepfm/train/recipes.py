@@ -234,7 +234,7 @@ def finetune(
     lr_factor: float = 10.0,
     freeze_backbone: bool = False,
     val_fraction: float = 0.2,
-    max_particles: int = 128,
+    max_particles: int | None = None,
     n_train: int | None = None,
     use_jet_features: bool = False,
     signal: int | None = None,
@@ -255,7 +255,8 @@ def finetune(
         lr_factor: backbone learning rate = head learning rate / lr_factor (pretrained only).
         freeze_backbone: train only the new head (linear probing).
         val_fraction: part of the training sample held out for early stopping.
-        max_particles: constituents kept per jet (event model: objects per event, default all).
+        max_particles: constituents kept per jet (default 128); for the event model objects per event
+            (default all).
         n_train: use a random subset of this many training jets (events) (fixed by ``train.seed``).
         use_jet_features: condition the classifier on the jet features too.
         signal: class treated as signal for AUC and rejections (default: the last class).
@@ -271,8 +272,8 @@ def finetune(
     events = _is_events(ckpt_config)
     normaliser = None if events else FeatureNormaliser.from_dict(ckpt_config["normaliser"],
                                                                  str(Path(checkpoint) / "config.json"))
-    if events and max_particles == 128:
-        max_particles = 700  # objects: keep every object the reader gives
+    if max_particles is None:
+        max_particles = 700 if events else 128  # objects: every object the reader gives
     sample = _read_for(ckpt_config, train_data, max_particles)
     test = _read_for(ckpt_config, test_data, max_particles)
     if test.class_names != sample.class_names:
