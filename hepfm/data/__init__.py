@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hepfm.data.datasets import FeatureNormaliser, JetDataset, ShardedJetDataset
 from hepfm.data.detector import DETECTORS, DetectorConfig
-from hepfm.data.factory import generate_jets
+from hepfm.data.factory import generate_events, generate_jets
 from hepfm.data.processes import JET_RECIPES, JETCLASS_CLASSES, PROCESSES
 from hepfm.data.readers import read_events, read_jets
 from hepfm.data.sample import JET_FEATURES, PARTICLE_FEATURES, DataError, EventSample, JetSample
@@ -23,6 +23,7 @@ __all__ = [
     "PARTICLE_FEATURES",
     "PROCESSES",
     "ShardedJetDataset",
+    "generate_events",
     "generate_jets",
     "read_events",
     "read_jets",
