@@ -20,23 +20,31 @@ app.add_typer(generate_app, name="generate")
 app.add_typer(notebooks_app, name="notebooks")
 
 
+# Options shared by the data-production commands.
+_OUT = typer.Option(..., "--out", help="Dataset directory (created; re-running resumes it).")
+_GEN_SEED = typer.Option(1, "--seed", help="Base seed; equal seeds give identical files.")
+_DETECTOR = typer.Option("cms", "--detector", help="Fast detector: cms, or none for particle level.")
+_WORKERS = typer.Option(1, "--workers", help="Dask LocalCluster worker processes (1 = in-process).")
+_SCHEDULER = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler.")
+
+
 def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
 @generate_app.command("jets")
 def generate_jets_command(
-    out: Path = typer.Option(..., "--out", help="Dataset directory (created; re-running resumes it)."),
+    out: Path = _OUT,
     classes: list[str] = typer.Option(None, "--classes", help="Comma-separated JetClass classes, e.g. Tbqq,QCD."),
     recipe: list[str] = typer.Option(None, "--recipe", help="Fine-tuning recipes: top, qcd, quark, gluon."),
     jets_per_class: int = typer.Option(None, "--jets-per-class", help="Jets per class."),
     profile: str = typer.Option(None, "--profile", help="Size preset instead of --jets-per-class: "
                                 "smoke, demo, cpu, paper."),
-    seed: int = typer.Option(1, "--seed", help="Base seed; equal seeds give identical files."),
-    detector: str = typer.Option("cms", "--detector", help="Fast detector: cms, or none for particle level."),
+    seed: int = _GEN_SEED,
+    detector: str = _DETECTOR,
     jets_per_shard: int = typer.Option(1000, "--jets-per-shard", help="Jets per shard file."),
-    workers: int = typer.Option(1, "--workers", help="Dask LocalCluster worker processes (1 = in-process)."),
-    scheduler: str = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler."),
+    workers: int = _WORKERS,
+    scheduler: str = _SCHEDULER,
 ) -> None:
     """Generate labelled jets: JetClass classes and fine-tuning samples, sharded and resumable."""
     from hepfm.data.factory import PROFILES, generate_jets
@@ -60,17 +68,17 @@ def generate_jets_command(
 
 @generate_app.command("events")
 def generate_events_command(
-    out: Path = typer.Option(..., "--out", help="Dataset directory (created; re-running resumes it)."),
+    out: Path = _OUT,
     processes: list[str] = typer.Option(None, "--processes", help="Comma-separated processes, e.g. ttH,ttbar "
                                         "(default: the twelve pretraining processes)."),
     events_per_process: int = typer.Option(..., "--events-per-process", help="Events per process."),
     lhe: list[str] = typer.Option(None, "--lhe", help="NAME=FILE: a process read from a Les Houches Event file "
                                   "(repeatable); NAME can then be listed in --processes."),
-    seed: int = typer.Option(1, "--seed", help="Base seed; equal seeds give identical files."),
-    detector: str = typer.Option("cms", "--detector", help="Fast detector: cms, or none for particle level."),
+    seed: int = _GEN_SEED,
+    detector: str = _DETECTOR,
     events_per_shard: int = typer.Option(1000, "--events-per-shard", help="Events per shard file."),
-    workers: int = typer.Option(1, "--workers", help="Dask LocalCluster worker processes (1 = in-process)."),
-    scheduler: str = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler."),
+    workers: int = _WORKERS,
+    scheduler: str = _SCHEDULER,
 ) -> None:
     """Generate whole events: reconstructed objects, process label and hard-process truth, sharded and resumable."""
     from hepfm.data import DataError

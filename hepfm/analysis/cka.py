@@ -26,6 +26,11 @@ def _as_2d(x) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
 
 
+def _gram(x) -> torch.Tensor:
+    x = _as_2d(x)
+    return x @ x.T
+
+
 def linear_cka(x, y) -> float:
     """Linear CKA of two representations of the same examples, (n, p) and (n, q) (any trailing shape).
 
@@ -69,8 +74,8 @@ class MinibatchCKA:
         self.batches = 0
 
     def update(self, xs: list, ys: list) -> None:
-        kx = [(_as_2d(x) @ _as_2d(x).T) for x in xs]
-        ky = [(_as_2d(y) @ _as_2d(y).T) for y in ys]
+        kx = [_gram(x) for x in xs]
+        ky = [_gram(y) for y in ys]
         cross = torch.stack([torch.stack([hsic_unbiased(a, b) for b in ky]) for a in kx])
         sx = torch.stack([hsic_unbiased(a, a) for a in kx])
         sy = torch.stack([hsic_unbiased(b, b) for b in ky])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +30,8 @@ from hepfm.data.storage import (
     write_shard,
 )
 
-__all__ = ["ShardSpec", "plan_jets", "plan_events", "generate_jets", "generate_events", "run_shard", "PROFILES"]
+__all__ = ["ShardSpec", "plan_jets", "plan_events", "generate_jets", "generate_events", "run_shard", "dask_client",
+           "PROFILES"]
 
 #: Jets per class of the standard production sizes (the ``paper`` size runs on a Dask cluster).
 PROFILES = {"smoke": 50, "demo": 300, "cpu": 25_000, "paper": 10_000_000}
@@ -305,7 +308,25 @@ def _run(todo: list[ShardSpec], det: dict, class_names: list[str], workers: int,
         bar.close()
         return results
 
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
+
+    try:
+        with dask_client(workers, scheduler) as client:
+            futures = [client.submit(run_shard, spec, det, class_names, lhe, pure=False) for spec in todo]
+            sizes = {f.key: s.size for f, s in zip(futures, todo, strict=True)}
+            for future in as_completed(futures):
+                results.append(future.result())
+                bar.update(sizes[future.key])
+    finally:
+        bar.close()
+    return results
+
+
+@contextmanager
+def dask_client(workers: int, scheduler: str | None = None) -> Iterator:
+    """A Dask client: of the cluster at ``scheduler``, or of a ``LocalCluster`` of ``workers`` single-threaded
+    processes started here and closed on exit."""
+    from distributed import Client, LocalCluster
 
     cluster = None
     if scheduler is None:
@@ -313,14 +334,8 @@ def _run(todo: list[ShardSpec], det: dict, class_names: list[str], workers: int,
                                dashboard_address=":0", silence_logs=logging.ERROR)
     client = Client(scheduler or cluster)
     try:
-        futures = [client.submit(run_shard, spec, det, class_names, lhe, pure=False) for spec in todo]
-        sizes = {f.key: s.size for f, s in zip(futures, todo, strict=True)}
-        for future in as_completed(futures):
-            results.append(future.result())
-            bar.update(sizes[future.key])
+        yield client
     finally:
-        bar.close()
         client.close()
         if cluster is not None:
             cluster.close()
-    return results

@@ -26,7 +26,7 @@ Choices, each a constructor argument:
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import awkward as ak
@@ -261,31 +261,23 @@ def _read(paths, what: str, treename: str, schema, proc: EventGraphProcessor, *,
             raise FileNotFoundError(f"{f}: no such {what} file")
     fileset = {"events": {"files": {str(f): treename for f in files}}}
     maxchunks = None if max_events is None else max(1, -(-max_events // chunksize))
-    client = cluster = None
-    if executor == "iterative":
-        ex = processor.IterativeExecutor(status=progress)
-    elif executor == "dask":
-        from distributed import Client, LocalCluster
-
-        if scheduler is None:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
-        client = Client(scheduler or cluster)
-        ex = processor.DaskExecutor(client=client, status=progress)
-    else:
+    if executor not in ("iterative", "dask"):
         raise ValueError(f"unknown executor {executor!r}; use 'iterative' or 'dask'")
-    runner = processor.Runner(executor=ex, pre_executor=processor.IterativeExecutor(status=progress),
-                              schema=schema, chunksize=chunksize, maxchunks=maxchunks)
-    try:
-        with _quiet_schema():
-            out = runner(fileset, proc, treename=treename)
-    except Exception as err:  # coffea re-raises a processor's error as a plain Exception naming the chunk
-        raise DataError(f"{files[0] if len(files) == 1 else files}: cannot read as {what} "
-                        f"({type(err).__name__}: {err})") from err
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+    with ExitStack() as stack:
+        if executor == "dask":
+            from hepfm.data.factory import dask_client
+
+            ex = processor.DaskExecutor(client=stack.enter_context(dask_client(workers, scheduler)), status=progress)
+        else:
+            ex = processor.IterativeExecutor(status=progress)
+        runner = processor.Runner(executor=ex, pre_executor=processor.IterativeExecutor(status=progress),
+                                  schema=schema, chunksize=chunksize, maxchunks=maxchunks)
+        try:
+            with _quiet_schema():
+                out = runner(fileset, proc, treename=treename)
+        except Exception as err:  # coffea re-raises a processor's error as a plain Exception naming the chunk
+            raise DataError(f"{files[0] if len(files) == 1 else files}: cannot read as {what} "
+                            f"({type(err).__name__}: {err})") from err
     array = accumulated_to_events(out)
     if max_events is not None:
         array = array[:max_events]

@@ -174,22 +174,27 @@ def read_jet_shards(path: str | Path, *, max_particles: int = 128, max_jets: int
     are in (shards are read in name order, i.e. class by class); ``max_jets_per_shard`` takes the
     first jets of every shard instead, a subset that covers every class.
     """
-    arrays, class_names, first = [], None, None
-    n = 0
-    for shard, array, attrs in iter_jet_shards(path):
+    array, class_names = _gather(iter_jet_shards(path), max_jets, max_jets_per_shard)
+    return shard_to_sample(array, {"class_names": class_names}, max_particles=max_particles, source=str(path))
+
+
+def _gather(shards: Iterator[tuple[Path, ak.Array, dict]], limit: int | None,
+            per_shard: int | None) -> tuple[ak.Array, list[str]]:
+    """Concatenate shards (all with the same class names): the first ``per_shard`` records of each, and
+    at most ``limit`` records in all (reading stops once that many are in)."""
+    arrays, class_names, first, n = [], None, None, 0
+    for shard, array, attrs in shards:
         if class_names is None:
             class_names, first = attrs["class_names"], shard
         elif attrs["class_names"] != class_names:
             raise DataError(f"{shard}: field 'class_names' {attrs['class_names']} differs from "
                             f"{class_names} in {first}")
-        arrays.append(array if max_jets_per_shard is None else array[:max_jets_per_shard])
+        arrays.append(array if per_shard is None else array[:per_shard])
         n += len(arrays[-1])
-        if max_jets is not None and n >= max_jets:
+        if limit is not None and n >= limit:
             break
     array = ak.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-    if max_jets is not None:
-        array = array[:max_jets]
-    return shard_to_sample(array, {"class_names": class_names}, max_particles=max_particles, source=str(path))
+    return (array if limit is None else array[:limit]), class_names
 
 
 def _pad(jagged: ak.Array, width: int) -> np.ndarray:
@@ -228,23 +233,14 @@ def read_event_shards(path: str | Path, *, max_objects: int | None = None, max_e
     """
     from hepfm.data.events import OBJECT_FIELDS
 
-    arrays, class_names, first, n = [], None, None, 0
-    for shard in shard_paths(path):
-        array, attrs = read_shard(shard)
-        missing = [f for f in ("label", *OBJECT_FIELDS) if f not in array.fields]
-        if missing:
-            raise DataError(f"{shard}: missing field(s) {missing}; an event shard has {['label', *OBJECT_FIELDS]}"
-                            " (is this a jet dataset? use read_jets)")
-        if class_names is None:
-            class_names, first = attrs["class_names"], shard
-        elif attrs["class_names"] != class_names:
-            raise DataError(f"{shard}: field 'class_names' {attrs['class_names']} differs from "
-                            f"{class_names} in {first}")
-        arrays.append(array if max_events_per_shard is None else array[:max_events_per_shard])
-        n += len(arrays[-1])
-        if max_events is not None and n >= max_events:
-            break
-    array = ak.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-    if max_events is not None:
-        array = array[:max_events]
+    def checked():
+        for shard in shard_paths(path):
+            array, attrs = read_shard(shard)
+            missing = [f for f in ("label", *OBJECT_FIELDS) if f not in array.fields]
+            if missing:
+                raise DataError(f"{shard}: missing field(s) {missing}; an event shard has "
+                                f"{['label', *OBJECT_FIELDS]} (is this a jet dataset? use read_jets)")
+            yield shard, array, attrs
+
+    array, class_names = _gather(checked(), max_events, max_events_per_shard)
     return events_to_sample(array, class_names, max_objects=max_objects, source=str(path))

@@ -23,7 +23,7 @@ from hepfm.data.sample import DataError
 from hepfm.data.storage import atomic_write_bytes, atomic_write_json
 
 __all__ = ["CheckpointError", "save_weights", "load_weights", "save_checkpoint", "load_checkpoint", "MODELS",
-           "read_checkpoint_config"]
+           "model_classes", "read_checkpoint_config"]
 
 FORMAT = 1
 
@@ -32,19 +32,25 @@ class CheckpointError(DataError):
     """A checkpoint is missing, corrupt, or does not match the model asked for; names the file."""
 
 
-def _models():
+def _pet():
     from hepfm.models.pet import PET, PETConfig
 
-    def event_gnn():
-        from hepfm.models.event_gnn import EventGNN, EventGNNConfig
-
-        return EventGNN, EventGNNConfig
-
-    return {"pet": (PET, PETConfig), "event_gnn": event_gnn}
+    return PET, PETConfig
 
 
-#: Model name -> (class, config dataclass); resolved lazily to keep imports light.
-MODELS = _models
+def _event_gnn():
+    from hepfm.models.event_gnn import EventGNN, EventGNNConfig  # torch-geometric: imported only when needed
+
+    return EventGNN, EventGNNConfig
+
+
+#: Model name -> a function returning (class, config dataclass), so imports stay light until a model is used.
+MODELS = {"pet": _pet, "event_gnn": _event_gnn}
+
+
+def model_classes(name: str):
+    """(model class, config dataclass) registered as ``name`` in :data:`MODELS`."""
+    return MODELS[name]()
 
 
 def save_weights(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
@@ -95,8 +101,8 @@ def read_checkpoint_config(path: str | Path) -> dict:
         raise CheckpointError(f"{cfg_path}: not valid JSON ({err})") from err
     if config.get("format") != FORMAT:
         raise CheckpointError(f"{cfg_path}: field 'format' is {config.get('format')!r}, expected {FORMAT}")
-    if config.get("model") not in MODELS():
-        raise CheckpointError(f"{cfg_path}: field 'model' is {config.get('model')!r}; known: {list(MODELS())}")
+    if config.get("model") not in MODELS:
+        raise CheckpointError(f"{cfg_path}: field 'model' is {config.get('model')!r}; known: {list(MODELS)}")
     return config
 
 
@@ -113,8 +119,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", **over
         (model in eval mode, the checkpoint's config.json as a dict).
     """
     config = read_checkpoint_config(path)
-    entry = MODELS()[config["model"]]
-    cls, cfg_cls = entry() if callable(entry) else entry
+    cls, cfg_cls = model_classes(config["model"])
     try:
         model_cfg = cfg_cls(**{**config["model_config"], **overrides})
     except TypeError as err:

@@ -41,7 +41,7 @@ from hepfm.data.storage import atomic_write_json
 from hepfm.train.checkpoint import load_weights, save_weights
 from hepfm.train.optim import Lion
 
-__all__ = ["TrainConfig", "fit", "resolve_device", "History"]
+__all__ = ["TrainConfig", "fit", "resolve_device", "to_device", "History"]
 
 
 @dataclass
@@ -196,7 +196,7 @@ def _collate(data: Dataset):
     return getattr(data, "collate", None)
 
 
-def _to(batch, device):
+def to_device(batch, device):
     """Move a batch to ``device``: a list of tensors, or one object with ``.to`` (a torch-geometric Batch)."""
     if isinstance(batch, list | tuple):
         return [b.to(device, non_blocking=True) for b in batch]
@@ -286,7 +286,7 @@ def _evaluate(objective: nn.Module, loader: DataLoader, device, autocast) -> dic
     sums: dict[str, float] = {}
     n = 0
     for batch in loader:
-        batch = _to(batch, device)
+        batch = to_device(batch, device)
         with autocast():
             loss, metrics = objective(batch)
         b = _batch_size(batch)
@@ -368,7 +368,7 @@ def fit(
         bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress or rank != 0)
         total, n, t0 = 0.0, 0, time.perf_counter()
         for batch in bar:
-            batch = _to(batch, device)
+            batch = to_device(batch, device)
             with autocast():
                 loss, _ = train_module(batch)
             if not torch.isfinite(loss):

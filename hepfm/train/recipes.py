@@ -25,21 +25,21 @@ from hepfm.data import DataError, EventSample, FeatureNormaliser, JetDataset, Je
 from hepfm.data.storage import read_manifest
 from hepfm.models.pet import PET, PETConfig
 from hepfm.train.checkpoint import (
-    MODELS,
     load_checkpoint,
     load_into,
     load_weights,
+    model_classes,
     read_checkpoint_config,
     save_checkpoint,
 )
-from hepfm.train.loop import TrainConfig, fit, resolve_device
-from hepfm.train.objectives import ClassifierObjective, EventPretrainObjective, PretrainObjective
+from hepfm.train.loop import TrainConfig, fit, resolve_device, to_device
+from hepfm.train.objectives import ClassifierObjective, EventPretrainObjective, PretrainObjective, logits_and_labels
 
 if TYPE_CHECKING:
     from hepfm.models.event_gnn import EventGNNConfig
 
-__all__ = ["pretrain", "pretrain_events", "in_label_space", "finetune", "predict", "split", "evaluate_checkpoint",
-           "evaluate_truth"]
+__all__ = ["pretrain", "pretrain_events", "in_label_space", "finetune", "predict", "model_outputs", "split",
+           "evaluate_checkpoint", "evaluate_truth"]
 
 
 def _streamed(data, val_fraction: float, max_particles: int, seed: int):
@@ -185,21 +185,24 @@ def in_label_space(sample: JetSample, class_names: list[str], source: str | Path
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, dataset, batch_size: int = 512, device: str = "auto",
-            use_jet_features: bool = False) -> np.ndarray:
-    """Class probabilities (N, C) of a dataset (jets or event graphs), in order."""
+def model_outputs(model: torch.nn.Module, dataset, batch_size: int = 512, device: str = "auto",
+                  use_jet_features: bool = False) -> np.ndarray:
+    """The head's raw outputs (N, K) over a dataset (jets or event graphs), in order."""
     dev = resolve_device(device)
     model = model.to(dev).eval()
     out = []
     for start in range(0, len(dataset), batch_size):
-        batch = dataset.collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        if isinstance(batch, list):
-            x, mask, jet, _ = batch
-            logits = model(x.to(dev), mask.to(dev), jet.to(dev) if use_jet_features else None)
-        else:
-            logits = model(batch.to(dev))
-        out.append(torch.softmax(logits.float(), -1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.config.n_classes))
+        batch = to_device(dataset.collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]),
+                          dev)
+        out.append(logits_and_labels(model, batch, use_jet_features)[0].float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.head.out_features), dtype=np.float32)
+
+
+def predict(model: torch.nn.Module, dataset, batch_size: int = 512, device: str = "auto",
+            use_jet_features: bool = False) -> np.ndarray:
+    """Class probabilities (N, C) of a dataset (jets or event graphs), in order."""
+    logits = torch.from_numpy(model_outputs(model, dataset, batch_size, device, use_jet_features))
+    return torch.softmax(logits, -1).numpy()
 
 
 def _is_events(ckpt_config: dict) -> bool:
@@ -291,7 +294,7 @@ def finetune(
     torch.manual_seed(train.seed)
     overrides = {} if events else {"generative": False}
     if from_scratch:
-        cls, cfg_cls = _model_classes(ckpt_config["model"])
+        cls, cfg_cls = model_classes(ckpt_config["model"])
         model = cls(cfg_cls(**{**ckpt_config["model_config"], **overrides}))
     else:
         model, _ = load_checkpoint(checkpoint, **overrides)
@@ -361,11 +364,6 @@ def evaluate_checkpoint(checkpoint: str | Path, data, device: str = "auto",
     normaliser = None if events else FeatureNormaliser.from_dict(config["normaliser"],
                                                                  str(Path(checkpoint) / "config.json"))
     return predict(model, _dataset_for(config, sample, normaliser), device=device), sample, config
-
-
-def _model_classes(name: str):
-    entry = MODELS()[name]
-    return entry() if callable(entry) else entry
 
 
 def pretrain_events(
@@ -452,11 +450,7 @@ def evaluate_truth(checkpoint: str | Path, data, device: str = "auto", batch_siz
     if sample.truth is None:
         raise DataError(f"{sample.source}: no generator truth to compare with")
     dataset = EventGraphDataset(sample)
-    dev = resolve_device(device)
-    model = model.to(dev).eval()
-    outs = [model(dataset.collate(list(range(i, min(i + batch_size, len(dataset))))).to(dev)).cpu()
-            for i in range(0, len(dataset), batch_size)]
-    out = torch.cat(outs).numpy()
+    out = model_outputs(model, dataset, batch_size, device)
     n_labels = len(sample.truth_names)
     scores, truth = out[:, :n_labels], sample.truth
     aucs = {name: roc_auc(truth[:, k], scores[:, k]) for k, name in enumerate(sample.truth_names)
