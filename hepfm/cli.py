@@ -43,6 +43,10 @@ def generate_jets_command(
     seed: int = _GEN_SEED,
     detector: str = _DETECTOR,
     jets_per_shard: int = typer.Option(1000, "--jets-per-shard", help="Jets per shard file."),
+    pythia_set: list[str] = typer.Option(None, "--set", help="An extra Pythia8 setting after the recipe's, e.g. "
+                                         "'TimeShower:alphaSvalue = 0.118' (repeatable)."),
+    paired: bool = typer.Option(False, "--paired", help="Also store each jet's particle-level partner "
+                                "(read with level='particle'), for unfolding."),
     workers: int = _WORKERS,
     scheduler: str = _SCHEDULER,
 ) -> None:
@@ -59,7 +63,8 @@ def generate_jets_command(
         jets_per_class = PROFILES[profile]
     try:
         path = generate_jets(names, jets_per_class, out, seed=seed, detector=detector,
-                             jets_per_shard=jets_per_shard, workers=workers, scheduler=scheduler)
+                             jets_per_shard=jets_per_shard, settings=list(pythia_set or []), paired=paired,
+                             workers=workers, scheduler=scheduler)
     except (KeyError, ValueError) as err:
         typer.echo(f"error: {err.args[0] if err.args else err}", err=True)
         raise typer.Exit(2) from None
@@ -77,10 +82,19 @@ def generate_events_command(
     seed: int = _GEN_SEED,
     detector: str = _DETECTOR,
     events_per_shard: int = typer.Option(1000, "--events-per-shard", help="Events per shard file."),
+    content: str = typer.Option("objects", "--content", help="objects (reconstructed objects and truth) or "
+                                "particles (every particle-flow candidate, as the LHC Olympics sets)."),
+    trigger_pt: float = typer.Option(0.0, "--trigger-pt", help="Keep events whose leading anti-kT R=1.0 jet has "
+                                     "pT above this, in GeV (1200 is the LHCO trigger; 0 keeps all)."),
     workers: int = _WORKERS,
     scheduler: str = _SCHEDULER,
 ) -> None:
-    """Generate whole events: reconstructed objects, process label and hard-process truth, sharded and resumable."""
+    """Generate whole events: reconstructed objects with process label and hard-process truth, or particle-flow
+    candidates; sharded and resumable.
+
+    The LHC Olympics-like anomaly-detection samples:
+    hepfm generate events --processes qcd_dijet --events-per-process 100000 --content particles --trigger-pt 1200
+    """
     from hepfm.data import DataError
     from hepfm.data.factory import generate_events
     from hepfm.data.processes import PRETRAINING_PROCESSES
@@ -94,7 +108,8 @@ def generate_events_command(
     names = _split(processes) or list(PRETRAINING_PROCESSES)
     try:
         path = generate_events(names, events_per_process, out, seed=seed, detector=detector, lhe=files,
-                               events_per_shard=events_per_shard, workers=workers, scheduler=scheduler)
+                               events_per_shard=events_per_shard, content=content, trigger_pt=trigger_pt,
+                               workers=workers, scheduler=scheduler)
     except (KeyError, ValueError, DataError, FileNotFoundError) as err:
         typer.echo(f"error: {err.args[0] if err.args else err}", err=True)
         raise typer.Exit(2) from None
@@ -104,14 +119,16 @@ def generate_events_command(
 @generate_app.command("list")
 def list_recipes() -> None:
     """List the jet classes and recipes, and the event processes."""
-    from hepfm.data.processes import BSM_PROCESSES, EVENT_PROCESSES, JET_RECIPES
+    from hepfm.data.processes import BSM_PROCESSES, EVENT_PROCESSES, JET_RECIPES, LHCO_PROCESSES
 
     typer.echo("jets (hepfm generate jets --classes/--recipe):")
     for name, r in JET_RECIPES.items():
         typer.echo(f"  {name:13s} {r.description}")
-    typer.echo("events (hepfm generate events --processes; * = beyond the Standard Model, not in pretraining):")
+    typer.echo("events (hepfm generate events --processes; * = beyond the Standard Model, not in pretraining;")
+    typer.echo("        + = anomaly detection, for --content particles --trigger-pt 1200):")
     for name, p in EVENT_PROCESSES.items():
-        typer.echo(f"  {name:12s}{'*' if name in BSM_PROCESSES else ' '} {p.description}")
+        mark = "*" if name in BSM_PROCESSES else "+" if name in LHCO_PROCESSES else " "
+        typer.echo(f"  {name:12s}{mark} {p.description}")
 
 
 @app.command("inspect")

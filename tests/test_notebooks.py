@@ -175,3 +175,22 @@ def test_unknown_profile_and_notebook(tmp_path):
     with pytest.raises(ValueError, match="no notebook matches"):
         run_notebooks("smoke", tmp_path, only=["99_nothing"])
     assert NOTEBOOK_DIR.is_dir()
+
+
+def test_weak_supervision_notebook_metrics(smoke_run):
+    out, _ = smoke_run
+    metrics = json.loads((out / "08_weak_supervision" / "metrics.json").read_text())
+    assert set(metrics["max_sic"]) == {"pretrained", "scratch", "IAD"}
+    assert len(metrics["runs"]) == 3  # 1 injection x 1 seed x 3 classifiers
+    for method in metrics["max_sic"].values():
+        assert method["60"]["max_sic_mean"] > 0
+    assert metrics["n_test"]["background"] > 0 and metrics["n_test"]["signal"] > 0
+    assert 0 < metrics["s_over_b_signal_region"]["60"] < 2
+    med = metrics["lhco_medians"]
+    # generated W' -> X(500) Y(100) and the real R&D signal: the heavier jet is X
+    assert 400 < med["hepfm signal"]["heavier_jet_mass"] < 600
+    assert 400 < med["LHCO R&D signal"]["heavier_jet_mass"] < 600
+    assert med["hepfm background"]["heavier_jet_mass"] < 350
+    assert set(metrics["lhco_real_auc"]) == {"pretrained", "scratch", "IAD"}
+    for figure in ("mjj_and_jet_mass", "lhco_comparison", "sic"):
+        assert (out / "08_weak_supervision" / f"{figure}.png").exists()

@@ -183,9 +183,9 @@ def jet_efps(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mask: np.ndarray)
     return np.stack([efp(z, theta, g) for g in EFP_GRAPHS.values()], -1)
 
 
-def w1(a: np.ndarray, b: np.ndarray) -> float:
-    """1-Wasserstein distance between two one-dimensional samples."""
-    return float(wasserstein_distance(np.ravel(a), np.ravel(b)))
+def w1(a: np.ndarray, b: np.ndarray, a_weights: np.ndarray | None = None, b_weights: np.ndarray | None = None) -> float:
+    """1-Wasserstein distance between two one-dimensional samples, optionally weighted (e.g. unfolded)."""
+    return float(wasserstein_distance(np.ravel(a), np.ravel(b), a_weights, b_weights))
 
 
 def w1m(mass_real: np.ndarray, mass_gen: np.ndarray) -> float:

@@ -21,12 +21,14 @@ toys); the notebooks pass PET classifiers, pretrained or from scratch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["omnifold", "OmniFoldResult", "LogisticClassifier", "likelihood_ratio", "bootstrap_weights"]
+__all__ = ["omnifold", "OmniFoldResult", "LogisticClassifier", "PETClassifier", "likelihood_ratio",
+           "bootstrap_weights"]
 
 FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
@@ -156,3 +158,37 @@ class LogisticClassifier:
         with torch.no_grad():
             fe = (self._features((t(x_eval) - mean) / std) - fmean) / fstd
             return torch.sigmoid(fe @ coef + bias).numpy()
+
+
+class PETClassifier:
+    """OmniFold's classifier as a jet model: fine-tuned from a pretrained checkpoint, or the same network from
+    scratch (``from_scratch=True``), with :func:`hepfm.train.recipes.fit_classifier` and per-jet weights.
+
+    Each call trains a fresh classifier in ``out/step-<k>`` (k counts the calls) and returns p(class 1) of
+    ``x_eval``. Inputs are :class:`~hepfm.data.sample.JetSample` objects.
+    """
+
+    def __init__(self, checkpoint: str | Path, out: str | Path, *, from_scratch: bool = False, train=None,
+                 lr_factor: float = 10.0):
+        self.checkpoint, self.out = checkpoint, Path(out)
+        self.from_scratch, self.train, self.lr_factor = from_scratch, train, lr_factor
+        self.calls = 0
+
+    def __call__(self, x0, w0, x1, w1, x_eval) -> np.ndarray:
+        from hepfm.data import FeatureNormaliser, JetDataset, JetSample
+        from hepfm.train.checkpoint import read_checkpoint_config
+        from hepfm.train.recipes import fit_classifier, predict
+
+        names = ["class 0", "class 1"]
+        parts = [replace(x, labels=np.full(len(x), k, dtype=np.int64), class_names=names, weights=None)
+                 for k, x in enumerate((x0, x1))]
+        sample = JetSample.concatenate(parts)
+        w = np.concatenate([np.asarray(w0, dtype=np.float64), np.asarray(w1, dtype=np.float64)])
+        sample.weights = w / w.mean()
+        self.calls += 1
+        model, _, _ = fit_classifier(self.checkpoint, sample, self.out / f"step-{self.calls}",
+                                     from_scratch=self.from_scratch, train=self.train, lr_factor=self.lr_factor)
+        normaliser = FeatureNormaliser.from_dict(read_checkpoint_config(self.checkpoint)["normaliser"])
+        device = self.train.device if self.train is not None else "auto"
+        return predict(model, JetDataset(x_eval, normaliser), device=device)[:, 1]
+

@@ -88,6 +88,8 @@ class FeatureNormaliser:
 class JetDataset(Dataset):
     """A :class:`JetSample` in memory as a map-style torch dataset.
 
+    Items are ``(x, mask, jet, label)``, and ``(x, mask, jet, label, weight)`` when the sample has weights.
+
     Args:
         sample: the jets.
         normaliser: fixed normalisation; fitted on ``sample`` when None (training data only!).
@@ -101,13 +103,16 @@ class JetDataset(Dataset):
         self.mask = torch.from_numpy(sample.mask)
         self.jets = torch.from_numpy(jets)
         self.labels = torch.from_numpy(sample.labels)
+        self.weights = None if sample.weights is None else torch.as_tensor(sample.weights, dtype=torch.float32)
         self.lengths = self.mask.sum(1)  # particles per jet, for batching jets of similar size
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i):
-        return self.x[i], self.mask[i], self.jets[i], self.labels[i]
+        if self.weights is None:
+            return self.x[i], self.mask[i], self.jets[i], self.labels[i]
+        return self.x[i], self.mask[i], self.jets[i], self.labels[i], self.weights[i]
 
     @staticmethod
     def collate(items) -> list[torch.Tensor]:

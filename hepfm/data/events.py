@@ -39,6 +39,8 @@ from hepfm.physics import pt_eta_phi
 __all__ = [
     "OBJECT_TYPES",
     "OBJECT_FIELDS",
+    "PARTICLE_FIELDS",
+    "CONTENTS",
     "TRUTH_LABELS",
     "TRUTH_TARGETS",
     "TRUTH_GROUPS",
@@ -61,6 +63,11 @@ TRUTH_GROUPS = {"top": (6,), "W": (24,), "Z": (23,), "H": (25,), "bottom": (5,),
                 "neutrino": (12, 14, 16), "photon": (22,)}
 #: Kinematic truth targets in GeV.
 TRUTH_TARGETS = ("top_pt", "W_pt", "Z_pt", "H_pt", "true_met")
+#: Per-particle fields of a particle-level event record (``content="particles"``): every particle-flow
+#: candidate, as the LHC Olympics sets store their hadrons.
+PARTICLE_FIELDS = ("part_pt", "part_eta", "part_phi", "part_energy")
+#: What an event record holds: reconstructed objects with truth, or particle-flow candidates.
+CONTENTS = ("objects", "particles")
 #: Version of the event layout (fields above); stored in every shard.
 EVENT_SCHEMA = 1
 
@@ -72,6 +79,7 @@ _JET_PT_MIN = 25.0
 _JET_RADIUS = 0.4
 _ID_ETA_MAX = 2.5
 _HADRON_PT_MIN = 5.0
+_TRIGGER_RADIUS = 1.0
 
 
 def _heavy_flavour(pid: np.ndarray) -> np.ndarray:
@@ -107,17 +115,20 @@ def hard_process_truth(batch: EventBatch) -> tuple[np.ndarray, np.ndarray]:
 
 
 def reconstruct(detector: DetectorConfig, rng: np.random.Generator, charges: ChargeTable,
-                batch: EventBatch) -> dict[str, np.ndarray]:
+                batch: EventBatch, cand=None) -> dict[str, np.ndarray]:
     """Reconstructed objects of every event of a batch as flat columns plus per-event counts.
+
+    ``cand``: the batch's particle-flow candidates when already simulated (else simulated here).
 
     Returns:
         ``{"counts": (E,), "pt", "eta", "phi", "energy", "btag", "charge", "type": (O,)}``, objects
         grouped by event and sorted by decreasing pT within an event.
     """
     n = batch.n_events
-    final = np.flatnonzero(batch.status > 0)
-    cand = simulate(detector, rng, batch.event_index[final], batch.pid[final], charges(batch.pid[final]),
-                    batch.px[final], batch.py[final], batch.pz[final], batch.energy[final])
+    if cand is None:
+        final = np.flatnonzero(batch.status > 0)
+        cand = simulate(detector, rng, batch.event_index[final], batch.pid[final], charges(batch.pid[final]),
+                        batch.px[final], batch.py[final], batch.pz[final], batch.energy[final])
     c_pt, c_eta, c_phi = pt_eta_phi(cand.px, cand.py, cand.pz)
     apid = np.abs(cand.pid)
     central = np.abs(c_eta) < _ID_ETA_MAX
@@ -204,6 +215,24 @@ def count_lhe_events(path: str | Path) -> int:
         return sum(len(re.findall(rb"<event[\s>]", line)) for line in f)
 
 
+def _event_batches(settings: tuple[str, ...], seed: int, n_events: int, batch_size: int):
+    """(pythia, charges, rng, stream of non-empty batches); an input that stops producing events is an error."""
+    pythia = make_pythia(settings, seed)
+
+    def stream():
+        empty = 0
+        for batch in generate_batches(pythia, min(batch_size, n_events)):
+            if batch.n_events == 0:
+                empty += 1
+                if empty >= 3:  # an exhausted LHE file, or a set-up that never yields an event
+                    raise DataError(f"Pythia8 stopped producing events before {n_events} "
+                                    f"(settings {[s for s in settings if 'LHEF' in s] or 'process'})")
+                continue
+            yield batch
+
+    return ChargeTable(pythia), np.random.default_rng(seed), stream()
+
+
 def make_events(
     settings: tuple[str, ...],
     n_events: int,
@@ -211,6 +240,8 @@ def make_events(
     label: int,
     seed: int,
     detector: DetectorConfig,
+    content: str = "objects",
+    trigger_pt: float = 0.0,
     batch_size: int = 100,
     progress=None,
 ) -> tuple[ak.Array, dict]:
@@ -223,61 +254,81 @@ def make_events(
         label: the integer process label written with every event.
         seed: seeds Pythia8 and the detector; equal seeds give equal events.
         detector: fast-simulation parameters.
+        content: ``"objects"`` (reconstructed objects and truth, :data:`OBJECT_FIELDS`) or ``"particles"``
+            (every particle-flow candidate, :data:`PARTICLE_FIELDS`, as in the LHC Olympics sets).
+        trigger_pt: keep only events whose leading anti-kT R = 1.0 jet of candidates has pT above this
+            (GeV; 0 keeps every event).
         batch_size: events per ``nextBatch`` call.
         progress: optional tqdm bar advanced by events made.
 
     Returns:
-        (events, stats): an awkward record array with ``label, weight``, the jagged object fields
-        :data:`OBJECT_FIELDS`, ``truth_<name>`` for :data:`TRUTH_LABELS` and ``target_<name>`` for
-        :data:`TRUTH_TARGETS`; stats with the events made and the wall time.
+        (events, stats): an awkward record array with ``label, weight`` and the jagged fields of the
+        content — for objects also ``truth_<name>`` for :data:`TRUTH_LABELS` and ``target_<name>`` for
+        :data:`TRUTH_TARGETS`; stats with the events generated (triggered or not) and the wall time.
     """
+    if content not in CONTENTS:
+        raise ValueError(f"unknown event content {content!r}; use one of {CONTENTS}")
     start = time.perf_counter()
-    pythia = make_pythia(settings, seed)
-    charges = ChargeTable(pythia)
-    rng = np.random.default_rng(seed)
+    charges, rng, batches = _event_batches(settings, seed, n_events, batch_size)
     parts: list[dict] = []
-    made, empty_batches = 0, 0
-    for batch in generate_batches(pythia, min(batch_size, n_events)):
-        if batch.n_events == 0:
-            empty_batches += 1
-            if empty_batches >= 3:  # an exhausted LHE file, or a set-up that never yields an event
-                raise DataError(f"Pythia8 stopped producing events after {made} of {n_events} "
-                                f"(settings {[s for s in settings if 'LHEF' in s] or 'process'})")
-            continue
-        take = min(batch.n_events, n_events - made)
-        objects = reconstruct(detector, rng, charges, batch)
-        flags, targets = hard_process_truth(batch)
-        parts.append({"objects": objects, "flags": flags[:take], "targets": targets[:take],
-                      "weight": batch.weight[:take], "take": take})
-        made += take
+    made = generated = 0
+    for batch in batches:
+        generated += batch.n_events
+        final = np.flatnonzero(batch.status > 0)
+        cand = simulate(detector, rng, batch.event_index[final], batch.pid[final], charges(batch.pid[final]),
+                        batch.px[final], batch.py[final], batch.pz[final], batch.energy[final])
+        keep = np.arange(batch.n_events)
+        if trigger_pt > 0:
+            jets, _ = cluster(cand, batch.n_events, _TRIGGER_RADIUS, trigger_pt)
+            keep = np.flatnonzero(ak.to_numpy(ak.num(jets, axis=1)) > 0)
+        keep = keep[:n_events - made]
+        if content == "objects":
+            columns = _select(reconstruct(detector, rng, charges, batch, cand), keep, OBJECT_FIELDS)
+            flags, targets = hard_process_truth(batch)
+            columns.update(flags=flags[keep], targets=targets[keep])
+        else:
+            columns = _select(_particle_columns(cand, batch.n_events), keep, PARTICLE_FIELDS)
+        parts.append({**columns, "weight": batch.weight[keep]})
+        made += len(keep)
         if progress is not None:
-            progress.update(take)
+            progress.update(len(keep))
         if made >= n_events:
             break
-    return _to_awkward(parts, label), {"events": made, "seconds": time.perf_counter() - start}
+    stats = {"events": generated, "seconds": time.perf_counter() - start}
+    return _to_awkward(parts, label, OBJECT_FIELDS if content == "objects" else PARTICLE_FIELDS), stats
 
 
-def _to_awkward(parts: list[dict], label: int) -> ak.Array:
-    counts, cols = [], {f: [] for f in OBJECT_FIELDS}
-    for p in parts:
-        obj, take = p["objects"], p["take"]
-        c = obj["counts"][:take]
-        n_obj = int(c.sum())
-        counts.append(c)
-        for f in OBJECT_FIELDS:
-            cols[f].append(obj[f[4:]][:n_obj])
-    counts = np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
+def _particle_columns(cand, n: int) -> dict[str, np.ndarray]:
+    """Every candidate of every event, hardest first within an event, as flat columns plus counts."""
+    pt, eta, phi = pt_eta_phi(cand.px, cand.py, cand.pz)
+    order = np.lexsort((-pt, cand.event))
+    return {"counts": np.bincount(cand.event, minlength=n), "event": cand.event[order], "pt": pt[order],
+            "eta": eta[order], "phi": phi[order], "energy": cand.energy[order]}
+
+
+def _select(columns: dict[str, np.ndarray], keep: np.ndarray, fields: tuple[str, ...]) -> dict:
+    """The events ``keep`` (increasing) of flat per-event-grouped columns: {"counts": (K,), field: values}."""
+    counts = columns["counts"]
+    chosen = np.zeros(len(counts), dtype=bool)
+    chosen[keep] = True
+    rows = np.repeat(chosen, counts)
+    return {"counts": counts[keep], **{f: columns[f.split("_", 1)[1]][rows] for f in fields}}
+
+
+def _to_awkward(parts: list[dict], label: int, fields: tuple[str, ...]) -> ak.Array:
+    counts = np.concatenate([p["counts"] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
     n = len(counts)
     dtypes = {"obj_btag": np.int8, "obj_charge": np.int8, "obj_type": np.int8}
     record = {"label": np.full(n, label, dtype=np.int32),
               "weight": np.concatenate([p["weight"] for p in parts]) if parts else np.zeros(0)}
-    for f in OBJECT_FIELDS:
-        values = np.concatenate(cols[f]) if parts else np.zeros(0)
+    for f in fields:
+        values = np.concatenate([p[f] for p in parts]) if parts else np.zeros(0)
         record[f] = ak.unflatten(values.astype(dtypes.get(f, np.float32)), counts)
-    flags = np.concatenate([p["flags"] for p in parts]) if parts else np.zeros((0, len(TRUTH_LABELS)))
-    targets = np.concatenate([p["targets"] for p in parts]) if parts else np.zeros((0, len(TRUTH_TARGETS)))
-    for k, name in enumerate(TRUTH_LABELS):
-        record[f"truth_{name}"] = flags[:, k].astype(np.int8)
-    for k, name in enumerate(TRUTH_TARGETS):
-        record[f"target_{name}"] = targets[:, k].astype(np.float32)
+    if parts and "flags" in parts[0]:
+        flags = np.concatenate([p["flags"] for p in parts])
+        targets = np.concatenate([p["targets"] for p in parts])
+        for k, name in enumerate(TRUTH_LABELS):
+            record[f"truth_{name}"] = flags[:, k].astype(np.int8)
+        for k, name in enumerate(TRUTH_TARGETS):
+            record[f"target_{name}"] = targets[:, k].astype(np.float32)
     return ak.zip(record, depth_limit=1)

@@ -93,23 +93,33 @@ def plan_events(processes: list[str], events_per_process: int, seed: int, out: s
     return _plan("events", list(processes), events_per_process, seed, out, events_per_shard)
 
 
-def run_shard(spec: ShardSpec, detector: dict, class_names: list[str], lhe: dict[str, str] | None = None,
+def run_shard(spec: ShardSpec, detector: dict, class_names: list[str], options: dict | None = None,
               progress: bool = False) -> dict:
-    """Generate and write one shard (a Dask task; also called in-process). Returns its stats."""
+    """Generate and write one shard (a Dask task; also called in-process). Returns its stats.
+
+    ``options`` of a jet production: ``settings`` (extra Pythia8 settings) and ``paired`` (see
+    :func:`hepfm.data.jets.make_jets`); of an event production: ``lhe`` ({process: LHE file}), ``content`` and
+    ``trigger_pt`` (see :func:`hepfm.data.events.make_events`).
+    """
+    options = options or {}
     bar = tqdm(total=spec.size, desc=f"{spec.class_name}[{spec.shard_index}]", leave=False, disable=not progress)
     det = DetectorConfig(**detector)
     if spec.kind == "jets":
         from hepfm.data.jets import make_jets
 
         array, stats = make_jets(get_recipe(spec.class_name), spec.size, label=spec.label, seed=spec.seed,
-                                 detector=det, shard_index=spec.shard_index, progress=bar)
+                                 detector=det, shard_index=spec.shard_index,
+                                 extra_settings=tuple(options.get("settings", ())),
+                                 paired=options.get("paired", False), progress=bar)
         extra = {}
     else:
         from hepfm.data.events import EVENT_SCHEMA, make_events
 
-        settings = event_settings(get_event_process(spec.class_name, lhe), spec.skip)
-        array, stats = make_events(settings, spec.size, label=spec.label, seed=spec.seed, detector=det, progress=bar)
-        extra = {"event_schema": EVENT_SCHEMA}
+        settings = event_settings(get_event_process(spec.class_name, options.get("lhe")), spec.skip)
+        array, stats = make_events(settings, spec.size, label=spec.label, seed=spec.seed, detector=det,
+                                   content=options.get("content", "objects"),
+                                   trigger_pt=options.get("trigger_pt", 0.0), progress=bar)
+        extra = {"event_schema": EVENT_SCHEMA, "content": options.get("content", "objects")}
     bar.close()
     # Wall time stays out of the file so that equal seeds give byte-identical shards.
     attrs = {"class_names": class_names, "shard": _shard_attrs(spec), "detector": detector,
@@ -138,13 +148,14 @@ def _shard_done(spec: ShardSpec) -> bool:
     return attrs.get("shard") == _shard_attrs(spec) and len(array) == spec.size
 
 
-def _production(classes, jets_per_shard, seed, detector_name, detector) -> dict:
+def _production(classes, jets_per_shard, seed, detector_name, detector, options) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "jets",
         "class_names": list(classes),
         "recipes": {c: get_recipe(c).description for c in classes},
-        "settings": {c: list(get_recipe(c).settings()) for c in classes},
+        "settings": {c: [*get_recipe(c).settings(), *options["settings"]] for c in classes},
+        "paired": options["paired"],
         "seed": seed,
         "jets_per_shard": jets_per_shard,
         "detector_name": detector_name,
@@ -152,10 +163,23 @@ def _production(classes, jets_per_shard, seed, detector_name, detector) -> dict:
     }
 
 
-def _event_production(processes, events_per_shard, seed, detector_name, detector, lhe) -> dict:
-    from hepfm.data.events import EVENT_SCHEMA, OBJECT_FIELDS, OBJECT_TYPES, TRUTH_LABELS, TRUTH_TARGETS
+def _event_production(processes, events_per_shard, seed, detector_name, detector, options) -> dict:
+    from hepfm.data.events import (
+        EVENT_SCHEMA,
+        OBJECT_FIELDS,
+        OBJECT_TYPES,
+        PARTICLE_FIELDS,
+        TRUTH_LABELS,
+        TRUTH_TARGETS,
+    )
 
-    procs = {p: get_event_process(p, lhe) for p in processes}
+    procs = {p: get_event_process(p, options["lhe"]) for p in processes}
+    content = {"content": options["content"], "trigger_pt": options["trigger_pt"]}
+    if options["content"] == "objects":
+        content.update(object_fields=list(OBJECT_FIELDS), object_types=list(OBJECT_TYPES),
+                       truth_labels=list(TRUTH_LABELS), truth_targets=list(TRUTH_TARGETS))
+    else:
+        content.update(particle_fields=list(PARTICLE_FIELDS))
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "events",
@@ -163,10 +187,7 @@ def _event_production(processes, events_per_shard, seed, detector_name, detector
         "class_names": list(processes),
         "processes": {p: procs[p].description for p in processes},
         "settings": {p: list(event_settings(procs[p])) for p in processes},
-        "object_fields": list(OBJECT_FIELDS),
-        "object_types": list(OBJECT_TYPES),
-        "truth_labels": list(TRUTH_LABELS),
-        "truth_targets": list(TRUTH_TARGETS),
+        **content,
         "seed": seed,
         "events_per_shard": events_per_shard,
         "detector_name": detector_name,
@@ -183,7 +204,7 @@ def _detector(detector: str | DetectorConfig) -> tuple[str, dict]:
 
 
 def _produce(out: Path, specs: list[ShardSpec], production: dict, det: dict, workers: int, scheduler: str | None,
-             progress: bool, lhe: dict[str, str] | None) -> tuple[dict, list[ShardSpec]]:
+             progress: bool, options: dict | None) -> tuple[dict, list[ShardSpec]]:
     """Write the manifest, run the unfinished shards, return (the completed manifest, shards run)."""
     existing = read_manifest(out) if out.exists() else {}
     if existing:
@@ -194,14 +215,14 @@ def _produce(out: Path, specs: list[ShardSpec], production: dict, det: dict, wor
                             "choose another --out or delete it")
     atomic_write_json(out / MANIFEST, {**existing, **production, "complete": False})
     todo = [s for s in specs if not _shard_done(s)]
-    stats = _run(todo, det, production["class_names"], workers, scheduler, progress, lhe) if todo else []
+    stats = _run(todo, det, production["class_names"], workers, scheduler, progress, options) if todo else []
     classes = production["class_names"]
     counts = {c: sum(s.size for s in specs if s.class_name == c) for c in classes}
     kind = production["kind"]
     manifest = {**read_manifest(out), "complete": True, f"{kind}_per_class": counts,
                 "shards": [Path(s.path).name for s in specs]}
     if stats:
-        manifest["last_run"] = {"shards": len(stats), "events": sum(s["events"] for s in stats),
+        manifest["last_run"] = {"shards": len(stats), "generated_events": sum(s["events"] for s in stats),
                                 kind: sum(s["size"] for s in stats),
                                 "cpu_seconds": round(sum(s["seconds"] for s in stats), 2)}
     return manifest, todo
@@ -215,6 +236,8 @@ def generate_jets(
     seed: int = 1,
     detector: str | DetectorConfig = "cms",
     jets_per_shard: int = 1000,
+    settings: tuple[str, ...] | list[str] = (),
+    paired: bool = False,
     workers: int = 1,
     scheduler: str | None = None,
     progress: bool = True,
@@ -228,6 +251,10 @@ def generate_jets(
         seed: base seed; the same seed gives identical files.
         detector: ``"cms"``, ``"none"`` (particle level) or a :class:`DetectorConfig`.
         jets_per_shard: jets per shard file (the unit of parallelism and of resumption).
+        settings: extra Pythia8 settings after every recipe's, e.g. a tune or shower variation
+            (``["TimeShower:alphaSvalue = 0.118"]``); recorded with the production.
+        paired: also store each jet's particle-level partner (``read_jets(path, level="particle")``), the
+            pairs OmniFold unfolds with.
         workers: Dask worker processes on a ``LocalCluster``; 1 runs in this process.
         scheduler: address of an existing Dask scheduler (overrides ``workers``).
         progress: show a tqdm progress bar.
@@ -241,8 +268,9 @@ def generate_jets(
     out = Path(out)
     detector_name, det = _detector(detector)
     specs = plan_jets(list(classes), jets_per_class, seed, out, jets_per_shard)
-    production = _production(classes, jets_per_shard, seed, detector_name, det)
-    manifest, todo = _produce(out, specs, production, det, workers, scheduler, progress, None)
+    options = {"settings": [str(s) for s in settings], "paired": bool(paired)}
+    production = _production(classes, jets_per_shard, seed, detector_name, det, options)
+    manifest, todo = _produce(out, specs, production, det, workers, scheduler, progress, options)
     if "normalisation" not in manifest or todo:
         from hepfm.data.datasets import FeatureNormaliser
         from hepfm.data.storage import read_jet_shards
@@ -263,6 +291,8 @@ def generate_events(
     detector: str | DetectorConfig = "cms",
     events_per_shard: int = 1000,
     lhe: dict[str, str] | None = None,
+    content: str = "objects",
+    trigger_pt: float = 0.0,
     workers: int = 1,
     scheduler: str | None = None,
     progress: bool = True,
@@ -280,30 +310,39 @@ def generate_events(
         lhe: ``{process name: LHE file}`` for processes Pythia8 does not make itself (MadGraph ttW,
             ttZ, tW, tttt, tHq, ...); Pythia8 showers and hadronizes them, shard ``k`` reading
             events ``k * events_per_shard`` onwards.
+        content: ``"objects"`` (reconstructed objects and truth) or ``"particles"`` (every particle-flow
+            candidate, the layout of the LHC Olympics sets).
+        trigger_pt: keep only events whose leading anti-kT R = 1.0 jet has pT above this (GeV), e.g.
+            :data:`hepfm.data.processes.LHCO_TRIGGER_PT`; 0 keeps all.
         workers, scheduler, progress: as for :func:`generate_jets`.
 
     Returns:
         The dataset directory.
     """
     out = Path(out)
-    lhe = {k: str(Path(v).resolve()) for k, v in (lhe or {}).items()}
+    from hepfm.data.events import CONTENTS
+
+    if content not in CONTENTS:
+        raise ValueError(f"unknown event content {content!r}; use one of {CONTENTS}")
+    options = {"lhe": {k: str(Path(v).resolve()) for k, v in (lhe or {}).items()}, "content": content,
+               "trigger_pt": float(trigger_pt)}
     detector_name, det = _detector(detector)
-    specs = plan_events(list(processes), events_per_process, seed, out, events_per_shard, lhe)
-    production = _event_production(processes, events_per_shard, seed, detector_name, det, lhe)
-    manifest, _ = _produce(out, specs, production, det, workers, scheduler, progress, lhe)
+    specs = plan_events(list(processes), events_per_process, seed, out, events_per_shard, options["lhe"])
+    production = _event_production(processes, events_per_shard, seed, detector_name, det, options)
+    manifest, _ = _produce(out, specs, production, det, workers, scheduler, progress, options)
     atomic_write_json(out / MANIFEST, manifest)
     return out
 
 
 def _run(todo: list[ShardSpec], det: dict, class_names: list[str], workers: int, scheduler: str | None,
-         progress: bool, lhe: dict[str, str] | None) -> list[dict]:
+         progress: bool, options: dict | None) -> list[dict]:
     total = sum(s.size for s in todo)
     unit = todo[0].kind[:-1]
     bar = tqdm(total=total, desc=todo[0].kind, unit=unit, disable=not progress)
     results = []
     if scheduler is None and workers <= 1:
         for spec in todo:
-            results.append(run_shard(spec, det, class_names, lhe))
+            results.append(run_shard(spec, det, class_names, options))
             bar.update(spec.size)
         bar.close()
         return results
@@ -312,7 +351,7 @@ def _run(todo: list[ShardSpec], det: dict, class_names: list[str], workers: int,
 
     try:
         with dask_client(workers, scheduler) as client:
-            futures = [client.submit(run_shard, spec, det, class_names, lhe, pure=False) for spec in todo]
+            futures = [client.submit(run_shard, spec, det, class_names, options, pure=False) for spec in todo]
             sizes = {f.key: s.size for f, s in zip(futures, todo, strict=True)}
             for future in as_completed(futures):
                 results.append(future.result())

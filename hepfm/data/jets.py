@@ -162,39 +162,68 @@ def _match(recipe: JetRecipe, jet_eta: np.ndarray, jet_phi: np.ndarray, targets:
     return pairs
 
 
+class _Clustered:
+    """Anti-kT jets of a batch's candidates as flat arrays, with the constituent rows of each jet."""
+
+    def __init__(self, cand: Candidates, n_events: int, radius: float, pt_min: float):
+        jets, index = cluster(cand, n_events, radius, pt_min)
+        n_jets = ak.to_numpy(ak.num(jets, axis=1))
+        self.cand = cand
+        self.cand_offsets = np.concatenate([[0], np.cumsum(cand.counts(n_events))])
+        # constituent indices of every jet of the batch, flat, with per-jet offsets
+        self.flat_index = ak.to_numpy(ak.flatten(index, axis=None)).astype(np.int64)
+        self.index_offsets = np.concatenate([[0], np.cumsum(ak.to_numpy(ak.flatten(ak.num(index, axis=2))))])
+        self.px, self.py, self.pz, self.e = (ak.to_numpy(ak.flatten(jets[f])) for f in ("px", "py", "pz", "E"))
+        self.pt, self.eta, self.phi = pt_eta_phi(self.px, self.py, self.pz)
+        self.offsets = np.concatenate([[0], np.cumsum(n_jets)])
+        self.event = np.repeat(np.arange(n_events), n_jets)
+
+    def rows(self, e: int, k: int) -> np.ndarray:
+        """Candidate rows of jet k (a batch-wide jet index) of event e."""
+        return self.cand_offsets[e] + self.flat_index[self.index_offsets[k]:self.index_offsets[k + 1]]
+
+    def kinematics(self, k: int) -> tuple:
+        return (self.pt[k], self.eta[k], self.phi[k], mass(self.px[k], self.py[k], self.pz[k], self.e[k]), self.e[k])
+
+
+_PARTICLE_LEVEL = DetectorConfig(enabled=False)
+
+
 def _process_batch(recipe: JetRecipe, detector: DetectorConfig, rng, charges: ChargeTable,
-                   batch: EventBatch) -> dict[str, list]:
+                   batch: EventBatch, paired: bool = False) -> dict[str, list]:
     final = np.flatnonzero(batch.status > 0)
     event = batch.event_index[final]
-    cand = simulate(detector, rng, event, batch.pid[final], charges(batch.pid[final]), batch.px[final],
-                    batch.py[final], batch.pz[final], batch.energy[final])
+    columns = (event, batch.pid[final], charges(batch.pid[final]), batch.px[final], batch.py[final],
+               batch.pz[final], batch.energy[final])
     n_events = batch.n_events
-    jets, index = cluster(cand, n_events, recipe.radius, recipe.pt_min)
-    cand_offsets = np.concatenate([[0], np.cumsum(cand.counts(n_events))])
+    reco = _Clustered(simulate(detector, rng, *columns), n_events, recipe.radius, recipe.pt_min)
+    # particle level: the visible final state, no random numbers drawn (the detector's stream is unchanged)
+    gen = _Clustered(simulate(_PARTICLE_LEVEL, rng, *columns), n_events, recipe.radius, 0.5 * recipe.pt_min) \
+        if paired else None
 
-    out: dict[str, list] = {k: [] for k in ("rows", "jet", "truth")}
-    n_jets = ak.to_numpy(ak.num(jets, axis=1))
-    # constituent indices of every jet of the batch, flat, with per-jet offsets
-    flat_index = ak.to_numpy(ak.flatten(index, axis=None)).astype(np.int64)
-    index_offsets = np.concatenate([[0], np.cumsum(ak.to_numpy(ak.flatten(ak.num(index, axis=2))))])
-    j_px, j_py, j_pz, j_e = (ak.to_numpy(ak.flatten(jets[f])) for f in ("px", "py", "pz", "E"))
-    j_pt, j_eta, j_phi = pt_eta_phi(j_px, j_py, j_pz)
-    in_window = (j_pt >= recipe.pt_min) & (j_pt < recipe.pt_max) & (np.abs(j_eta) < recipe.eta_max)
-    jet_offsets = np.concatenate([[0], np.cumsum(n_jets)])
-    jet_event = np.repeat(np.arange(n_events), n_jets)
-    for e in np.flatnonzero(np.bincount(jet_event[in_window], minlength=n_events)):
-        sel = np.flatnonzero(in_window[jet_offsets[e]:jet_offsets[e + 1]])
+    out: dict[str, list] = {k: [] for k in ("rows", "jet", "truth", "gen_rows", "gen_jet")}
+    in_window = (reco.pt >= recipe.pt_min) & (reco.pt < recipe.pt_max) & (np.abs(reco.eta) < recipe.eta_max)
+    for e in np.flatnonzero(np.bincount(reco.event[in_window], minlength=n_events)):
+        sel = np.flatnonzero(in_window[reco.offsets[e]:reco.offsets[e + 1]])
         targets = truth_targets(recipe, batch, e)
         if not targets:
             continue
-        g = jet_offsets[e] + sel
-        for j, t in _match(recipe, j_eta[g], j_phi[g], targets):
-            k = jet_offsets[e] + int(sel[j])
-            rows = cand_offsets[e] + flat_index[index_offsets[k]:index_offsets[k + 1]]
-            out["rows"].append(rows)
-            out["jet"].append((j_pt[k], j_eta[k], j_phi[k], mass(j_px[k], j_py[k], j_pz[k], j_e[k]), j_e[k]))
+        g = reco.offsets[e] + sel
+        for j, t in _match(recipe, reco.eta[g], reco.phi[g], targets):
+            k = reco.offsets[e] + int(sel[j])
+            if gen is not None:  # the particle-level jet nearest the detector-level one, within R/2
+                lo, hi = gen.offsets[e], gen.offsets[e + 1]
+                dr = delta_r(reco.eta[k], reco.phi[k], gen.eta[lo:hi], gen.phi[lo:hi])
+                if hi == lo or dr.min() >= 0.5 * recipe.radius:
+                    continue
+                m = lo + int(np.argmin(dr))
+                out["gen_rows"].append(gen.rows(e, m))
+                out["gen_jet"].append(gen.kinematics(m))
+            out["rows"].append(reco.rows(e, k))
+            out["jet"].append(reco.kinematics(k))
             out["truth"].append((t["pid"], t["pt"], t["eta"], t["phi"], t["mass"]))
-    out["cand"] = cand
+    out["cand"] = reco.cand
+    out["gen_cand"] = gen.cand if gen is not None else None
     return out
 
 
@@ -206,6 +235,8 @@ def make_jets(
     seed: int,
     detector: DetectorConfig,
     shard_index: int = 0,
+    extra_settings: tuple[str, ...] = (),
+    paired: bool = False,
     batch_size: int = 100,
     progress=None,
 ) -> tuple[ak.Array, dict]:
@@ -218,6 +249,9 @@ def make_jets(
         seed: seeds both Pythia8 and the detector's random numbers; equal seeds give equal jets.
         detector: fast-simulation parameters (``DetectorConfig(enabled=False)`` for particle level).
         shard_index: selects per-shard alternatives of the recipe (see ``settings_by_parity``).
+        extra_settings: Pythia8 settings applied after the recipe's (a tune or shower variation).
+        paired: also keep, for each jet, the particle-level jet (visible final state, no detector) nearest
+            to it within R/2; jets without one are dropped. Written as the ``gen_`` fields.
         batch_size: events per ``nextBatch`` call.
         progress: optional tqdm bar, advanced by the number of jets made.
 
@@ -225,64 +259,67 @@ def make_jets(
         (jets, stats): awkward record array with one record per jet, fields ``label``, ``jet_pt,
         jet_eta, jet_phi, jet_mass, jet_energy, jet_nparticles``, ``truth_pid, truth_pt, truth_eta,
         truth_phi, truth_mass`` and jagged ``part_px, part_py, part_pz, part_energy, part_charge,
-        part_pid``; and stats (events generated, wall time).
+        part_pid``, and with ``paired`` the same ``jet_*`` and ``part_*`` fields prefixed ``gen_`` for the
+        particle-level jet; and stats (events generated, wall time).
     """
     start = time.perf_counter()
-    pythia = make_pythia(recipe.settings(shard_index), seed)
+    pythia = make_pythia((*recipe.settings(shard_index), *extra_settings), seed)
     charges = ChargeTable(pythia)
     rng = np.random.default_rng(seed)
-    cols: dict[str, list] = {k: [] for k in ("part", "counts", "jet", "truth")}
+    levels = ("", "gen_") if paired else ("",)
+    cols: dict[str, list] = {k: [] for k in ("truth", *(f"{p}{c}" for p in levels for c in ("part", "jet")))}
     n_events, made = 0, 0
     for batch in generate_batches(pythia, batch_size):
         n_events += batch.n_events
-        out = _process_batch(recipe, detector, rng, charges, batch)
-        cand = out["cand"]
-        for rows, jet, truth in zip(out["rows"], out["jet"], out["truth"], strict=True):
+        out = _process_batch(recipe, detector, rng, charges, batch, paired)
+        for i in range(len(out["rows"])):
             if made == n_jets:
                 break
-            cols["part"].append(rows_data := np.stack(
-                [cand.px[rows], cand.py[rows], cand.pz[rows], cand.energy[rows], cand.charge[rows], cand.pid[rows]],
-                axis=1))
-            cols["counts"].append(len(rows_data))
-            cols["jet"].append(jet)
-            cols["truth"].append(truth)
+            for p in levels:
+                cand, rows = out[f"{p}cand"], out[f"{p}rows"][i]
+                cols[f"{p}part"].append(np.stack([cand.px[rows], cand.py[rows], cand.pz[rows], cand.energy[rows],
+                                                  cand.charge[rows], cand.pid[rows]], axis=1))
+                cols[f"{p}jet"].append(out[f"{p}jet"][i])
+            cols["truth"].append(out["truth"][i])
             made += 1
             if progress is not None:
                 progress.update(1)
         if made == n_jets:
             break
-    part = np.concatenate(cols["part"]) if cols["part"] else np.zeros((0, 6))
-    jet = np.asarray(cols["jet"], dtype=np.float64).reshape(-1, 5)
     truth = np.asarray(cols["truth"], dtype=np.float64).reshape(-1, 5)
-    counts = np.asarray(cols["counts"], dtype=np.int64)
-
-    def jagged(values, dtype):
-        return ak.unflatten(values.astype(dtype), counts)
-
-    order = _pt_order(part, counts)
-    part = part[order]
     record = {
-        "label": np.full(len(counts), label, dtype=np.int32),
-        "jet_pt": jet[:, 0].astype(np.float32),
-        "jet_eta": jet[:, 1].astype(np.float32),
-        "jet_phi": jet[:, 2].astype(np.float32),
-        "jet_mass": jet[:, 3].astype(np.float32),
-        "jet_energy": jet[:, 4].astype(np.float32),
-        "jet_nparticles": counts.astype(np.int32),
+        "label": np.full(len(truth), label, dtype=np.int32),
         "truth_pid": truth[:, 0].astype(np.int32),
         "truth_pt": truth[:, 1].astype(np.float32),
         "truth_eta": truth[:, 2].astype(np.float32),
         "truth_phi": truth[:, 3].astype(np.float32),
         "truth_mass": truth[:, 4].astype(np.float32),
-        "part_px": jagged(part[:, 0], np.float32),
-        "part_py": jagged(part[:, 1], np.float32),
-        "part_pz": jagged(part[:, 2], np.float32),
-        "part_energy": jagged(part[:, 3], np.float32),
-        "part_charge": jagged(part[:, 4], np.int8),
-        "part_pid": jagged(part[:, 5], np.int32),
     }
-    stats = {"events": n_events, "jets": int(len(counts)), "seconds": time.perf_counter() - start}
+    for p in levels:
+        record.update(_jet_columns(cols[f"{p}part"], cols[f"{p}jet"], p))
+    order = sorted(record, key=lambda k: (k.startswith("gen_"), not k.startswith("label"),
+                                          not k.startswith("jet_"), not k.startswith("truth_")))
+    record = {k: record[k] for k in order}  # label, jet_*, truth_*, part_*, then gen_*
+    stats = {"events": n_events, "jets": int(len(truth)), "seconds": time.perf_counter() - start}
     return ak.zip(record, depth_limit=1), stats
+
+
+def _jet_columns(parts: list[np.ndarray], jets: list[tuple], prefix: str) -> dict:
+    """``jet_*`` and jagged ``part_*`` columns (constituents sorted by pT) of a list of jets."""
+    part = np.concatenate(parts) if parts else np.zeros((0, 6))
+    jet = np.asarray(jets, dtype=np.float64).reshape(-1, 5)
+    counts = np.array([len(p) for p in parts], dtype=np.int64)
+    part = part[_pt_order(part, counts)]
+
+    def jagged(values, dtype):
+        return ak.unflatten(values.astype(dtype), counts)
+
+    columns = {f"jet_{k}": jet[:, i].astype(np.float32) for i, k in enumerate(("pt", "eta", "phi", "mass", "energy"))}
+    columns["jet_nparticles"] = counts.astype(np.int32)
+    for i, (k, dtype) in enumerate((("px", np.float32), ("py", np.float32), ("pz", np.float32),
+                                    ("energy", np.float32), ("charge", np.int8), ("pid", np.int32))):
+        columns[f"part_{k}"] = jagged(part[:, i], dtype)
+    return {f"{prefix}{k}": v for k, v in columns.items()}
 
 
 def _pt_order(part: np.ndarray, counts: np.ndarray) -> np.ndarray:

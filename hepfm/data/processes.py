@@ -25,6 +25,8 @@ __all__ = [
     "EVENT_PROCESSES",
     "PRETRAINING_PROCESSES",
     "BSM_PROCESSES",
+    "LHCO_PROCESSES",
+    "LHCO_TRIGGER_PT",
     "get_event_process",
     "EVENT_TASKS",
     "EventTask",
@@ -223,12 +225,27 @@ EVENT_PROCESSES: dict[str, Process] = {
                               "34:onMode = off", "34:onIfMatch = 24 23"), "W'(600 GeV) -> WZ"),
         Process("H2_ZZ", ("Higgs:useBSM = on", "HiggsBSM:gg2H2 = on", "35:m0 = 400.", "35:onMode = off",
                           "35:onIfMatch = 23 23"), "heavy CP-even Higgs H2 (400 GeV, 2HDM) -> ZZ"),
+        # resonant anomaly detection as in the LHC Olympics 2020 R&D set (Kasieczka et al., arXiv 2101.08320)
+        Process("qcd_dijet", ("HardQCD:all = on", "PhaseSpace:pTHatMin = 1000.", "PhaseSpace:mHatMin = 2700.",
+                              "PhaseSpace:mHatMax = 4500."),
+                "QCD dijets, pT(hat) > 1 TeV, 2.7 < m(hat) < 4.5 TeV (LHCO background)"),
+        Process("Wprime_XY", ("NewGaugeBoson:ffbar2Wprime = on", "Wprime:coup2WZ = 1.", "34:m0 = 3500.",
+                              "34:onMode = off", "34:onIfMatch = 24 23", "23:m0 = 500.", "23:onMode = off",
+                              "23:onIfAny = 1 2 3 4 5", "WeakZ0:gmZmode = 2", "24:m0 = 100.", "24:onMode = off",
+                              "24:onIfAny = 1 2 3 4 5"),
+                "W'(3.5 TeV) -> X(500 GeV) Y(100 GeV), X, Y -> qq (LHCO signal; X, Y are Pythia8's Z and W "
+                "with these masses)"),
     ]
 }
 #: The twelve Standard-Model processes of event-level pretraining, in label order.
 PRETRAINING_PROCESSES = ("ggH", "vbfH", "WH", "ZH", "ttH", "ttbar", "singletop", "WW", "WZ", "ZZ", "Wjets", "Zjets")
 #: Processes never seen in pretraining.
 BSM_PROCESSES = ("Zprime_ttbar", "Zprime_WW", "Wprime_WZ", "H2_ZZ")
+#: Background and signal of resonant anomaly detection (LHCO R&D-like), made as particle-level events
+#: (``generate_events(..., content="particles", trigger_pt=LHCO_TRIGGER_PT)``).
+LHCO_PROCESSES = ("qcd_dijet", "Wprime_XY")
+#: The LHCO R&D trigger: leading anti-kT R = 1.0 jet pT above 1.2 TeV.
+LHCO_TRIGGER_PT = 1200.0
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,8 @@ _LIBRARY_ERRORS = (
 
 
 def read_jets(
-    path: str | Path, format: str | None = None, *, max_particles: int = 128, max_jets: int | None = None
+    path: str | Path, format: str | None = None, *, max_particles: int = 128, max_jets: int | None = None,
+    level: str = "detector",
 ) -> JetSample:
     """Read jets from any supported public format (see the module docstring).
 
@@ -98,6 +99,8 @@ def read_jets(
         max_particles: P, the padded constituent length; the hardest P constituents are kept, while the
             jet four-momentum still sums all of them.
         max_jets: read only the first ``max_jets`` jets of the file; None (default) reads all.
+        level: ``"detector"``, or ``"particle"`` for the particle-level partners of a paired hepfm
+            production (``generate_jets(..., paired=True)``), in the same order.
 
     Returns:
         A :class:`JetSample` with particles (N, P, F), mask (N, P), jets (N, J) and labels (N,).
@@ -108,6 +111,13 @@ def read_jets(
     """
     path = _existing(path)
     fmt = _resolve_format(path, format, _JET_READERS, "jet")
+    if level != "detector":
+        if fmt != "hepfm":
+            raise DataError(f"{path}: the {fmt} format holds one level of jets; level={level!r} needs a paired "
+                            "hepfm dataset")
+        from hepfm.data.storage import read_jet_shards
+
+        return read_jet_shards(path, max_particles=max_particles, max_jets=max_jets, level=level)
     return _JET_READERS[fmt](path, max_particles=max_particles, max_jets=max_jets)
 
 
@@ -124,8 +134,9 @@ def read_events(
         max_events: read only the first ``max_events`` events; None (default) reads all.
 
     Returns:
-        An :class:`EventSample`: for ``lhco`` particles (N, P, 4) = (pt, eta, phi, energy); for ``hepfm`` and
-        ``nanoaod`` objects (N, P, 7) = (pt, eta, phi, energy, btag, charge, type), with generator truth
+        An :class:`EventSample`: for ``lhco`` and particle-level ``hepfm`` datasets (``content="particles"``)
+        particles (N, P, 4) = (pt, eta, phi, energy); for other ``hepfm`` datasets and ``nanoaod`` objects
+        (N, P, 7) = (pt, eta, phi, energy, btag, charge, type), with generator truth
         where the data have it. Sorted by pt, with mask (N, P) and labels (N,).
 
     Raises:

@@ -62,6 +62,7 @@ class JetSample:
         class_names: names of the classes, in label order.
         has_pid: whether the source carried charge and particle id (else those features are 0).
         source: the file or directory the jets were read from.
+        weights: (N,) float64 per-jet weights for training (None: all 1), e.g. OmniFold's event weights.
     """
 
     particles: np.ndarray
@@ -73,6 +74,7 @@ class JetSample:
     source: str = ""
     particle_features: tuple[str, ...] = field(default=PARTICLE_FEATURES)
     jet_features: tuple[str, ...] = field(default=JET_FEATURES)
+    weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -82,6 +84,7 @@ class JetSample:
         return JetSample(
             self.particles[index], self.mask[index], self.jets[index], self.labels[index],
             list(self.class_names), self.has_pid, self.source, self.particle_features, self.jet_features,
+            None if self.weights is None else self.weights[index],
         )
 
     def __repr__(self) -> str:
@@ -95,6 +98,22 @@ class JetSample:
     def jet(self, name: str) -> np.ndarray:
         """One jet-level feature by name, e.g. ``sample.jet("mass")``."""
         return self.jets[:, self.jet_features.index(name)]
+
+    @classmethod
+    def concatenate(cls, samples: list[JetSample]) -> JetSample:
+        """The jets of several samples with the same classes and padding, in order."""
+        first = samples[0]
+        for s in samples[1:]:
+            if s.class_names != first.class_names or s.particles.shape[1:] != first.particles.shape[1:]:
+                raise DataError(f"{s.source}: classes {s.class_names} / shape {s.particles.shape[1:]} differ from "
+                                f"{first.class_names} / {first.particles.shape[1:]} of {first.source}")
+        weights = None
+        if any(s.weights is not None for s in samples):
+            weights = np.concatenate([np.ones(len(s)) if s.weights is None else s.weights for s in samples])
+        return JetSample(*(np.concatenate([getattr(s, k) for s in samples])
+                           for k in ("particles", "mask", "jets", "labels")),
+                         list(first.class_names), all(s.has_pid for s in samples), first.source,
+                         first.particle_features, first.jet_features, weights)
 
 
 @dataclass

@@ -157,25 +157,38 @@ def iter_jet_shards(path: str | Path) -> Iterator[tuple[Path, ak.Array, dict]]:
         yield shard, array, attrs
 
 
-def shard_to_sample(array: ak.Array, attrs: dict, *, max_particles: int, source: str) -> JetSample:
+#: Jet levels of a dataset: the detector-level jets, and for paired productions their particle-level partners.
+LEVELS = {"detector": "", "particle": "gen_"}
+
+
+def shard_to_sample(array: ak.Array, attrs: dict, *, max_particles: int, source: str,
+                    level: str = "detector") -> JetSample:
     """Features and padding for one shard's jets (see :func:`hepfm.data.sample.build_jet_sample`)."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown jet level {level!r}; use one of {list(LEVELS)}")
+    p = LEVELS[level]
+    if f"{p}part_px" not in array.fields:
+        raise DataError(f"{source}: no {level}-level jets (field '{p}part_px' missing); particle-level partners "
+                        "are stored by generate_jets(..., paired=True)")
     return build_jet_sample(
-        array.part_px, array.part_py, array.part_pz, array.part_energy,
+        array[f"{p}part_px"], array[f"{p}part_py"], array[f"{p}part_pz"], array[f"{p}part_energy"],
         ak.to_numpy(array.label), attrs["class_names"],
-        charge=array.part_charge, pid=array.part_pid, max_particles=max_particles, source=source,
+        charge=array[f"{p}part_charge"], pid=array[f"{p}part_pid"], max_particles=max_particles, source=source,
     )
 
 
 def read_jet_shards(path: str | Path, *, max_particles: int = 128, max_jets: int | None = None,
-                    max_jets_per_shard: int | None = None) -> JetSample:
+                    max_jets_per_shard: int | None = None, level: str = "detector") -> JetSample:
     """Read a hepfm jet dataset (directory or one shard) into a :class:`JetSample`.
 
     All shards must agree on the class names. ``max_jets`` stops reading once that many jets
     are in (shards are read in name order, i.e. class by class); ``max_jets_per_shard`` takes the
-    first jets of every shard instead, a subset that covers every class.
+    first jets of every shard instead, a subset that covers every class. ``level="particle"`` reads the
+    particle-level partners of a paired production, in the same order.
     """
     array, class_names = _gather(iter_jet_shards(path), max_jets, max_jets_per_shard)
-    return shard_to_sample(array, {"class_names": class_names}, max_particles=max_particles, source=str(path))
+    return shard_to_sample(array, {"class_names": class_names}, max_particles=max_particles, source=str(path),
+                           level=level)
 
 
 def _gather(shards: Iterator[tuple[Path, ak.Array, dict]], limit: int | None,
@@ -203,22 +216,23 @@ def _pad(jagged: ak.Array, width: int) -> np.ndarray:
 
 def events_to_sample(array: ak.Array, class_names: list[str], *, max_objects: int | None = None,
                      source: str = "") -> EventSample:
-    """Padded objects, labels and truth of event records (the layout of :mod:`hepfm.data.events`)."""
-    from hepfm.data.events import OBJECT_FIELDS, TRUTH_LABELS, TRUTH_TARGETS
+    """Padded objects (or particles), labels and truth of event records (the layouts of :mod:`hepfm.data.events`)."""
+    from hepfm.data.events import OBJECT_FIELDS, PARTICLE_FIELDS, TRUTH_LABELS, TRUTH_TARGETS
 
-    counts = ak.to_numpy(ak.num(array[OBJECT_FIELDS[0]], axis=1))
+    fields = set(array.fields)
+    columns = OBJECT_FIELDS if OBJECT_FIELDS[0] in fields else PARTICLE_FIELDS
+    counts = ak.to_numpy(ak.num(array[columns[0]], axis=1))
     width = int(counts.max()) if len(counts) else 1
     width = max(1, min(width, max_objects) if max_objects else width)
-    objects = np.stack([_pad(array[f], width) for f in OBJECT_FIELDS], axis=-1)
+    objects = np.stack([_pad(array[f], width) for f in columns], axis=-1)
     mask = np.arange(width)[None, :] < counts[:, None]
-    fields = set(array.fields)
     truth = np.stack([ak.to_numpy(array[f"truth_{n}"]) for n in TRUTH_LABELS], -1).astype(np.float32) \
         if f"truth_{TRUTH_LABELS[0]}" in fields else None
     targets = np.stack([ak.to_numpy(array[f"target_{n}"]) for n in TRUTH_TARGETS], -1).astype(np.float32) \
         if f"target_{TRUTH_TARGETS[0]}" in fields else None
     return EventSample(
         objects, mask, ak.to_numpy(array.label).astype(np.int64), list(class_names), source,
-        particle_features=tuple(f[4:] for f in OBJECT_FIELDS), truth=truth,
+        particle_features=tuple(f.split("_", 1)[1] for f in columns), truth=truth,
         truth_names=TRUTH_LABELS if truth is not None else (), targets=targets,
         target_names=TRUTH_TARGETS if targets is not None else (),
         weights=ak.to_numpy(array.weight).astype(np.float64) if "weight" in fields else None,
@@ -231,15 +245,16 @@ def read_event_shards(path: str | Path, *, max_objects: int | None = None, max_e
 
     ``max_events_per_shard`` takes the first events of every shard (a subset covering every process).
     """
-    from hepfm.data.events import OBJECT_FIELDS
+    from hepfm.data.events import OBJECT_FIELDS, PARTICLE_FIELDS
 
     def checked():
         for shard in shard_paths(path):
             array, attrs = read_shard(shard)
-            missing = [f for f in ("label", *OBJECT_FIELDS) if f not in array.fields]
+            columns = PARTICLE_FIELDS if attrs.get("content") == "particles" else OBJECT_FIELDS
+            missing = [f for f in ("label", *columns) if f not in array.fields]
             if missing:
                 raise DataError(f"{shard}: missing field(s) {missing}; an event shard has "
-                                f"{['label', *OBJECT_FIELDS]} (is this a jet dataset? use read_jets)")
+                                f"{['label', *columns]} (is this a jet dataset? use read_jets)")
             yield shard, array, attrs
 
     array, class_names = _gather(checked(), max_events, max_events_per_shard)

@@ -60,13 +60,14 @@ class PretrainObjective(nn.Module):
 def logits_and_labels(model: nn.Module, batch, use_jet_features: bool = False):
     """Classifier outputs and labels of a batch: jets (a list of tensors) or event graphs (a Batch)."""
     if isinstance(batch, list | tuple):
-        x, mask, jet, label = batch
+        x, mask, jet, label = batch[:4]
         return model(x, mask, jet if use_jet_features else None), label
     return model(batch), batch.y
 
 
 class ClassifierObjective(nn.Module):
-    """Cross entropy of the classifier on clean jets (PET) or on events (event model)."""
+    """Cross entropy of the classifier on clean jets (PET) or on events (event model); a weighted mean over
+    the batch when its jets carry weights (a fifth tensor)."""
 
     def __init__(self, model: nn.Module, use_jet_features: bool = False):
         super().__init__()
@@ -74,8 +75,13 @@ class ClassifierObjective(nn.Module):
 
     def forward(self, batch):
         logits, label = logits_and_labels(self.model, batch, self.use_jet_features)
-        loss = F.cross_entropy(logits, label)
-        return loss, {"accuracy": (logits.argmax(-1) == label).float().mean().item()}
+        correct = (logits.argmax(-1) == label).float()
+        if isinstance(batch, list | tuple) and len(batch) == 5:
+            w = batch[4]
+            norm = w.sum().clamp_min(1e-12)
+            loss = (w * F.cross_entropy(logits, label, reduction="none")).sum() / norm
+            return loss, {"accuracy": ((w * correct).sum() / norm).item()}
+        return F.cross_entropy(logits, label), {"accuracy": correct.mean().item()}
 
 
 class EventPretrainObjective(nn.Module):

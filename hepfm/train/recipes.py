@@ -32,14 +32,14 @@ from hepfm.train.checkpoint import (
     read_checkpoint_config,
     save_checkpoint,
 )
-from hepfm.train.loop import TrainConfig, fit, resolve_device, to_device
+from hepfm.train.loop import History, TrainConfig, fit, resolve_device, to_device
 from hepfm.train.objectives import ClassifierObjective, EventPretrainObjective, PretrainObjective, logits_and_labels
 
 if TYPE_CHECKING:
     from hepfm.models.event_gnn import EventGNNConfig
 
-__all__ = ["pretrain", "pretrain_events", "in_label_space", "finetune", "predict", "model_outputs", "split",
-           "evaluate_checkpoint", "evaluate_truth"]
+__all__ = ["pretrain", "pretrain_events", "in_label_space", "fit_classifier", "finetune", "predict", "model_outputs",
+           "split", "evaluate_checkpoint", "evaluate_truth"]
 
 
 def _streamed(data, val_fraction: float, max_particles: int, seed: int):
@@ -226,6 +226,83 @@ def _dataset_for(ckpt_config: dict, sample, normaliser):
     return JetDataset(sample, normaliser)
 
 
+def fit_classifier(
+    checkpoint: str | Path,
+    sample,
+    out: str | Path,
+    *,
+    from_scratch: bool = False,
+    train: TrainConfig | None = None,
+    lr_factor: float = 10.0,
+    freeze_backbone: bool = False,
+    val_fraction: float = 0.2,
+    use_jet_features: bool = False,
+    resume: bool = False,
+    meta: dict | None = None,
+) -> tuple[torch.nn.Module, History, float]:
+    """Train a classifier on ``sample`` from a pretrained model (or the same model from scratch).
+
+    The one fine-tuning step behind :func:`finetune`, OmniFold's and weak supervision's classifiers: a fresh
+    head of ``len(sample.class_names)`` outputs on the checkpoint's backbone, the backbone at the head's
+    learning rate / ``lr_factor``, early stopping on a random ``val_fraction`` of ``sample``. Per-example
+    weights (``sample.weights``) weight the loss. The best weights are written to ``out`` as a checkpoint.
+
+    Args:
+        checkpoint: pretrained checkpoint directory (its architecture is used also with ``from_scratch``).
+        sample: a :class:`JetSample` (PET) or :class:`EventSample` (event model) with the checkpoint's inputs.
+        out: output directory of the trained classifier.
+        meta: extra fields stored in the checkpoint's ``config.json``.
+        Others: see :func:`finetune`.
+
+    Returns:
+        (model with its best weights loaded, training history, wall seconds).
+    """
+    train = train or TrainConfig()
+    out = Path(out)
+    ckpt_config = read_checkpoint_config(checkpoint)
+    events = _is_events(ckpt_config)
+    normaliser = None if events else FeatureNormaliser.from_dict(ckpt_config["normaliser"],
+                                                                 str(Path(checkpoint) / "config.json"))
+    dataset = _dataset_for(ckpt_config, sample, normaliser)
+    tr, va = split(len(sample), val_fraction, train.seed)
+
+    torch.manual_seed(train.seed)
+    overrides = {} if events else {"generative": False}
+    if from_scratch:
+        cls, cfg_cls = model_classes(ckpt_config["model"])
+        model = cls(cfg_cls(**{**ckpt_config["model_config"], **overrides}))
+    else:
+        model, _ = load_checkpoint(checkpoint, **overrides)
+    model.replace_head(len(sample.class_names))  # the same fresh head for both: only the backbone's start differs
+    model.train()
+    head = list(model.head.parameters())
+    backbone = model.backbone_parameters()
+    if freeze_backbone:
+        for p in backbone:
+            p.requires_grad_(False)
+        groups = [{"params": head, "lr_scale": 1.0}]
+    elif from_scratch:
+        groups = [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    else:
+        groups = [{"params": head, "lr_scale": 1.0}, {"params": backbone, "lr_scale": 1.0 / lr_factor}]
+
+    meta = {"class_names": sample.class_names, "normaliser": normaliser.to_dict() if normaliser else None,
+            "task": "finetune",
+            "pretrained": None if from_scratch else str(checkpoint), "train_config": asdict(train),
+            "lr_factor": lr_factor, "freeze_backbone": freeze_backbone, "use_jet_features": use_jet_features,
+            **(meta or {})}
+
+    def on_best(_model, weights, epoch):
+        save_checkpoint(out, model, ckpt_config["model"], {**meta, "epoch": epoch}, state_dict=weights)
+
+    start = time.perf_counter()
+    history = fit(ClassifierObjective(model, use_jet_features), Subset(dataset, tr), Subset(dataset, va), train,
+                  out, param_groups=groups, resume=resume, on_best=on_best)
+    wall = time.perf_counter() - start
+    load_into(model, load_weights(out / "model.safetensors"), out / "model.safetensors")
+    return model.eval(), history, wall
+
+
 def finetune(
     checkpoint: str | Path,
     train_data: str | Path | JetSample,
@@ -270,11 +347,8 @@ def finetune(
         and the per-epoch history.
     """
     train = train or TrainConfig()
-    out = Path(out)
     ckpt_config = read_checkpoint_config(checkpoint)
     events = _is_events(ckpt_config)
-    normaliser = None if events else FeatureNormaliser.from_dict(ckpt_config["normaliser"],
-                                                                 str(Path(checkpoint) / "config.json"))
     if max_particles is None:
         max_particles = 700 if events else 128  # objects: every object the reader gives
     sample = _read_for(ckpt_config, train_data, max_particles)
@@ -286,52 +360,21 @@ def finetune(
         if n_train > len(sample):
             raise DataError(f"{sample.source}: {len(sample)} jets, fewer than n_train={n_train}")
         sample = sample[np.sort(np.random.default_rng(train.seed).permutation(len(sample))[:n_train])]
-    n_classes = len(sample.class_names)
-    signal = n_classes - 1 if signal is None else signal
-    dataset, test_set = _dataset_for(ckpt_config, sample, normaliser), _dataset_for(ckpt_config, test, normaliser)
-    tr, va = split(len(sample), val_fraction, train.seed)
-
-    torch.manual_seed(train.seed)
-    overrides = {} if events else {"generative": False}
-    if from_scratch:
-        cls, cfg_cls = model_classes(ckpt_config["model"])
-        model = cls(cfg_cls(**{**ckpt_config["model_config"], **overrides}))
-    else:
-        model, _ = load_checkpoint(checkpoint, **overrides)
-    model.replace_head(n_classes)  # the same fresh head for both, so only the backbone's start differs
-    model.train()
-    head = list(model.head.parameters())
-    backbone = model.backbone_parameters()
-    if freeze_backbone:
-        for p in backbone:
-            p.requires_grad_(False)
-        groups = [{"params": head, "lr_scale": 1.0}]
-    elif from_scratch:
-        groups = [{"params": list(model.parameters()), "lr_scale": 1.0}]
-    else:
-        groups = [{"params": head, "lr_scale": 1.0}, {"params": backbone, "lr_scale": 1.0 / lr_factor}]
-
-    meta = {"class_names": sample.class_names, "normaliser": normaliser.to_dict() if normaliser else None,
-            "task": "finetune",
-            "pretrained": None if from_scratch else str(checkpoint), "train_config": asdict(train),
-            "lr_factor": lr_factor, "freeze_backbone": freeze_backbone, "use_jet_features": use_jet_features,
-            "max_particles": max_particles}
-
-    def on_best(_model, weights, epoch):
-        save_checkpoint(out, model, ckpt_config["model"], {**meta, "epoch": epoch}, state_dict=weights)
-
-    start = time.perf_counter()
-    history = fit(ClassifierObjective(model, use_jet_features), Subset(dataset, tr), Subset(dataset, va), train,
-                  out, param_groups=groups, resume=resume, on_best=on_best)
-    wall = time.perf_counter() - start
-    load_into(model, load_weights(out / "model.safetensors"), out / "model.safetensors")
-    probabilities = predict(model, test_set, device=train.device, use_jet_features=use_jet_features)
+    signal = len(sample.class_names) - 1 if signal is None else signal
+    model, history, wall = fit_classifier(
+        checkpoint, sample, out, from_scratch=from_scratch, train=train, lr_factor=lr_factor,
+        freeze_backbone=freeze_backbone, val_fraction=val_fraction, use_jet_features=use_jet_features,
+        resume=resume, meta={"max_particles": max_particles})
+    normaliser = None if events else FeatureNormaliser.from_dict(ckpt_config["normaliser"])
+    probabilities = predict(model, _dataset_for(ckpt_config, test, normaliser), device=train.device,
+                            use_jet_features=use_jet_features)
+    n_val = len(split(len(sample), val_fraction, train.seed)[1])
     metrics = {
         **classifier_metrics(test.labels, probabilities, signal=signal),
         "signal": sample.class_names[signal], "class_names": sample.class_names,
         "from_scratch": from_scratch, "freeze_backbone": freeze_backbone, "seed": train.seed,
         "world_size": _world_size(),
-        "n_train": len(tr), "n_val": len(va), "n_test": len(test), "epochs_run": len(history.epochs),
+        "n_train": len(sample) - n_val, "n_val": n_val, "n_test": len(test), "epochs_run": len(history.epochs),
         "best_epoch": history.best_epoch, "best_val_loss": history.best_val_loss,
         "stopped_early": history.stopped_early, "wall_seconds": wall, "history": history.epochs,
     }
