@@ -194,3 +194,20 @@ def test_weak_supervision_notebook_metrics(smoke_run):
     assert set(metrics["lhco_real_auc"]) == {"pretrained", "scratch", "IAD"}
     for figure in ("mjj_and_jet_mass", "lhco_comparison", "sic"):
         assert (out / "08_weak_supervision" / f"{figure}.png").exists()
+
+
+def test_unfolding_notebook_metrics(smoke_run):
+    out, _ = smoke_run
+    metrics = json.loads((out / "07_unfolding" / "metrics.json").read_text())
+    observables = {"mass", "multiplicity", "width", "tau21", "tau32"}
+    assert set(metrics["w1"]) == {"prior", "pretrained iteration 1", "scratch iteration 1"}
+    assert all(set(row) == observables for row in metrics["w1"].values())
+    med = metrics["medians"]
+    assert med["sim_truth"]["multiplicity"] > med["sim_reco"]["multiplicity"]  # the detector loses particles
+    closure = metrics["closure"]
+    assert closure["weight_mean"] == pytest.approx(1.0) and closure["weight_std"] < 0.3
+    # unfolding the simulation onto itself stays far closer to its truth than the data's truth is
+    for key in ("mass", "multiplicity"):
+        assert closure["w1_to_sim_truth"][key] < 0.5 * closure["w1_sim_vs_data_truth"][key]
+    for figure in ("unfolded", "w1"):
+        assert (out / "07_unfolding" / f"{figure}.png").exists()

@@ -57,3 +57,81 @@ def test_bootstrap_and_likelihood_ratio():
     assert np.isfinite(likelihood_ratio([0.0, 1.0])).all()
     with pytest.raises(ValueError, match="same events"):
         omnifold(np.zeros((3, 1)), np.zeros((4, 1)), np.zeros((4, 1)), LogisticClassifier())
+
+
+# ------------------------------------------------------------------------- jets for unfolding, PET classifier
+
+
+@pytest.fixture(scope="module")
+def paired_dataset(tmp_path_factory):
+    from hepfm.data import generate_jets
+
+    out = tmp_path_factory.mktemp("paired") / "qcd"
+    return generate_jets(["QCD"], 30, out, seed=4, jets_per_shard=15, paired=True,
+                         settings=["TimeShower:alphaSvalue = 0.118"], progress=False)
+
+
+def test_paired_jets_hold_both_levels_of_the_same_jets(paired_dataset, tmp_path):
+    from hepfm.data import DataError, generate_jets, read_jets
+    from hepfm.data.storage import read_manifest
+    from hepfm.physics import delta_r
+
+    reco, truth = read_jets(paired_dataset), read_jets(paired_dataset, level="particle")
+    assert len(reco) == len(truth) == 30 and truth.has_pid
+    # the partner is the particle-level jet along the detector-level one
+    assert (delta_r(reco.jet("eta"), reco.jet("phi"), truth.jet("eta"), truth.jet("phi")) < 0.4).all()
+    # the detector loses soft particles and merges neutral ones into towers
+    assert np.median(truth.jet("n_particles")) > np.median(reco.jet("n_particles"))
+    manifest = read_manifest(paired_dataset)
+    assert manifest["paired"] and manifest["settings"]["QCD"][-1] == "TimeShower:alphaSvalue = 0.118"
+    # pairing draws no random numbers: the detector-level jets equal those of an unpaired production
+    plain = generate_jets(["QCD"], 30, tmp_path / "plain", seed=4, jets_per_shard=15,
+                          settings=["TimeShower:alphaSvalue = 0.118"], progress=False)
+    np.testing.assert_array_equal(read_jets(plain).particles, reco.particles)
+    with pytest.raises(DataError, match="gen_part_px"):
+        read_jets(plain, level="particle")
+    with pytest.raises(DataError, match="other settings"):
+        generate_jets(["QCD"], 30, plain, seed=4, jets_per_shard=15, progress=False)
+    with pytest.raises(ValueError, match="rejected the setting"):
+        generate_jets(["QCD"], 5, tmp_path / "bad", settings=["TimeShower:notASetting = 1"], progress=False)
+
+
+def test_nsubjettiness_and_width_known_answers():
+    import awkward as ak
+
+    from hepfm.analysis.observables import jet_observables, nsubjettiness
+    from hepfm.data.sample import build_jet_sample
+    from hepfm.physics import p4_from_pt_eta_phi_m
+
+    # jet 0: two particles; jet 1: three particles in three directions
+    pt = np.array([300.0, 100.0, 200.0, 150.0, 50.0])
+    eta = np.array([0.1, -0.2, 0.0, 0.3, -0.2])
+    phi = np.array([0.0, 0.2, 0.0, 0.1, -0.25])
+    counts = np.array([2, 3])
+    p4 = [ak.unflatten(a, counts) for a in p4_from_pt_eta_phi_m(pt, eta, phi, 0.0)]
+    sample = build_jet_sample(*p4, np.zeros(2, np.int64), ["jets"])
+    tau = nsubjettiness(sample, 3)
+    assert tau[0, 1] == pytest.approx(0.0, abs=1e-9) and tau[1, 2] == pytest.approx(0.0, abs=1e-9)
+    assert tau[0, 2] == 0.0  # fewer constituents than axes
+    # one axis along the jet: tau_1 is the pT-weighted distance to it, the width
+    obs = jet_observables(sample)
+    assert tau[0, 0] == pytest.approx(obs["width"][0], rel=1e-4)
+    d = np.hypot(eta[:2] - sample.jet("eta")[0], phi[:2] - sample.jet("phi")[0])
+    assert obs["width"][0] == pytest.approx((pt[:2] * d).sum() / pt[:2].sum(), rel=1e-4)
+    assert obs["tau21"][0] == pytest.approx(0.0, abs=1e-9) and 0 < obs["tau21"][1] < 1
+
+
+def test_pet_classifier_learns_weighted_classes(tmp_path):
+    from conftest import synthetic_jets
+
+    from hepfm.analysis.omnifold import PETClassifier
+    from hepfm.train import TrainConfig
+
+    jets = synthetic_jets(240, seed=3)
+    narrow, wide = jets[jets.labels == 0], jets[jets.labels == 1]
+    classify = PETClassifier("checkpoints/pet-tiny-jetclass", tmp_path,
+                             train=TrainConfig(epochs=3, batch_size=32, lr=1e-3, patience=0, progress=False))
+    p = classify(narrow, np.ones(len(narrow)), wide, np.full(len(wide), 2.0), jets)
+    assert p.shape == (len(jets),) and ((p >= 0) & (p <= 1)).all()
+    assert p[jets.labels == 1].mean() > p[jets.labels == 0].mean() + 0.3
+    assert classify.calls == 1 and (tmp_path / "step-1" / "model.safetensors").exists()
