@@ -10,7 +10,7 @@ BENCH_STAMP := $(BENCH_VENV)/.hepfm-installed
 BENCH_ARGS ?=
 PROFILE ?= demo
 
-.PHONY: setup demo test lint bench bench-model clean
+.PHONY: setup demo test lint bench bench-model clean chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -23,7 +23,14 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/hepfm notebooks run --profile $(PROFILE) --out runs/$(PROFILE)
 
-test: $(STAMP)
+# Debian's Chromium for the JupyterLab end-to-end test (tests/test_jupyterlab.py), installed where apt can run;
+# elsewhere that one test is skipped and says why.
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium could not be installed: the JupyterLab end-to-end test will be skipped"
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
