@@ -70,7 +70,32 @@ def _kernel_name() -> str:
     return "hepfm"
 
 
+#: Metrics keys too long for the index page (per-run rows, training histories); metrics.json keeps them.
+_BULKY = ("runs", "history", "rows", "curves")
+
+
+def _metric_lines(metrics: dict, prefix: str = "", limit: int = 60) -> list[str]:
+    """``- key.subkey: value`` lines of the numbers, strings and short lists of a metrics dict."""
+    lines = []
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if key in _BULKY:
+            continue
+        if isinstance(value, dict):
+            lines += _metric_lines(value, f"{name}.", limit)
+        elif isinstance(value, float):
+            lines.append(f"- `{name}`: {value:.4g}")
+        elif isinstance(value, bool | int | str) or value is None:
+            lines.append(f"- `{name}`: {value}")
+        elif isinstance(value, list) and len(value) <= 12 and all(not isinstance(v, dict | list) for v in value):
+            lines.append(f"- `{name}`: " + ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value))
+    if not prefix and len(lines) > limit:
+        lines = lines[:limit] + [f"- … {len(lines) - limit} more in metrics.json"]
+    return lines
+
+
 def _write_index(out: Path, profile: str, results: list[NotebookResult]) -> None:
+    """``OUT/index.md``: a summary table, then every notebook's figures and metrics on the same page."""
     lines = [f"# hepfm notebooks — profile `{profile}`", "",
              "| notebook | status | time (s) | metrics | figures |", "| --- | --- | --- | --- | --- |"]
     for r in results:
@@ -79,6 +104,17 @@ def _write_index(out: Path, profile: str, results: list[NotebookResult]) -> None
         metrics = f"[metrics.json]({rel}/metrics.json)" if (r.output_dir / "metrics.json").exists() else "—"
         status = "ok" if r.ok else "**FAILED**"
         lines.append(f"| [{r.name}]({rel}/{r.name}.ipynb) | {status} | {r.seconds:.0f} | {metrics} | {figures} |")
+    lines.append(f"\nTotal: {sum(r.seconds for r in results):.0f} s.")
+    for r in results:
+        rel = r.output_dir.relative_to(out)
+        lines += ["", f"## {r.name}", ""]
+        lines += [f"![{p.stem}]({rel / p.name})" for p in sorted(r.output_dir.glob("*.png"))]
+        metrics_file = r.output_dir / "metrics.json"
+        if metrics_file.exists():
+            try:
+                lines += ["", *_metric_lines(json.loads(metrics_file.read_text()))]
+            except (json.JSONDecodeError, AttributeError):
+                lines += ["", f"(metrics.json of {r.name} is not a JSON object)"]
     failed = [r for r in results if not r.ok]
     if failed:
         lines += ["", "## Failures", ""]

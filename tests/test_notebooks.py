@@ -167,6 +167,8 @@ def test_runner_carries_on_past_a_failing_notebook(tmp_path):
     assert json.loads((tmp_path / "out" / "01_good" / "metrics.json").read_text()) == {"x": 5}
     index = (tmp_path / "out" / "index.md").read_text()
     assert "**FAILED**" in index and "boom" in index
+    # one page: every notebook's metrics (and figures) below the table
+    assert "## 01_good" in index and "- `x`: 5" in index
 
 
 def test_unknown_profile_and_notebook(tmp_path):
