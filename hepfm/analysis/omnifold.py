@@ -175,9 +175,8 @@ class PETClassifier:
         self.calls = 0
 
     def __call__(self, x0, w0, x1, w1, x_eval) -> np.ndarray:
-        from hepfm.data import FeatureNormaliser, JetDataset, JetSample
-        from hepfm.train.checkpoint import read_checkpoint_config
-        from hepfm.train.recipes import fit_classifier, predict
+        from hepfm.data import JetDataset, JetSample
+        from hepfm.train.recipes import checkpoint_normaliser, fit_classifier, predict
 
         names = ["class 0", "class 1"]
         parts = [replace(x, labels=np.full(len(x), k, dtype=np.int64), class_names=names, weights=None)
@@ -188,7 +187,6 @@ class PETClassifier:
         self.calls += 1
         model, _, _ = fit_classifier(self.checkpoint, sample, self.out / f"step-{self.calls}",
                                      from_scratch=self.from_scratch, train=self.train, lr_factor=self.lr_factor)
-        normaliser = FeatureNormaliser.from_dict(read_checkpoint_config(self.checkpoint)["normaliser"])
         device = self.train.device if self.train is not None else "auto"
-        return predict(model, JetDataset(x_eval, normaliser), device=device)[:, 1]
+        return predict(model, JetDataset(x_eval, checkpoint_normaliser(self.checkpoint)), device=device)[:, 1]
 

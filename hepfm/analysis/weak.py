@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hepfm.data import FeatureNormaliser, JetDataset
+from hepfm.data import JetDataset
 from hepfm.data.dijets import Dijets
 from hepfm.train import TrainConfig
-from hepfm.train.checkpoint import read_checkpoint_config
 
 __all__ = ["SIGNAL_REGION", "SIDEBAND_WIDTH", "regions", "balanced_weights", "sic_curve", "max_sic",
            "train_dijet_classifier", "dijet_scores"]
@@ -102,10 +101,9 @@ def dijet_scores(model: torch.nn.Module, dijets: Dijets, checkpoint: str | Path,
 
     ``checkpoint``: the pretrained checkpoint whose feature normalisation the model was trained with.
     """
-    from hepfm.train.recipes import model_outputs
+    from hepfm.train.recipes import checkpoint_normaliser, model_outputs
 
-    normaliser = FeatureNormaliser.from_dict(read_checkpoint_config(checkpoint)["normaliser"])
-    logits = model_outputs(model, JetDataset(dijets.as_jets(), normaliser), device=device)
+    logits = model_outputs(model, JetDataset(dijets.as_jets(), checkpoint_normaliser(checkpoint)), device=device)
     llr = logits[:, 1] - logits[:, 0]
     n = len(dijets)
     return llr[:n] + llr[n:]

@@ -38,8 +38,8 @@ from hepfm.train.objectives import ClassifierObjective, EventPretrainObjective, 
 if TYPE_CHECKING:
     from hepfm.models.event_gnn import EventGNNConfig
 
-__all__ = ["pretrain", "pretrain_events", "in_label_space", "fit_classifier", "finetune", "predict", "model_outputs",
-           "split", "evaluate_checkpoint", "evaluate_truth"]
+__all__ = ["pretrain", "pretrain_events", "in_label_space", "checkpoint_normaliser", "fit_classifier", "finetune",
+           "predict", "model_outputs", "split", "evaluate_checkpoint", "evaluate_truth"]
 
 
 def _streamed(data, val_fraction: float, max_particles: int, seed: int):
@@ -209,6 +209,14 @@ def _is_events(ckpt_config: dict) -> bool:
     return ckpt_config["model"] == "event_gnn"
 
 
+def checkpoint_normaliser(checkpoint: str | Path) -> FeatureNormaliser | None:
+    """The feature normalisation a jet checkpoint's model reads its inputs with (None for the event model)."""
+    config = read_checkpoint_config(checkpoint)
+    if _is_events(config):
+        return None
+    return FeatureNormaliser.from_dict(config["normaliser"], str(Path(checkpoint) / "config.json"))
+
+
 def _read_for(ckpt_config: dict, data, max_particles: int):
     """A sample of the kind the checkpoint's model reads: jets for PET, events for the event model."""
     if not _is_events(ckpt_config):
@@ -261,8 +269,7 @@ def fit_classifier(
     out = Path(out)
     ckpt_config = read_checkpoint_config(checkpoint)
     events = _is_events(ckpt_config)
-    normaliser = None if events else FeatureNormaliser.from_dict(ckpt_config["normaliser"],
-                                                                 str(Path(checkpoint) / "config.json"))
+    normaliser = checkpoint_normaliser(checkpoint)
     dataset = _dataset_for(ckpt_config, sample, normaliser)
     tr, va = split(len(sample), val_fraction, train.seed)
 
@@ -365,9 +372,8 @@ def finetune(
         checkpoint, sample, out, from_scratch=from_scratch, train=train, lr_factor=lr_factor,
         freeze_backbone=freeze_backbone, val_fraction=val_fraction, use_jet_features=use_jet_features,
         resume=resume, meta={"max_particles": max_particles})
-    normaliser = None if events else FeatureNormaliser.from_dict(ckpt_config["normaliser"])
-    probabilities = predict(model, _dataset_for(ckpt_config, test, normaliser), device=train.device,
-                            use_jet_features=use_jet_features)
+    test_set = _dataset_for(ckpt_config, test, checkpoint_normaliser(checkpoint))
+    probabilities = predict(model, test_set, device=train.device, use_jet_features=use_jet_features)
     n_val = len(split(len(sample), val_fraction, train.seed)[1])
     metrics = {
         **classifier_metrics(test.labels, probabilities, signal=signal),
@@ -404,9 +410,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data, device: str = "auto",
     if not events and sample.class_names != config["class_names"]:
         raise DataError(f"{sample.source}: classes {sample.class_names} differ from the checkpoint's "
                         f"{config['class_names']} ({checkpoint})")
-    normaliser = None if events else FeatureNormaliser.from_dict(config["normaliser"],
-                                                                 str(Path(checkpoint) / "config.json"))
-    return predict(model, _dataset_for(config, sample, normaliser), device=device), sample, config
+    dataset = _dataset_for(config, sample, checkpoint_normaliser(checkpoint))
+    return predict(model, dataset, device=device), sample, config
 
 
 def pretrain_events(
