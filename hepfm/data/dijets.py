@@ -82,10 +82,9 @@ class Dijets:
         """Both jets of every event in one :class:`JetSample` (all leading jets, then all subleading ones),
         each carrying its event's label (``labels`` overrides the event labels)."""
         labels = self.labels if labels is None else np.asarray(labels, dtype=np.int64)
-        a, b = self.jets
-        return JetSample(np.concatenate([a.particles, b.particles]), np.concatenate([a.mask, b.mask]),
-                         np.concatenate([a.jets, b.jets]), np.concatenate([labels, labels]),
-                         list(class_names or self.class_names), a.has_pid, self.source)
+        both = JetSample.concatenate(list(self.jets))
+        both.labels, both.class_names = np.concatenate([labels, labels]), list(class_names or self.class_names)
+        return both
 
 
 def dijets(events: EventSample, *, radius: float = 1.0, jet_pt_min: float = 20.0, max_particles: int = 128,

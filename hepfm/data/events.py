@@ -30,8 +30,8 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
-from hepfm.data.detector import DetectorConfig, btag, isolation, missing_pt, simulate
-from hepfm.data.jets import ChargeTable, cluster
+from hepfm.data.detector import Candidates, DetectorConfig, btag, isolation, missing_pt, simulate
+from hepfm.data.jets import ChargeTable, cluster, final_state
 from hepfm.data.pythia import EventBatch, generate_batches, make_pythia
 from hepfm.data.sample import DataError
 from hepfm.physics import pt_eta_phi
@@ -114,21 +114,16 @@ def hard_process_truth(batch: EventBatch) -> tuple[np.ndarray, np.ndarray]:
     return flags, targets
 
 
-def reconstruct(detector: DetectorConfig, rng: np.random.Generator, charges: ChargeTable,
-                batch: EventBatch, cand=None) -> dict[str, np.ndarray]:
-    """Reconstructed objects of every event of a batch as flat columns plus per-event counts.
-
-    ``cand``: the batch's particle-flow candidates when already simulated (else simulated here).
+def reconstruct(detector: DetectorConfig, rng: np.random.Generator, cand: Candidates,
+                batch: EventBatch) -> dict[str, np.ndarray]:
+    """Reconstructed objects of every event of a batch, from its particle-flow candidates ``cand``, as flat
+    columns plus per-event counts.
 
     Returns:
         ``{"counts": (E,), "pt", "eta", "phi", "energy", "btag", "charge", "type": (O,)}``, objects
         grouped by event and sorted by decreasing pT within an event.
     """
     n = batch.n_events
-    if cand is None:
-        final = np.flatnonzero(batch.status > 0)
-        cand = simulate(detector, rng, batch.event_index[final], batch.pid[final], charges(batch.pid[final]),
-                        batch.px[final], batch.py[final], batch.pz[final], batch.energy[final])
     c_pt, c_eta, c_phi = pt_eta_phi(cand.px, cand.py, cand.pz)
     apid = np.abs(cand.pid)
     central = np.abs(c_eta) < _ID_ETA_MAX
@@ -216,7 +211,8 @@ def count_lhe_events(path: str | Path) -> int:
 
 
 def _event_batches(settings: tuple[str, ...], seed: int, n_events: int, batch_size: int):
-    """(pythia, charges, rng, stream of non-empty batches); an input that stops producing events is an error."""
+    """(charges, rng, stream of non-empty batches) of a seeded generator; an input that stops producing events
+    is an error."""
     pythia = make_pythia(settings, seed)
 
     def stream():
@@ -274,16 +270,14 @@ def make_events(
     made = generated = 0
     for batch in batches:
         generated += batch.n_events
-        final = np.flatnonzero(batch.status > 0)
-        cand = simulate(detector, rng, batch.event_index[final], batch.pid[final], charges(batch.pid[final]),
-                        batch.px[final], batch.py[final], batch.pz[final], batch.energy[final])
+        cand = simulate(detector, rng, *final_state(batch, charges))
         keep = np.arange(batch.n_events)
         if trigger_pt > 0:
             jets, _ = cluster(cand, batch.n_events, _TRIGGER_RADIUS, trigger_pt)
             keep = np.flatnonzero(ak.to_numpy(ak.num(jets, axis=1)) > 0)
         keep = keep[:n_events - made]
         if content == "objects":
-            columns = _select(reconstruct(detector, rng, charges, batch, cand), keep, OBJECT_FIELDS)
+            columns = _select(reconstruct(detector, rng, cand, batch), keep, OBJECT_FIELDS)
             flags, targets = hard_process_truth(batch)
             columns.update(flags=flags[keep], targets=targets[keep])
         else:
@@ -302,8 +296,8 @@ def _particle_columns(cand, n: int) -> dict[str, np.ndarray]:
     """Every candidate of every event, hardest first within an event, as flat columns plus counts."""
     pt, eta, phi = pt_eta_phi(cand.px, cand.py, cand.pz)
     order = np.lexsort((-pt, cand.event))
-    return {"counts": np.bincount(cand.event, minlength=n), "event": cand.event[order], "pt": pt[order],
-            "eta": eta[order], "phi": phi[order], "energy": cand.energy[order]}
+    return {"counts": np.bincount(cand.event, minlength=n), "pt": pt[order], "eta": eta[order],
+            "phi": phi[order], "energy": cand.energy[order]}
 
 
 def _select(columns: dict[str, np.ndarray], keep: np.ndarray, fields: tuple[str, ...]) -> dict:

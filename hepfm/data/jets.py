@@ -19,7 +19,7 @@ from hepfm.data.processes import JetRecipe
 from hepfm.data.pythia import EventBatch, _quiet_stdout, generate_batches, make_pythia
 from hepfm.physics import delta_r, mass, pt_eta_phi
 
-__all__ = ["make_jets", "cluster", "truth_targets", "ChargeTable"]
+__all__ = ["make_jets", "cluster", "final_state", "truth_targets", "ChargeTable"]
 
 _QUARKS = (1, 2, 3, 4, 5)
 _LEPTONS = (11, 13, 15)
@@ -39,6 +39,14 @@ class ChargeTable:
             if u not in self._cache:
                 self._cache[u] = float(self._data.charge(u))
         return np.array([self._cache[u] for u in uniq.tolist()], dtype=np.float64)[inverse]
+
+
+def final_state(batch: EventBatch, charges: ChargeTable) -> tuple[np.ndarray, ...]:
+    """The final-state particles of a batch as :func:`hepfm.data.detector.simulate` takes them:
+    (event, pid, charge, px, py, pz, energy)."""
+    final = np.flatnonzero(batch.status > 0)
+    return (batch.event_index[final], batch.pid[final], charges(batch.pid[final]), batch.px[final],
+            batch.py[final], batch.pz[final], batch.energy[final])
 
 
 def _candidates_to_awkward(cand: Candidates, n_events: int) -> ak.Array:
@@ -191,10 +199,7 @@ _PARTICLE_LEVEL = DetectorConfig(enabled=False)
 
 def _process_batch(recipe: JetRecipe, detector: DetectorConfig, rng, charges: ChargeTable,
                    batch: EventBatch, paired: bool = False) -> dict[str, list]:
-    final = np.flatnonzero(batch.status > 0)
-    event = batch.event_index[final]
-    columns = (event, batch.pid[final], charges(batch.pid[final]), batch.px[final], batch.py[final],
-               batch.pz[final], batch.energy[final])
+    columns = final_state(batch, charges)
     n_events = batch.n_events
     reco = _Clustered(simulate(detector, rng, *columns), n_events, recipe.radius, recipe.pt_min)
     # particle level: the visible final state, no random numbers drawn (the detector's stream is unchanged)
