@@ -214,6 +214,8 @@ def finetune_command(
     from_scratch: bool = typer.Option(False, "--from-scratch", help="Same model and recipe, random weights."),
     freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Train only the new head."),
     lr_factor: float = typer.Option(10.0, "--lr-factor", help="Backbone lr = head lr / this."),
+    head_init: str = typer.Option("probe", "--head-init",
+                                  help="New head's start: probe (a linear probe of the backbone) or zero."),
     n_train: int = typer.Option(None, "--n-train", help="Use this many training jets (random subset)."),
     epochs: int = typer.Option(20, "--epochs", help="Maximum epochs."),
     batch_size: int = typer.Option(128, "--batch-size", help="Jets per batch."),
@@ -228,11 +230,69 @@ def finetune_command(
     from hepfm.train.recipes import finetune
 
     metrics = finetune(checkpoint, train, test, out, from_scratch=from_scratch, freeze_backbone=freeze_backbone,
-                       lr_factor=lr_factor, n_train=n_train, resume=resume,
+                       lr_factor=lr_factor, head_init=head_init, n_train=n_train, resume=resume,
                        train=_train_config(epochs, batch_size, lr, seed, device, patience, optimizer))
     typer.echo(f"AUC {metrics['auc']:.4f}  accuracy {metrics['accuracy']:.4f}  rej30 {metrics['rej30']:.1f}  "
                f"rej50 {metrics['rej50']:.1f}  ({metrics['epochs_run']} epochs, {metrics['wall_seconds']:.0f} s)"
                f" -> {out / 'metrics.json'}")
+
+
+@app.command("scan")
+def scan_command(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Pretrained checkpoint directory (jet or event model)."),
+    train: Path = typer.Option(..., "--train", help="Labelled training data (each run draws its subset)."),
+    test: Path = typer.Option(..., "--test", help="Test data (same classes)."),
+    out: Path = typer.Option(..., "--out", help="Scan directory: one directory per run, metrics.json, figures."),
+    sizes: str = typer.Option(..., "--sizes", help="Labelled training sizes, comma-separated."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Seeds per size, comma-separated."),
+    epochs: int = typer.Option(20, "--epochs", help="Maximum epochs per run."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Examples per batch."),
+    lr: float = typer.Option(5e-4, "--lr", help="Head learning rate (the backbone gets lr / 10)."),
+    patience: int = typer.Option(5, "--patience", help="Early-stopping patience in epochs."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
+    parallel_runs: int = typer.Option(1, "--parallel-runs", help="Runs trained at once, one process each."),
+) -> None:
+    """Pretrained vs from-scratch fine-tuning over training sizes and seeds; resumable (finished runs are kept).
+
+    Writes OUT/metrics.json (mean and spread per size, convergence, every run) and OUT/scan.png,
+    OUT/convergence.png, and prints the table.
+    """
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hepfm.analysis.metrics import write_metrics
+    from hepfm.analysis.plots import convergence_plot, save, scan_plot, use_style
+    from hepfm.analysis.scan import convergence_summary, size_scan, summarise
+    from hepfm.train.loop import TrainConfig
+
+    size_list, seed_list = [int(v) for v in _split([sizes])], [int(v) for v in _split([seeds])]
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, device=device)
+    rows = size_scan(checkpoint, train, test, size_list, seed_list, out, cfg, parallel_runs=parallel_runs)
+    summary, convergence = summarise(rows), convergence_summary(rows)
+    use_style()
+    fig, axes = plt.subplots(1, 3, figsize=(20, 5.8), constrained_layout=True)
+    for ax, metric in zip(axes, ("auc", "accuracy", "rej30"), strict=True):
+        scan_plot(summary, metric, ax=ax)
+    save(fig, out, "scan")
+    save(convergence_plot(rows, size_list[0]), out, "convergence")
+    write_metrics(out, {"summary": summary, "convergence": convergence, "checkpoint": str(checkpoint),
+                        "train": str(train), "test": str(test), "sizes": size_list, "seeds": seed_list,
+                        "runs": rows})
+    typer.echo("| start | size | AUC | accuracy | rej30 | rej50 | epochs (median) | wall s (median) |")
+    typer.echo("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for mode, per_size in summary.items():
+        for size, e in per_size.items():
+            sel = [r for r in rows if r["mode"] == mode and r["size"] == size]
+            cells = " | ".join("no finite value" if e[m][0] is None else f"{e[m][0]:.4g} ± {e[m][1]:.2g}"
+                               for m in ("auc", "accuracy", "rej30", "rej50"))
+            typer.echo(f"| {mode} | {size} | {cells} | {np.median([r['epochs_run'] for r in sel]):.0f} | "
+                       f"{np.median([r['wall_seconds'] for r in sel]):.0f} |")
+    for size, c in convergence.items():
+        typer.echo(f"{size}: fine-tuned reaches scratch's best validation loss in {c['reached']}/{c['of']} seeds; "
+                   f"median epoch ratio {c['median_epoch_ratio']}")
 
 
 @notebooks_app.command("run")

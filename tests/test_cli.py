@@ -11,7 +11,8 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize("args", [[], ["generate"], ["generate", "jets"], ["generate", "list"], ["inspect"],
-                                  ["notebooks"], ["notebooks", "run"]])
+                                  ["notebooks"], ["notebooks", "run"], ["scan"],
+                                  ["finetune"]])
 def test_every_command_has_help(args):
     result = runner.invoke(app, [*args, "--help"])
     assert result.exit_code == 0, result.output

@@ -18,7 +18,7 @@ from hepfm.models import PET, PETConfig
 from hepfm.train import ClassifierObjective, TrainConfig, fit
 from hepfm.train.checkpoint import load_weights
 from hepfm.train.loop import _lr_lambda
-from hepfm.train.recipes import finetune, pretrain
+from hepfm.train.recipes import _head_inputs, finetune, pretrain, probe_head
 
 FAST = dict(batch_size=16, progress=False, lr=1e-3, warmup_epochs=0.5)
 
@@ -135,6 +135,28 @@ def test_pretrain_then_finetune_and_scratch(tmp_path):
     assert not ft["from_scratch"] and sc["from_scratch"]
 
 
+def test_probe_head_is_the_penalised_logistic_regression_optimum():
+    torch.manual_seed(0)
+    model = PET(PETConfig.named("tiny", n_classes=2, generative=False))
+    model.replace_head(2)
+    sample = synthetic_jets(96, seed=4)
+    sample.weights = np.random.default_rng(0).uniform(0.5, 2.0, len(sample))
+    dataset, idx = JetDataset(sample), np.arange(0, 96, 2)
+    probe_head(model, dataset, idx, device="cpu")
+    z, y, w = (t.double() if t.is_floating_point() else t for t in _head_inputs(model, dataset, idx, "cpu", False))
+    weight = model.head.weight.detach().double().requires_grad_(True)
+    bias = model.head.bias.detach().double().requires_grad_(True)
+    w = w / w.mean()
+    ce = (w * torch.nn.functional.cross_entropy(z @ weight.T + bias, y, reduction="none")).mean()
+    (ce + 0.5 / len(y) * (weight**2).sum()).backward()
+    # stationary point of the convex objective (float32 storage of the head limits the precision)
+    assert weight.grad.abs().max() < 1e-3 and bias.grad.abs().max() < 1e-3
+    assert ce.item() < 0.5 * np.log(2)  # these classes are linearly separable even in random features
+    # the model predicts with the probed head: its outputs are the logits of the fit
+    logits = model(*[t for t in dataset.collate([dataset[int(i)] for i in idx])[:2]])
+    assert torch.allclose(logits.double(), z @ weight.detach().T + bias.detach(), atol=1e-4)
+
+
 def test_freeze_backbone_changes_only_the_head(tmp_path):
     pretrain(synthetic_jets(32, seed=1), tmp_path / "pre", train=TrainConfig(epochs=1, patience=0, **FAST))
     before = load_weights(tmp_path / "pre" / "model.safetensors")
@@ -192,6 +214,38 @@ def test_cli_pretrain_and_finetune(small_dataset, tmp_path):
                             "--batch-size", "16", "--seed", "3"])
     assert r.exit_code == 0, r.output
     assert "AUC" in r.output and (tmp_path / "f" / "metrics.json").exists()
+    assert json.loads((tmp_path / "f" / "metrics.json").read_text())["head_init"] == "probe"
+
+
+@pytest.mark.slow
+def test_cli_scan_in_parallel_processes(small_dataset, tmp_path):
+    from typer.testing import CliRunner
+
+    from hepfm.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["pretrain", "--data", str(small_dataset), "--out", str(tmp_path / "p"), "--epochs", "1",
+                            "--batch-size", "16"])
+    assert r.exit_code == 0, r.output
+    args = ["scan", "--checkpoint", str(tmp_path / "p"), "--train", str(small_dataset), "--test", str(small_dataset),
+            "--sizes", "20,40", "--seeds", "0,1", "--epochs", "2", "--batch-size", "8", "--device", "cpu"]
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "s"), "--parallel-runs", "3"])
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert {(m["mode"], m["size"], m["seed"]) for m in metrics["runs"]} == {
+        (m, n, s) for m in ("pretrained", "scratch") for n in (20, 40) for s in (0, 1)}
+    assert all(m["n_train"] + m["n_val"] == m["size"] and m["epochs_run"] == 2 for m in metrics["runs"])
+    assert metrics["summary"]["pretrained"]["40"]["n_seeds"] == 2
+    assert (tmp_path / "s" / "scan.png").exists() and (tmp_path / "s" / "convergence.png").exists()
+    assert "| scratch | 40 |" in r.output and "median epoch ratio" in r.output
+    # the same runs trained one after the other draw the same subsets and train alike
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "serial")])
+    assert r.exit_code == 0, r.output
+    serial = {(m["mode"], m["size"], m["seed"]): m for m in
+              json.loads((tmp_path / "serial" / "metrics.json").read_text())["runs"]}
+    for m in metrics["runs"]:
+        twin = serial[(m["mode"], m["size"], m["seed"])]
+        assert m["n_train"] == twin["n_train"] and m["auc"] == pytest.approx(twin["auc"], abs=0.05)
 
 
 def test_pretrain_can_continue_from_a_checkpoint_in_its_label_space(tmp_path):

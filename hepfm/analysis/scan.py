@@ -1,12 +1,17 @@
 """Training-size scans: pretrained vs from-scratch fine-tuning over sizes and seeds, resumable.
 
 Each (mode, size, seed) run writes its own directory with ``metrics.json``; a scan re-run skips
-finished runs, so a long scan can be interrupted and continued (or spread over papermill jobs).
+finished runs, so a long scan can be interrupted and continued (or spread over papermill jobs). With
+``parallel_runs > 1`` the runs are trained by that many processes at once (a
+:class:`concurrent.futures.ProcessPoolExecutor`), which keeps one GPU busy with models too small to fill it.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +27,18 @@ __all__ = ["size_scan", "summarise", "epochs_to_reach", "convergence_summary", "
 MODES = ("pretrained", "scratch")
 
 
+def _finetune_run(checkpoint, train, test, run: Path, cfg: TrainConfig, size: int, threads: int, options: dict):
+    """One scan run in a worker process (``threads`` torch threads)."""
+    import torch
+
+    from hepfm.train.recipes import finetune
+
+    if threads:
+        torch.set_num_threads(threads)
+    finetune(checkpoint, train, test, run, train=cfg, n_train=size, **options)
+    return str(run)
+
+
 def size_scan(
     checkpoint: str | Path | None,
     train,
@@ -32,6 +49,7 @@ def size_scan(
     train_config: TrainConfig,
     modes: tuple[str, ...] = MODES,
     variants: dict[str, dict] | None = None,
+    parallel_runs: int = 1,
     **finetune_kwargs,
 ) -> list[dict]:
     """Fine-tune (``pretrained``) and train from scratch (``scratch``) for every size and seed.
@@ -47,6 +65,9 @@ def size_scan(
         variants: instead of ``checkpoint`` and ``modes``, named set-ups: ``{name: {"checkpoint": dir,
             **finetune options}}``, e.g. ``{"multilabel": {"checkpoint": a}, "frozen": {"checkpoint": b,
             "freeze_backbone": True}, "scratch": {"checkpoint": b, "from_scratch": True}}``.
+        parallel_runs: train this many runs at once, each in its own process with an equal share of the CPU
+            threads (largest sizes first). Pass ``train`` and ``test`` as paths then, so that each process
+            reads them itself instead of receiving a pickled copy.
         finetune_kwargs: passed on to :func:`hepfm.train.recipes.finetune`.
 
     Returns:
@@ -58,15 +79,31 @@ def size_scan(
         variants = {m: {"checkpoint": checkpoint, "from_scratch": m == "scratch"} for m in modes}
     out = Path(out)
     runs = [(m, n, s) for n in sizes for s in seeds for m in variants]
+
+    def setup(mode, seed):
+        options = {**finetune_kwargs, **variants[mode]}
+        return options.pop("checkpoint"), replace(train_config, seed=seed, progress=False), options
+
+    todo = [r for r in runs if not (out / f"{r[0]}-n{r[1]}-s{r[2]}" / "metrics.json").exists()]
+    if parallel_runs > 1 and len(todo) > 1:
+        threads = max(1, (os.cpu_count() or 1) // parallel_runs)
+        context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+        with ProcessPoolExecutor(min(parallel_runs, len(todo)), mp_context=context) as pool:
+            futures = []
+            for mode, size, seed in sorted(todo, key=lambda r: -r[1]):
+                ckpt, cfg, options = setup(mode, seed)
+                futures.append(pool.submit(_finetune_run, ckpt, train, test, out / f"{mode}-n{size}-s{seed}", cfg,
+                                           size, threads, options))
+            for future in tqdm(as_completed(futures), total=len(futures), desc="scan", unit="run"):
+                future.result()
     rows = []
-    for mode, size, seed in tqdm(runs, desc="scan", unit="run"):
+    for mode, size, seed in tqdm(runs, desc="scan", unit="run", disable=parallel_runs > 1):
         run = out / f"{mode}-n{size}-s{seed}"
         if (run / "metrics.json").exists():
             metrics = json.loads((run / "metrics.json").read_text())
         else:
-            options = {**finetune_kwargs, **variants[mode]}
-            cfg = replace(train_config, seed=seed, progress=False)
-            metrics = finetune(options.pop("checkpoint"), train, test, run, train=cfg, n_train=size, **options)
+            ckpt, cfg, options = setup(mode, seed)
+            metrics = finetune(ckpt, train, test, run, train=cfg, n_train=size, **options)
         rows.append({"mode": mode, "size": size, "seed": seed, **metrics})
     return rows
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Subset
 
 from hepfm.analysis.metrics import classifier_metrics, write_metrics
@@ -38,7 +39,8 @@ from hepfm.train.objectives import ClassifierObjective, EventPretrainObjective, 
 if TYPE_CHECKING:
     from hepfm.models.event_gnn import EventGNNConfig
 
-__all__ = ["pretrain", "pretrain_events", "in_label_space", "checkpoint_normaliser", "fit_classifier", "finetune",
+__all__ = ["pretrain", "pretrain_events", "in_label_space", "checkpoint_normaliser", "probe_head", "fit_classifier",
+           "finetune",
            "predict", "model_outputs", "split", "evaluate_checkpoint", "evaluate_truth"]
 
 
@@ -234,6 +236,72 @@ def _dataset_for(ckpt_config: dict, sample, normaliser):
     return JetDataset(sample, normaliser)
 
 
+HEAD_INITS = ("probe", "zero")
+
+
+@torch.no_grad()
+def _head_inputs(model: torch.nn.Module, dataset, indices: np.ndarray, device: torch.device,
+                 use_jet_features: bool, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(features the head reads, labels, per-example weights) of ``dataset[indices]``, by a hook on the head."""
+    features: list[torch.Tensor] = []
+    hook = model.head.register_forward_pre_hook(lambda _m, args: features.append(args[0].float().cpu()))
+    labels, weights = [], []
+    try:
+        model.to(device).eval()
+        for start in range(0, len(indices), batch_size):
+            batch = to_device(dataset.collate([dataset[int(i)] for i in indices[start:start + batch_size]]), device)
+            _, y = logits_and_labels(model, batch, use_jet_features)
+            labels.append(y.cpu())
+            jet_batch = isinstance(batch, list | tuple) and len(batch) == 5
+            weights.append(batch[4].float().cpu() if jet_batch else torch.ones(len(y)))
+    finally:
+        hook.remove()
+        model.train()
+    return torch.cat(features), torch.cat(labels), torch.cat(weights)
+
+
+def probe_head(model: torch.nn.Module, dataset, indices: np.ndarray, device: str = "auto",
+               use_jet_features: bool = False, max_iter: int = 100) -> float:
+    """Set the classification layer to a linear probe: weighted logistic regression on the backbone's features.
+
+    The features the head reads are computed once over ``dataset[indices]`` (the training split) and a
+    multinomial logistic regression with an L2 penalty of 1 / (2 N) per squared weight (scikit-learn's ``C = 1``)
+    is fitted with L-BFGS in double precision; the result is written into ``model.head``. The penalty acts on the
+    features' own scale, so directions in which the features hardly vary (a random backbone's) get small
+    weights rather than large ones that the first updates of the backbone would blow up. Fine-tuning
+    then starts from a head that already reads the backbone, instead of a zero layer that Adam's bounded steps
+    take many updates to grow (linear probing then fine-tuning: Kumar et al., arXiv 2202.10054).
+
+    Returns:
+        Wall seconds spent.
+    """
+    start = time.perf_counter()
+    z, y, w = _head_inputs(model, dataset, indices, resolve_device(device), use_jet_features)
+    z, w = z.double(), (w / w.mean().clamp_min(1e-12)).double()
+    mean = z.mean(0)
+    zc = z - mean
+    n_out = model.head.out_features
+    weight = torch.zeros(n_out, z.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(n_out, dtype=torch.float64, requires_grad=True)
+    l2 = 1.0 / max(len(y), 1)
+    lbfgs = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        lbfgs.zero_grad()
+        with torch.enable_grad():
+            loss = (w * F.cross_entropy(zc @ weight.T + bias, y, reduction="none")).mean()
+            loss = loss + 0.5 * l2 * (weight**2).sum()
+            loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        lbfgs.step(closure)
+    with torch.no_grad():
+        model.head.weight.copy_(weight.detach().to(model.head.weight))
+        model.head.bias.copy_((bias.detach() - weight.detach() @ mean).to(model.head.bias))
+    return time.perf_counter() - start
+
+
 def fit_classifier(
     checkpoint: str | Path,
     sample,
@@ -245,6 +313,7 @@ def fit_classifier(
     freeze_backbone: bool = False,
     val_fraction: float = 0.2,
     use_jet_features: bool = False,
+    head_init: str = "probe",
     resume: bool = False,
     meta: dict | None = None,
 ) -> tuple[torch.nn.Module, History, float]:
@@ -254,6 +323,9 @@ def fit_classifier(
     head of ``len(sample.class_names)`` outputs on the checkpoint's backbone, the backbone at the head's
     learning rate / ``lr_factor``, early stopping on a random ``val_fraction`` of ``sample``. Per-example
     weights (``sample.weights``) weight the loss. The best weights are written to ``out`` as a checkpoint.
+    The fresh head starts as a linear probe of the backbone's features (``head_init="probe"``, see
+    :func:`probe_head`; the from-scratch model probes its random features alike) or at zero (``"zero"``).
+    The wall seconds returned, and those of every epoch in the history, include the probe.
 
     Args:
         checkpoint: pretrained checkpoint directory (its architecture is used also with ``from_scratch``).
@@ -266,6 +338,8 @@ def fit_classifier(
         (model with its best weights loaded, training history, wall seconds).
     """
     train = train or TrainConfig()
+    if head_init not in HEAD_INITS:
+        raise ValueError(f"head_init must be one of {HEAD_INITS}, not {head_init!r}")
     out = Path(out)
     ckpt_config = read_checkpoint_config(checkpoint)
     events = _is_events(ckpt_config)
@@ -281,6 +355,11 @@ def fit_classifier(
     else:
         model, _ = load_checkpoint(checkpoint, **overrides)
     model.replace_head(len(sample.class_names))  # the same fresh head for both: only the backbone's start differs
+    start = time.perf_counter()
+    resuming = resume and (out / "training" / "latest.json").exists()  # the head comes back with the state
+    probe_seconds = 0.0
+    if head_init == "probe" and not resuming:
+        probe_seconds = probe_head(model, dataset, tr, train.device, use_jet_features)
     model.train()
     head = list(model.head.parameters())
     backbone = model.backbone_parameters()
@@ -297,15 +376,16 @@ def fit_classifier(
             "task": "finetune",
             "pretrained": None if from_scratch else str(checkpoint), "train_config": asdict(train),
             "lr_factor": lr_factor, "freeze_backbone": freeze_backbone, "use_jet_features": use_jet_features,
-            **(meta or {})}
+            "head_init": head_init, **(meta or {})}
 
     def on_best(_model, weights, epoch):
         save_checkpoint(out, model, ckpt_config["model"], {**meta, "epoch": epoch}, state_dict=weights)
 
-    start = time.perf_counter()
     history = fit(ClassifierObjective(model, use_jet_features), Subset(dataset, tr), Subset(dataset, va), train,
                   out, param_groups=groups, resume=resume, on_best=on_best)
     wall = time.perf_counter() - start
+    for record in history.epochs:  # wall time from the start, the probe included
+        record["wall_seconds"] += probe_seconds
     load_into(model, load_weights(out / "model.safetensors"), out / "model.safetensors")
     return model.eval(), history, wall
 
@@ -324,6 +404,7 @@ def finetune(
     max_particles: int | None = None,
     n_train: int | None = None,
     use_jet_features: bool = False,
+    head_init: str = "probe",
     signal: int | None = None,
     resume: bool = False,
 ) -> dict:
@@ -346,6 +427,7 @@ def finetune(
             (default all).
         n_train: use a random subset of this many training jets (events) (fixed by ``train.seed``).
         use_jet_features: condition the classifier on the jet features too.
+        head_init: ``"probe"`` (the new head starts as a linear probe of the backbone) or ``"zero"``.
         signal: class treated as signal for AUC and rejections (default: the last class).
         resume: continue an interrupted run in ``out``.
 
@@ -371,14 +453,14 @@ def finetune(
     model, history, wall = fit_classifier(
         checkpoint, sample, out, from_scratch=from_scratch, train=train, lr_factor=lr_factor,
         freeze_backbone=freeze_backbone, val_fraction=val_fraction, use_jet_features=use_jet_features,
-        resume=resume, meta={"max_particles": max_particles})
+        head_init=head_init, resume=resume, meta={"max_particles": max_particles})
     test_set = _dataset_for(ckpt_config, test, checkpoint_normaliser(checkpoint))
     probabilities = predict(model, test_set, device=train.device, use_jet_features=use_jet_features)
     n_val = len(split(len(sample), val_fraction, train.seed)[1])
     metrics = {
         **classifier_metrics(test.labels, probabilities, signal=signal),
         "signal": sample.class_names[signal], "class_names": sample.class_names,
-        "from_scratch": from_scratch, "freeze_backbone": freeze_backbone, "seed": train.seed,
+        "from_scratch": from_scratch, "freeze_backbone": freeze_backbone, "head_init": head_init, "seed": train.seed,
         "world_size": _world_size(),
         "n_train": len(sample) - n_val, "n_val": n_val, "n_test": len(test), "epochs_run": len(history.epochs),
         "best_epoch": history.best_epoch, "best_val_loss": history.best_val_loss,

@@ -1,0 +1,5 @@
+"""``python -m hepfm``: the command line where the ``hepfm`` script is not installed."""
+
+from hepfm.cli import app
+
+app()
