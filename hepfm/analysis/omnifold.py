@@ -176,7 +176,7 @@ class PETClassifier:
 
     def __call__(self, x0, w0, x1, w1, x_eval) -> np.ndarray:
         from hepfm.data import JetDataset, JetSample
-        from hepfm.train.recipes import checkpoint_normaliser, fit_classifier, predict
+        from hepfm.train.recipes import REWEIGHTING_HEAD_INIT, checkpoint_normaliser, fit_classifier, predict
 
         names = ["class 0", "class 1"]
         parts = [replace(x, labels=np.full(len(x), k, dtype=np.int64), class_names=names, weights=None)
@@ -186,7 +186,8 @@ class PETClassifier:
         sample.weights = w / w.mean()
         self.calls += 1
         model, _, _ = fit_classifier(self.checkpoint, sample, self.out / f"step-{self.calls}",
-                                     from_scratch=self.from_scratch, train=self.train, lr_factor=self.lr_factor)
+                                     from_scratch=self.from_scratch, train=self.train, lr_factor=self.lr_factor,
+                                     head_init=REWEIGHTING_HEAD_INIT)
         device = self.train.device if self.train is not None else "auto"
         return predict(model, JetDataset(x_eval, checkpoint_normaliser(self.checkpoint)), device=device)[:, 1]
 

@@ -84,14 +84,14 @@ def train_dijet_classifier(checkpoint: str | Path, dijets: Dijets, labels: np.nd
 
     ``balance`` weights the two classes to equal total weight. Returns the model with its best weights.
     """
-    from hepfm.train.recipes import fit_classifier
+    from hepfm.train.recipes import REWEIGHTING_HEAD_INIT, fit_classifier
 
     labels = np.asarray(labels, dtype=np.int64)
     sample = dijets.as_jets(labels, ["class 0", "class 1"])
     if balance:
         sample.weights = np.concatenate([balanced_weights(labels)] * 2)
     model, _, _ = fit_classifier(checkpoint, sample, out, from_scratch=from_scratch, train=train,
-                                 lr_factor=lr_factor)
+                                 lr_factor=lr_factor, head_init=REWEIGHTING_HEAD_INIT)
     return model
 
 

@@ -237,6 +237,10 @@ def _dataset_for(ckpt_config: dict, sample, normaliser):
 
 
 HEAD_INITS = ("probe", "zero")
+# OmniFold's and CWoLa's classifiers read their outputs as likelihood ratios of samples that may not differ at
+# all (a closure test, a background-only region): a probe fitted to that noise would start them away from 1,
+# so they start from the zero head (every ratio 1) and let early stopping on validation decide.
+REWEIGHTING_HEAD_INIT = "zero"
 
 
 @torch.no_grad()
