@@ -40,8 +40,7 @@ if TYPE_CHECKING:
     from hepfm.models.event_gnn import EventGNNConfig
 
 __all__ = ["pretrain", "pretrain_events", "in_label_space", "checkpoint_normaliser", "probe_head", "fit_classifier",
-           "finetune",
-           "predict", "model_outputs", "split", "evaluate_checkpoint", "evaluate_truth"]
+           "finetune", "predict", "model_outputs", "split", "evaluate_checkpoint", "evaluate_truth"]
 
 
 def _streamed(data, val_fraction: float, max_particles: int, seed: int):
@@ -186,17 +185,20 @@ def in_label_space(sample: JetSample, class_names: list[str], source: str | Path
     return out
 
 
+def _eval_batches(dataset, indices, batch_size: int, device: torch.device):
+    """Batches of ``dataset[indices]`` (jets or event graphs), in order, on ``device``."""
+    for start in range(0, len(indices), batch_size):
+        yield to_device(dataset.collate([dataset[int(i)] for i in indices[start:start + batch_size]]), device)
+
+
 @torch.no_grad()
 def model_outputs(model: torch.nn.Module, dataset, batch_size: int = 512, device: str = "auto",
                   use_jet_features: bool = False) -> np.ndarray:
     """The head's raw outputs (N, K) over a dataset (jets or event graphs), in order."""
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    out = []
-    for start in range(0, len(dataset), batch_size):
-        batch = to_device(dataset.collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]),
-                          dev)
-        out.append(logits_and_labels(model, batch, use_jet_features)[0].float().cpu())
+    out = [logits_and_labels(model, batch, use_jet_features)[0].float().cpu()
+           for batch in _eval_batches(dataset, range(len(dataset)), batch_size, dev)]
     return torch.cat(out).numpy() if out else np.zeros((0, model.head.out_features), dtype=np.float32)
 
 
@@ -252,8 +254,7 @@ def _head_inputs(model: torch.nn.Module, dataset, indices: np.ndarray, device: t
     labels, weights = [], []
     try:
         model.to(device).eval()
-        for start in range(0, len(indices), batch_size):
-            batch = to_device(dataset.collate([dataset[int(i)] for i in indices[start:start + batch_size]]), device)
+        for batch in _eval_batches(dataset, indices, batch_size, device):
             _, y = logits_and_labels(model, batch, use_jet_features)
             labels.append(y.cpu())
             jet_batch = isinstance(batch, list | tuple) and len(batch) == 5
