@@ -92,6 +92,16 @@ def test_pid_dropout_only_in_training(batch):
     assert torch.all(dropped[..., 7:] == 0) and torch.equal(dropped[..., :7], x[..., :7])
     model.eval()
     assert torch.equal(model.drop_pid(x), x)
+    # in training, the clean (classification) pass loses PID; the noised (diffusion) pass keeps it, since
+    # the velocity target is built from the PID features
+    t = torch.rand(x.shape[0])
+    h_eval, _ = model.body(x, mask, t)
+    h_drop, _ = model.body(dropped, mask)
+    model.train()
+    torch.testing.assert_close(model.body(x, mask, t)[0], h_eval)
+    torch.testing.assert_close(model.body(x, mask)[0], h_drop)
+    model.eval()
+    assert not torch.allclose(model.body(x, mask)[0], h_drop)
 
 
 def test_pid_dropout_with_fewer_features_is_a_no_op():
@@ -133,9 +143,23 @@ def test_bad_checkpoints_are_clear_errors(tmp_path, model):
     (ckpt / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="missing tensor"):
         load_checkpoint(ckpt)
+    # fewer blocks than the weights hold: an error, also when a head is dropped at load time
+    cfg["model_config"]["n_blocks"] = 2
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="unexpected tensor.*blocks"):
+        load_checkpoint(ckpt)
+    with pytest.raises(CheckpointError, match="unexpected tensor.*blocks"):
+        load_checkpoint(ckpt, generative=False)
+    cfg["model_config"]["n_blocks"] = 4
     cfg["model_config"]["colour"] = "red"
     (ckpt / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="model_config"):
+        load_checkpoint(ckpt)
+    (ckpt / "config.json").write_text(json.dumps({"format": 1, "model": "pet"}))
+    with pytest.raises(CheckpointError, match="'model_config' missing"):
+        load_checkpoint(ckpt)
+    (ckpt / "config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="not a JSON object"):
         load_checkpoint(ckpt)
     (ckpt / "config.json").unlink()
     with pytest.raises(CheckpointError, match="config.json: missing"):
@@ -147,3 +171,16 @@ def test_checkpoint_is_not_pickle(tmp_path, model):
     head = (ckpt / "model.safetensors").read_bytes()[:8]
     assert int.from_bytes(head, "little") < 1_000_000  # safetensors header length, not a pickle opcode
     assert not (ckpt / "model.safetensors").read_bytes().startswith(b"\x80")
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+def test_pickled_weights_are_refused_unexecuted(tmp_path, model, capsys):
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, "pet", {})
+    torch.save({"blocks.0.weight": _Payload()}, ckpt / "model.safetensors")
+    with pytest.raises(CheckpointError, match="model.safetensors.*corrupt or not a safetensors file"):
+        load_checkpoint(ckpt)
+    assert "pickled code ran" not in capsys.readouterr().out

@@ -279,11 +279,16 @@ class PET(nn.Module):
 
     def body(self, x: torch.Tensor, mask: torch.Tensor,
              t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Backbone. Returns (h (B, N, D) particle representations, temb (B, D) time embedding)."""
+        """Backbone. Returns (h (B, N, D) particle representations, temb (B, D) time embedding).
+
+        PID dropout (in training) acts on clean jets only (``t`` None): noised jets keep their PID
+        features, as the diffusion target is built from them.
+        """
         m = mask.unsqueeze(-1).to(x.dtype)
-        x = self.drop_pid(x) * m
         if t is None:
+            x = self.drop_pid(x)
             t = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        x = x * m
         temb = self.time(t)  # (B, D)
         h = self.time_film(self.embed(x), temb) * m  # (B, N, D)
         points, feats = x[..., :2], x  # (deta, dphi) first, then the learned space

@@ -99,6 +99,8 @@ def read_checkpoint_config(path: str | Path) -> dict:
         config = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{cfg_path}: not valid JSON ({err})") from err
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{cfg_path}: not a JSON object")
     if config.get("format") != FORMAT:
         raise CheckpointError(f"{cfg_path}: field 'format' is {config.get('format')!r}, expected {FORMAT}")
     if config.get("model") not in MODELS:
@@ -120,30 +122,42 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", **over
     """
     config = read_checkpoint_config(path)
     cls, cfg_cls = model_classes(config["model"])
-    try:
-        model_cfg = cfg_cls(**{**config["model_config"], **overrides})
-    except TypeError as err:
-        raise CheckpointError(f"{Path(path) / 'config.json'}: field 'model_config' does not fit "
-                              f"{cfg_cls.__name__} ({err})") from err
-    model = cls(model_cfg)
+    stored = config.get("model_config")
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{Path(path) / 'config.json'}: field 'model_config' missing or not an object")
+
+    def build(**changes):
+        try:
+            return cls(cfg_cls(**{**stored, **changes}))
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{Path(path) / 'config.json'}: field 'model_config' does not fit "
+                                  f"{cfg_cls.__name__} ({err})") from err
+
+    model = build(**overrides)
+    dropped = ()
+    if overrides:  # weights of modules the overrides remove may be present; nothing else may
+        with torch.device("meta"):
+            dropped = set(build().state_dict()) - set(model.state_dict())
     weights = load_weights(Path(path) / "model.safetensors")
-    load_into(model, weights, Path(path) / "model.safetensors", allow_unexpected=bool(overrides))
+    load_into(model, weights, Path(path) / "model.safetensors", ignore=dropped)
     return model.to(device).eval(), config
 
 
 def load_into(model: nn.Module, weights: dict[str, torch.Tensor], source: Path | str,
-              allow_unexpected: bool = False, skip: tuple[str, ...] = ()) -> None:
+              ignore=(), skip: tuple[str, ...] = ()) -> None:
     """Copy ``weights`` into ``model`` with checks that name the file and the first bad tensor.
 
     Args:
+        ignore: names of tensors in ``weights`` the model does not have and may skip (e.g. those of a
+            head the model was built without).
         skip: parameter-name prefixes not to load (e.g. ``("head.",)`` for a new classification layer).
     """
     own = model.state_dict()
     missing = [k for k in own if k not in weights and not k.startswith(skip)]
     if missing:
         raise CheckpointError(f"{source}: missing tensor(s) {missing[:5]} — checkpoint and model config differ")
-    unexpected = [k for k in weights if k not in own]
-    if unexpected and not allow_unexpected:
+    unexpected = [k for k in weights if k not in own and k not in ignore]
+    if unexpected:
         raise CheckpointError(f"{source}: unexpected tensor(s) {unexpected[:5]} — checkpoint and model config differ")
     for k, v in weights.items():
         if k in own and not k.startswith(skip) and own[k].shape != v.shape:
