@@ -5,6 +5,7 @@ Every command has ``--help``. Nothing here runs at import time.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -161,6 +162,18 @@ def inspect_command(
                        f"constituents {m['n_particles']:5.1f}  pT {m['pt']:7.1f} GeV")
 
 
+@contextmanager
+def _bad_input_exits():
+    """A missing or malformed file or checkpoint ends the command with its message and status 2."""
+    from hepfm.data import DataError  # CheckpointError is one
+
+    try:
+        yield
+    except (DataError, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _train_config(epochs, batch_size, lr, seed, device, patience, optimizer):
     from hepfm.train.loop import TrainConfig
 
@@ -193,14 +206,15 @@ def pretrain_command(
     from hepfm.train.recipes import pretrain, pretrain_events
 
     train = _train_config(epochs, batch_size, lr, seed, device, patience, optimizer)
-    if model == "pet":
-        metrics = pretrain(data, out, config=config or "tiny", max_jets=max_jets, max_particles=max_particles,
-                           resume=resume, stream=stream, train=train)
-    elif model == "event_gnn":
-        metrics = pretrain_events(data, out, config=config or "default", task=task, max_events=max_jets,
-                                  resume=resume, train=train)
-    else:
+    if model not in ("pet", "event_gnn"):
         raise typer.BadParameter(f"unknown --model {model!r}; use pet or event_gnn")
+    with _bad_input_exits():
+        if model == "pet":
+            metrics = pretrain(data, out, config=config or "tiny", max_jets=max_jets, max_particles=max_particles,
+                               resume=resume, stream=stream, train=train)
+        else:
+            metrics = pretrain_events(data, out, config=config or "default", task=task, max_events=max_jets,
+                                      resume=resume, train=train)
     typer.echo(f"best epoch {metrics['best_epoch']}: val loss {metrics['best_val_loss']:.4f}, "
                f"val accuracy {metrics['val_accuracy']:.4f} -> {out}")
 
@@ -229,9 +243,11 @@ def finetune_command(
     """Fine-tune a pretrained model on a new task (or train it from scratch); writes OUT/metrics.json."""
     from hepfm.train.recipes import finetune
 
-    metrics = finetune(checkpoint, train, test, out, from_scratch=from_scratch, freeze_backbone=freeze_backbone,
-                       lr_factor=lr_factor, head_init=head_init, n_train=n_train, resume=resume,
-                       train=_train_config(epochs, batch_size, lr, seed, device, patience, optimizer))
+    with _bad_input_exits():
+        metrics = finetune(checkpoint, train, test, out, from_scratch=from_scratch,
+                           freeze_backbone=freeze_backbone, lr_factor=lr_factor, head_init=head_init,
+                           n_train=n_train, resume=resume,
+                           train=_train_config(epochs, batch_size, lr, seed, device, patience, optimizer))
     typer.echo(f"AUC {metrics['auc']:.4f}  accuracy {metrics['accuracy']:.4f}  rej30 {metrics['rej30']:.1f}  "
                f"rej50 {metrics['rej50']:.1f}  ({metrics['epochs_run']} epochs, {metrics['wall_seconds']:.0f} s)"
                f" -> {out / 'metrics.json'}")
@@ -270,7 +286,8 @@ def scan_command(
 
     size_list, seed_list = [int(v) for v in _split([sizes])], [int(v) for v in _split([seeds])]
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, device=device)
-    rows = size_scan(checkpoint, train, test, size_list, seed_list, out, cfg, parallel_runs=parallel_runs)
+    with _bad_input_exits():
+        rows = size_scan(checkpoint, train, test, size_list, seed_list, out, cfg, parallel_runs=parallel_runs)
     summary, convergence = summarise(rows), convergence_summary(rows)
     use_style()
     fig, axes = plt.subplots(1, 3, figsize=(20, 5.8), constrained_layout=True)

@@ -215,6 +215,15 @@ def test_cli_pretrain_and_finetune(small_dataset, tmp_path):
     assert r.exit_code == 0, r.output
     assert "AUC" in r.output and (tmp_path / "f" / "metrics.json").exists()
     assert json.loads((tmp_path / "f" / "metrics.json").read_text())["head_init"] == "probe"
+    # bad input: a message naming the file and status 2, not a traceback
+    r = runner.invoke(app, ["finetune", "--checkpoint", str(tmp_path / "no-ckpt"), "--train", str(small_dataset),
+                            "--test", str(small_dataset), "--out", str(tmp_path / "g")])
+    assert r.exit_code == 2 and "no-ckpt: checkpoint directory not found" in r.output
+    r = runner.invoke(app, ["finetune", "--checkpoint", str(tmp_path / "p"), "--train", str(tmp_path / "none.h5"),
+                            "--test", str(small_dataset), "--out", str(tmp_path / "g")])
+    assert r.exit_code == 2 and "none.h5" in r.output
+    r = runner.invoke(app, ["pretrain", "--data", str(tmp_path / "none.h5"), "--out", str(tmp_path / "q")])
+    assert r.exit_code == 2 and "none.h5" in r.output
 
 
 @pytest.mark.slow
