@@ -196,6 +196,8 @@ def pretrain_command(
     patience: int = typer.Option(5, "--patience", help="Early-stopping patience in epochs (0: never stop)."),
     max_jets: int = typer.Option(None, "--max-jets", "--max-events", help="Read at most this many jets (events)."),
     max_particles: int = typer.Option(128, "--max-particles", help="Constituents kept per jet."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Held out for validation (with --stream: "
+                                       "every round(1/f)-th shard)."),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, split and shuffling."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
@@ -211,10 +213,10 @@ def pretrain_command(
     with _bad_input_exits():
         if model == "pet":
             metrics = pretrain(data, out, config=config or "tiny", max_jets=max_jets, max_particles=max_particles,
-                               resume=resume, stream=stream, train=train)
+                               val_fraction=val_fraction, resume=resume, stream=stream, train=train)
         else:
             metrics = pretrain_events(data, out, config=config or "default", task=task, max_events=max_jets,
-                                      resume=resume, train=train)
+                                      val_fraction=val_fraction, resume=resume, train=train)
     typer.echo(f"best epoch {metrics['best_epoch']}: val loss {metrics['best_val_loss']:.4f}, "
                f"val accuracy {metrics['val_accuracy']:.4f} -> {out}")
 

@@ -180,16 +180,23 @@ def test_finetune_refuses_mismatched_classes(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes(small_dataset, tmp_path):
+@pytest.mark.parametrize("stream", [False, True])
+def test_ddp_on_two_cpu_processes(small_dataset, tmp_path, stream):
+    # streamed: 6 shards of 8 jets, every 5th held out -> 5 training shards (3 and 2 per rank) and one
+    # validation shard (rank 1 has none); the ranks must still step together and agree on the weights
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-           "-m", "hepfm.cli", "pretrain", "--data", str(small_dataset), "--out", str(out), "--epochs", "2",
-           "--batch-size", "8", "--patience", "0", "--device", "cpu"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--rdzv-backend=c10d",
+           "--rdzv-endpoint=localhost:0", "-m", "hepfm.cli", "pretrain", "--data", str(small_dataset), "--out",
+           str(out), "--epochs", "2", "--batch-size", "8", "--patience", "0", "--device", "cpu"]
+    if stream:
+        cmd += ["--stream", "--val-fraction", "0.2"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["epochs_run"] == 2
     assert np.isfinite(metrics["best_val_loss"])
+    if stream:
+        assert (metrics["n_train"], metrics["n_val"]) == (40, 8)
 
 
 def test_streamed_pretraining_holds_out_whole_shards(small_dataset, tmp_path):

@@ -10,6 +10,7 @@ factory and in every checkpoint, so a model sees the same scale at training and 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,11 +171,16 @@ class ShardedJetDataset(IterableDataset):
         stride, start = self.world_size * n_workers, self.rank * n_workers + worker
         return shards[start::stride]
 
-    def __len__(self) -> int:
+    @functools.cached_property
+    def n_jets(self) -> int:
+        """Jets in all the shards (every rank's share together)."""
         import pyarrow.parquet as pq
 
-        total = sum(pq.ParquetFile(shard).metadata.num_rows for shard in self.shards)
-        return math.ceil(total / self.world_size)
+        return sum(pq.ParquetFile(shard).metadata.num_rows for shard in self.shards)
+
+    def __len__(self) -> int:
+        """About this process's share of the jets."""
+        return math.ceil(self.n_jets / self.world_size)
 
     collate = staticmethod(JetDataset.collate)
 

@@ -293,12 +293,28 @@ def _evaluate(objective: nn.Module, loader: DataLoader, device, autocast) -> dic
         n += b
         for k, v in {"loss": loss.item(), **metrics}.items():
             sums[k] = sums.get(k, 0.0) + v * b
-    if dist.is_initialized():
-        t = torch.tensor([n, *sums.values()], dtype=torch.float64, device=device)
-        dist.all_reduce(t)
-        n, values = float(t[0]), t[1:].tolist()
-        sums = dict(zip(sums, values, strict=True))
+    if dist.is_initialized():  # a rank may have had no batch at all (streamed shards): merge what each saw
+        parts = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, (n, sums))
+        n, sums = 0, {}
+        for n_rank, sums_rank in parts:
+            n += n_rank
+            for k, v in sums_rank.items():
+                sums[k] = sums.get(k, 0.0) + v
     return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def _lockstep(batches, device):
+    """Yield batches while every DDP rank still has one: streamed shards need not split evenly, and a rank
+    that stopped early would leave the others waiting in the gradient all-reduce."""
+    it = iter(batches)
+    while True:
+        batch = next(it, None)
+        more = torch.tensor([batch is not None], dtype=torch.int32, device=device)
+        dist.all_reduce(more, op=dist.ReduceOp.MIN)
+        if not more.item():
+            return
+        yield batch
 
 
 def fit(
@@ -367,7 +383,7 @@ def fit(
         loader = _loader(train_data, cfg, epoch, rank, world, shuffle=True)
         bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress or rank != 0)
         total, n, t0 = 0.0, 0, time.perf_counter()
-        for batch in bar:
+        for batch in _lockstep(bar, device) if world > 1 and isinstance(train_data, IterableDataset) else bar:
             batch = to_device(batch, device)
             with autocast():
                 loss, _ = train_module(batch)
@@ -413,8 +429,18 @@ def fit(
                 tqdm.write(f"epoch {epoch}: train {record['train_loss']:.4f}  val {record['val_loss']:.4f}"
                            f"{'  *' if improved else ''}  ({train_seconds:.1f} s)")
         if world > 1:
+            _check_in_sync(model, device, epoch)
             dist.barrier()
     return history
+
+
+def _check_in_sync(model: nn.Module, device, epoch: int) -> None:
+    """Under DDP every rank must hold the same weights after an epoch; anything else is a broken set-up."""
+    sums = torch.stack([p.detach().double().sum() for p in model.parameters()]).to(device)
+    rank0 = sums.clone()
+    dist.broadcast(rank0, 0)
+    if not torch.allclose(sums, rank0, rtol=1e-9, atol=0):
+        raise RuntimeError(f"rank {dist.get_rank()}: weights differ from rank 0's after epoch {epoch}")
 
 
 class _Swapped(nn.Module):

@@ -23,6 +23,7 @@ from torch.utils.data import Subset
 
 from hepfm.analysis.metrics import classifier_metrics, write_metrics
 from hepfm.data import DataError, EventSample, FeatureNormaliser, JetDataset, JetSample, read_events, read_jets
+from hepfm.data.datasets import ShardedJetDataset
 from hepfm.data.storage import read_manifest
 from hepfm.models.pet import PET, PETConfig
 from hepfm.train.checkpoint import (
@@ -45,7 +46,6 @@ __all__ = ["pretrain", "pretrain_events", "in_label_space", "checkpoint_normalis
 
 def _streamed(data, val_fraction: float, max_particles: int, seed: int):
     """Train/validation ShardedJetDatasets over disjoint shards of a hepfm dataset directory."""
-    from hepfm.data.datasets import ShardedJetDataset
     from hepfm.data.storage import iter_jet_shards, shard_paths
 
     path = Path(data)
@@ -152,7 +152,7 @@ def pretrain(
     model = PET(cfg)
     if init_config is not None and init_weights:
         model = load_checkpoint(init, generative=True)[0].train()
-    n_train, n_val = len(train_set), len(val_set)
+    n_train, n_val = (d.n_jets if isinstance(d, ShardedJetDataset) else len(d) for d in (train_set, val_set))
     meta = {"class_names": class_names, "normaliser": normaliser.to_dict(), "task": "pretrain",
             "init": None if init is None else {"checkpoint": str(init), "weights": init_weights},
             "data": str(source), "n_train": n_train, "n_val": n_val, "train_config": asdict(train),
