@@ -16,7 +16,7 @@ from hepfm.analysis.metrics import background_rejection, roc_auc
 from hepfm.data import DataError, JetDataset
 from hepfm.models import PET, PETConfig
 from hepfm.train import ClassifierObjective, TrainConfig, fit
-from hepfm.train.checkpoint import load_weights
+from hepfm.train.checkpoint import CheckpointError, load_weights
 from hepfm.train.loop import _lr_lambda
 from hepfm.train.recipes import _head_inputs, finetune, pretrain, probe_head
 
@@ -66,6 +66,25 @@ def test_resume_is_bit_exact(tmp_path):
     ref_last = load_weights(tmp_path / "ref" / "training" / "epoch-0002" / "ema.safetensors")
     run_last = load_weights(tmp_path / "run" / "training" / "epoch-0002" / "ema.safetensors")
     assert all(torch.equal(ref_last[k], run_last[k]) for k in ref_last)
+
+
+def test_resume_refuses_another_recipe_or_a_broken_state(tmp_path):
+    ds = JetDataset(synthetic_jets(32))
+    train, val = Subset(ds, range(24)), Subset(ds, range(24, 32))
+    cfg = TrainConfig(epochs=1, patience=0, **FAST)
+    with pytest.warns(UserWarning, match="no training state to resume from"):
+        fit(_objective(), train, val, cfg, tmp_path / "run", resume=True)
+    # more epochs would stretch the cosine schedule under the steps already taken
+    with pytest.raises(CheckpointError, match=r"state.json: the run was started with epochs=1.*now epochs=2"):
+        fit(_objective(), train, val, TrainConfig(epochs=2, patience=0, **FAST), tmp_path / "run", resume=True)
+    fit(_objective(), train, val, TrainConfig(epochs=1, patience=3, **FAST), tmp_path / "run", resume=True)
+    (tmp_path / "run" / "training" / "latest.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="latest.json: not valid JSON"):
+        fit(_objective(), train, val, cfg, tmp_path / "run", resume=True)
+    (tmp_path / "run" / "training" / "latest.json").write_text(json.dumps({"epoch": 0, "dir": "epoch-0000"}))
+    big = ClassifierObjective(PET(PETConfig.named("tiny", n_classes=2, generative=False, n_blocks=5)))
+    with pytest.raises(CheckpointError, match="epoch-0000/model.safetensors: missing tensor"):
+        fit(big, train, val, cfg, tmp_path / "run", resume=True)
 
 
 def test_early_stopping_and_history(tmp_path):

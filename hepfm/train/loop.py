@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from torch.utils.data import (
 from tqdm.auto import tqdm
 
 from hepfm.data.storage import atomic_write_json
-from hepfm.train.checkpoint import load_weights, save_weights
+from hepfm.train.checkpoint import CheckpointError, load_into, load_weights, save_weights
 from hepfm.train.optim import Lion
 
 __all__ = ["TrainConfig", "fit", "resolve_device", "to_device", "History"]
@@ -231,8 +232,21 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def _rng_states(device) -> dict[str, torch.Tensor]:
+    """This process's random-number states (CPU, and its GPU), keyed by rank: every rank's under DDP."""
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    own = {f"torch_cpu.{rank}": torch.get_rng_state()}
+    if device.type == "cuda":
+        own[f"torch_cuda.{rank}"] = torch.cuda.get_rng_state(device)
+    if not dist.is_initialized():
+        return own
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, own)
+    return {k: v for part in parts for k, v in part.items()}
+
+
 def _save_state(run_dir: Path, epoch: int, model: nn.Module, ema, optimizer, scheduler, history: History,
-                bad_epochs: int, cfg: TrainConfig) -> None:
+                bad_epochs: int, cfg: TrainConfig, rng: dict[str, torch.Tensor]) -> None:
     final = run_dir / f"epoch-{epoch:04d}"
     tmp = run_dir / f".epoch-{epoch:04d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -241,9 +255,6 @@ def _save_state(run_dir: Path, epoch: int, model: nn.Module, ema, optimizer, sch
     if ema is not None:
         save_weights(ema.state_dict(), tmp / "ema.safetensors")
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-    rng = {"torch_cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng.update({f"torch_cuda_{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
     save_weights({**{f"opt.{k}": v for k, v in opt_tensors.items()}, **{f"rng.{k}": v for k, v in rng.items()}},
                  tmp / "optimizer.safetensors")
     atomic_write_json(tmp / "state.json", {
@@ -257,24 +268,54 @@ def _save_state(run_dir: Path, epoch: int, model: nn.Module, ema, optimizer, sch
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_state(run_dir: Path, model, ema, optimizer, scheduler) -> tuple[int, History, int]:
-    latest = json.loads((run_dir / "latest.json").read_text())
-    src = run_dir / latest["dir"]
-    model.load_state_dict(load_weights(src / "model.safetensors"))
+#: TrainConfig fields that may change when a run is resumed; any other change would alter the schedule.
+RESUMABLE_CHANGES = ("patience", "device", "amp", "num_workers", "keep_epochs", "progress")
+
+
+def _read_json(path: Path) -> dict:
+    if not path.exists():
+        raise CheckpointError(f"{path}: missing (the training state is incomplete)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: not a JSON object")
+    return data
+
+
+def _load_state(run_dir: Path, model, ema, optimizer, scheduler, cfg: TrainConfig,
+                device) -> tuple[int, History, int]:
+    latest = _read_json(run_dir / "latest.json")
+    src = run_dir / str(latest.get("dir"))
+    state = _read_json(src / "state.json")
+    stored = state.get("train_config", {})
+    changed = [k for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES and k in stored and stored[k] != v]
+    if changed:
+        raise CheckpointError(f"{src / 'state.json'}: the run was started with "
+                              + ", ".join(f"{k}={stored[k]!r}" for k in changed)
+                              + "; resume with the same settings (now " + ", ".join(f"{k}={getattr(cfg, k)!r}"
+                                                                                  for k in changed) + ")")
+    load_into(model, load_weights(src / "model.safetensors"), src / "model.safetensors")
     if ema is not None:
-        ema.load_state_dict(load_weights(src / "ema.safetensors"))
-    state = json.loads((src / "state.json").read_text())
+        load_into(ema, load_weights(src / "ema.safetensors"), src / "ema.safetensors")
     tensors = load_weights(src / "optimizer.safetensors")
     opt = {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}
-    optimizer.load_state_dict(_unflatten_optimizer(opt, state["optimizer"]))
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(tensors["rng.torch_cpu"])
-    if torch.cuda.is_available():
-        cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.torch_cuda_")]
-        if cuda:
-            torch.cuda.set_rng_state_all(cuda)
-    history = History(**state["history"])
-    return state["epoch"] + 1, history, state["bad_epochs"]
+    try:
+        optimizer.load_state_dict(_unflatten_optimizer(opt, state["optimizer"]))
+        scheduler.load_state_dict(state["scheduler"])
+        history = History(**state["history"])
+        epoch, bad_epochs = state["epoch"], state["bad_epochs"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{src}: training state does not fit this run ({err!r})") from err
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    # states written before the RNG was saved per rank hold one "rng.torch_cpu"
+    cpu = tensors.get(f"rng.torch_cpu.{rank}", tensors.get("rng.torch_cpu"))
+    if cpu is not None:
+        torch.set_rng_state(cpu)
+    if device.type == "cuda" and f"rng.torch_cuda.{rank}" in tensors:
+        torch.cuda.set_rng_state(tensors[f"rng.torch_cuda.{rank}"], device)
+    return epoch + 1, history, bad_epochs
 
 
 # -- the loop ------------------------------------------------------------------------------------------------
@@ -369,7 +410,9 @@ def fit(
 
     start_epoch, history, bad_epochs = 0, History(), 0
     if resume and (run_dir / "latest.json").exists():
-        start_epoch, history, bad_epochs = _load_state(run_dir, model, ema, optimizer, scheduler)
+        start_epoch, history, bad_epochs = _load_state(run_dir, model, ema, optimizer, scheduler, cfg, device)
+    elif resume and rank == 0:
+        warnings.warn(f"{run_dir}: no training state to resume from; starting at epoch 0", stacklevel=2)
     train_module = objective
     if world > 1:
         train_module = nn.parallel.DistributedDataParallel(
@@ -420,11 +463,12 @@ def fit(
             bad_epochs += 1
         if cfg.patience and bad_epochs >= cfg.patience:
             history.stopped_early = True
+        rng = _rng_states(device)  # every rank's, gathered before rank 0 writes the state
         if rank == 0:
             if improved and on_best is not None:
                 weights = ema.module.state_dict() if ema is not None else model.state_dict()
                 on_best(model, weights, epoch)
-            _save_state(run_dir, epoch, model, ema, optimizer, scheduler, history, bad_epochs, cfg)
+            _save_state(run_dir, epoch, model, ema, optimizer, scheduler, history, bad_epochs, cfg, rng)
             if cfg.progress:
                 tqdm.write(f"epoch {epoch}: train {record['train_loss']:.4f}  val {record['val_loss']:.4f}"
                            f"{'  *' if improved else ''}  ({train_seconds:.1f} s)")
