@@ -49,16 +49,36 @@ def test_permutation_invariance(model, batch):
     torch.testing.assert_close(model(x[:, perm], mask[:, perm], jet), out, atol=1e-5, rtol=1e-5)
 
 
-def test_padding_invariance(model, batch):
-    x, mask, _, _ = batch
-    out = model(x, mask)
+def _trained_like():
+    """A PET whose residual branches and FiLM layers act at full strength, as after training, so that a
+    leak of padding would not be damped by the small initial LayerScale or the identity FiLM."""
+    torch.manual_seed(1)
+    model = PET(PETConfig.named("tiny", n_classes=2, layer_scale_init=1.0))
+    for name, p in model.named_parameters():
+        if ".proj." in name or "film" in name:
+            torch.nn.init.normal_(p, std=0.2)
+    return model.eval()
+
+
+@pytest.mark.parametrize("trained_like", [False, True])
+def test_padding_invariance(model, batch, trained_like):
+    model = _trained_like() if trained_like else model
+    x, mask, jet, _ = batch
+    t, label = torch.rand(6), torch.tensor([0, 1, 0, 1, 2, 2])
+    h, temb = model.body(x, mask, t)
+    out, v = model(x, mask), model.velocity(h, mask, jet, temb, label)
+    n = x.shape[1]
     padded_x = torch.cat([x, torch.zeros(6, 25, x.shape[2])], 1)
     padded_mask = torch.cat([mask, torch.zeros(6, 25, dtype=torch.bool)], 1)
     torch.testing.assert_close(model(padded_x, padded_mask), out, atol=1e-5, rtol=1e-5)
-    # garbage in padded slots changes nothing either
+    # garbage in padded slots changes nothing either, for the classifier or the generator
     noisy = padded_x.clone()
     noisy[~padded_mask] = 7.0
     torch.testing.assert_close(model(noisy, padded_mask), out, atol=1e-5, rtol=1e-5)
+    h, temb = model.body(noisy, padded_mask, t)
+    v_padded = model.velocity(h, padded_mask, jet, temb, label)
+    torch.testing.assert_close(v_padded[:, :n], v, atol=1e-5, rtol=1e-5)
+    assert torch.all(v_padded[:, n:] == 0)
 
 
 def test_jets_with_fewer_particles_than_neighbours(model):
