@@ -305,7 +305,8 @@ def scan_command(
     for mode, per_size in summary.items():
         for size, e in per_size.items():
             sel = [r for r in rows if r["mode"] == mode and r["size"] == size]
-            cells = " | ".join("no finite value" if e[m][0] is None else f"{e[m][0]:.4g} ± {e[m][1]:.2g}"
+            cells = " | ".join("no finite value" if e[m][0] is None else
+                               f"{'≥ ' if e.get(m + '_lower_bound') else ''}{e[m][0]:.4g} ± {e[m][1]:.2g}"
                                for m in ("auc", "accuracy", "rej30", "rej50"))
             typer.echo(f"| {mode} | {size} | {cells} | {np.median([r['epochs_run'] for r in sel]):.0f} | "
                        f"{np.median([r['wall_seconds'] for r in sel]):.0f} |")

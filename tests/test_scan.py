@@ -37,6 +37,14 @@ def test_summary_and_convergence_bookkeeping():
     s = summarise(rows)
     assert s["scratch"][100]["auc"][0] == pytest.approx(0.72)
     assert s["pretrained"][100]["auc"][1] == pytest.approx(0.0141421, rel=1e-4)  # sample std of 0.80, 0.82
+    assert "rej30_lower_bound" not in s["scratch"][100]
+    # no background jet passed in one seed: its rejection counts as the lower bound n_background
+    rows[1] = {**rows[1], "rej30": None, "n_background": 400}
+    s = summarise(rows)
+    assert s["scratch"][100]["rej30"][0] == pytest.approx((5.0 + 400) / 2)
+    assert s["scratch"][100]["rej30_lower_bound"] == 1
+    rows[0] = {**rows[0], "rej30": None}  # without n_background: left out as before
+    assert summarise(rows)["scratch"][100]["rej30"] == [400.0, 0.0]
     c = convergence_summary(rows)[100]
     assert [r["pretrained_epochs"] for r in c["runs"]] == [2, 2]  # 0.48 <= 0.5 and 0.49 <= 0.49
     assert [r["scratch_epochs"] for r in c["runs"]] == [5, 6]

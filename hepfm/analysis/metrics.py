@@ -74,8 +74,11 @@ def background_rejection(labels, scores, eff_s: float) -> float:
     return math.inf if b <= 0 else 1.0 / b
 
 
-def classifier_metrics(labels, probabilities, signal: int = 1) -> dict[str, float]:
+def classifier_metrics(labels, probabilities, signal: int = 1) -> dict[str, float | int]:
     """AUC, accuracy, rej30 and rej50 of a classifier; multi-class AUCs are signal-vs-rest.
+
+    Also ``n_background``, the background count: where no background passes (rejection inf), the
+    rejection is at least that.
 
     Args:
         labels: (N,) integer labels.
@@ -91,6 +94,7 @@ def classifier_metrics(labels, probabilities, signal: int = 1) -> dict[str, floa
         "accuracy": float((probabilities.argmax(1) == labels).mean()),
         "rej30": background_rejection(is_signal, score, 0.3),
         "rej50": background_rejection(is_signal, score, 0.5),
+        "n_background": int((~is_signal).sum()),
     }
 
 

@@ -75,7 +75,9 @@ _LABELS = {"pretrained": "fine-tuned from pretrained", "scratch": "from scratch"
 
 
 def scan_plot(summary: dict, metric: str, ax=None, title: str = "", xlabel: str = "Labelled training jets"):
-    """Metric against the number of labelled examples, mean over seeds with a +-1 std band, per mode."""
+    """Metric against the number of labelled examples, mean over seeds with a +-1 std band, per mode.
+
+    Open triangles mark rejections that are lower bounds (see :func:`hepfm.analysis.scan.summarise`)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 5.5))
     for mode, per_size in summary.items():
@@ -88,6 +90,9 @@ def scan_plot(summary: dict, metric: str, ax=None, title: str = "", xlabel: str 
         x = sizes.astype(float)[ok]
         line, = ax.plot(x, mean[ok], marker="o", label=_LABELS.get(mode, mode))
         ax.fill_between(x, mean[ok] - std[ok], mean[ok] + std[ok], alpha=0.25, color=line.get_color())
+        bound = np.array([bool(per_size[n].get(f"{metric}_lower_bound")) for n in sizes])[ok]
+        if bound.any():  # some seeds had no background passing: the mean is a lower bound
+            ax.plot(x[bound], mean[ok][bound], "^", markersize=11, color=line.get_color(), fillstyle="none")
     if ax.lines:
         ax.set_xscale("log")
         ax.legend(fontsize=12)

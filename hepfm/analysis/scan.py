@@ -127,7 +127,12 @@ def time_to_accuracy(rows: list[dict], target: float) -> dict:
 
 
 def summarise(rows: list[dict], metrics: tuple[str, ...] = ("auc", "accuracy", "rej30", "rej50")) -> dict:
-    """Mean and standard deviation over seeds: ``{mode: {size: {metric: [mean, std], "n_seeds": k}}}``."""
+    """Mean and standard deviation over seeds: ``{mode: {size: {metric: [mean, std], "n_seeds": k}}}``.
+
+    A rejection is infinite (stored as None) when no background passes the cut; with the run's
+    ``n_background`` it counts as that lower bound, and ``"<metric>_lower_bound"`` says for how many seeds
+    (the mean is then a lower bound too). Other non-finite values are left out.
+    """
     out: dict = {}
     for mode in sorted({r["mode"] for r in rows}):
         out[mode] = {}
@@ -135,7 +140,11 @@ def summarise(rows: list[dict], metrics: tuple[str, ...] = ("auc", "accuracy", "
             sel = [r for r in rows if r["mode"] == mode and r["size"] == size]
             entry = {"n_seeds": len(sel)}
             for m in metrics:
-                values = np.array([r[m] for r in sel], dtype=float)
+                values = np.array([np.inf if r[m] is None else r[m] for r in sel], dtype=float)
+                unbounded = np.isposinf(values) & np.array([bool(r.get("n_background")) for r in sel])
+                if m.startswith("rej") and unbounded.any():
+                    values[unbounded] = [sel[i]["n_background"] for i in np.flatnonzero(unbounded)]
+                    entry[f"{m}_lower_bound"] = int(unbounded.sum())
                 values = values[np.isfinite(values)]
                 entry[m] = [float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0] \
                     if len(values) else [None, None]
