@@ -63,7 +63,7 @@ class PETConfig:
 
     @classmethod
     def named(cls, size: str, **overrides) -> PETConfig:
-        """``tiny`` (CPU demo, ~0.3 M parameters), ``small`` (OmniLearn, ~2 M), ``medium`` (~13 M)."""
+        """``tiny`` (CPU demo, ~0.3 M parameters), ``small`` (OmniLearn, ~2 M), ``medium`` (~10 M)."""
         sizes = {
             "tiny": dict(dim=64, n_blocks=4, n_heads=4, n_class_blocks=1, n_gen_blocks=1),
             "small": dict(dim=128, n_blocks=8, n_heads=4),
