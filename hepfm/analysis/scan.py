@@ -12,7 +12,7 @@ import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +84,11 @@ def size_scan(
         options = {**finetune_kwargs, **variants[mode]}
         return options.pop("checkpoint"), replace(train_config, seed=seed, progress=False), options
 
-    todo = [r for r in runs if not (out / f"{r[0]}-n{r[1]}-s{r[2]}" / "metrics.json").exists()]
+    done = [r for r in runs if (out / f"{r[0]}-n{r[1]}-s{r[2]}" / "metrics.json").exists()]
+    for mode, size, seed in done:  # before any training: a scan directory holds one recipe
+        path = out / f"{mode}-n{size}-s{seed}" / "metrics.json"
+        _check_recipe(path, json.loads(path.read_text()).get("train_config"), setup(mode, seed)[1])
+    todo = [r for r in runs if r not in done]
     if parallel_runs > 1 and len(todo) > 1:
         threads = max(1, (os.cpu_count() or 1) // parallel_runs)
         context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
@@ -106,6 +110,20 @@ def size_scan(
             metrics = finetune(ckpt, train, test, run, train=cfg, n_train=size, **options)
         rows.append({"mode": mode, "size": size, "seed": seed, **metrics})
     return rows
+
+
+def _check_recipe(path: Path, stored: dict | None, cfg: TrainConfig) -> None:
+    """A finished run is reused only if it was trained with this recipe (runs from before the recipe was
+    recorded are taken as they are)."""
+    from hepfm.train.loop import RESUMABLE_CHANGES
+
+    if stored is None:
+        return
+    changed = [k for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES and k in stored and stored[k] != v]
+    if changed:
+        raise ValueError(f"{path}: finished with " + ", ".join(f"{k}={stored[k]!r}" for k in changed)
+                         + ", this scan asks for " + ", ".join(f"{k}={getattr(cfg, k)!r}" for k in changed)
+                         + "; give the scan another output directory")
 
 
 def time_to_accuracy(rows: list[dict], target: float) -> dict:

@@ -470,6 +470,7 @@ def finetune(
         "n_train": len(sample) - n_val, "n_val": n_val, "n_test": len(test), "epochs_run": len(history.epochs),
         "best_epoch": history.best_epoch, "best_val_loss": history.best_val_loss,
         "stopped_early": history.stopped_early, "wall_seconds": wall, "history": history.epochs,
+        "train_config": asdict(train),
     }
     write_metrics(out, metrics)
     return metrics
