@@ -98,14 +98,18 @@ def test_notebook_runs_in_jupyterlab_without_errors(jupyterlab):
             page.click(".jp-Notebook")
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
-            # done when no cell is queued or running ("[*]") and the kernel is idle, twice in a row; the saved
-            # notebook then says whether every cell ran (the page blanks the prompts of cells out of view)
+            # done when the last cell has written metrics.json or a cell shows a traceback, and then no cell is
+            # queued or running ("[*]") and the kernel is idle, twice in a row (the kernel is idle for a moment
+            # between cells too, and the page blanks the prompts of cells out of view); the saved notebook then
+            # says whether every cell ran
             page.wait_for_timeout(2000)
             deadline, quiet = time.monotonic() + 600, 0
             while time.monotonic() < deadline and quiet < 2:
+                ended = (output_dir / "metrics.json").exists() or page.locator(
+                    ".jp-OutputArea-output", has_text="Traceback (most recent call last)").count() > 0
                 busy = "[*]:" in [t.strip() for t in page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()]
                 idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() > 0
-                quiet = quiet + 1 if idle and not busy else 0
+                quiet = quiet + 1 if ended and idle and not busy else 0
                 time.sleep(1)
             page.keyboard.press("Control+s")
             page.wait_for_timeout(2000)
