@@ -154,6 +154,18 @@ def test_pretrain_then_finetune_and_scratch(tmp_path):
     assert not ft["from_scratch"] and sc["from_scratch"]
 
 
+def test_model_outputs_keep_the_input_order():
+    from hepfm.train.recipes import model_outputs
+
+    ds = JetDataset(synthetic_jets(40, seed=5))
+    assert len(set(ds.lengths.tolist())) > 5  # batches are formed by length, the result must not be
+    model = _objective().model.eval()
+    out = model_outputs(model, ds, batch_size=8, device="cpu")
+    for i in (0, 7, 21, 39):
+        x, mask, *_ = ds.collate([ds[i]])
+        torch.testing.assert_close(torch.from_numpy(out[i]), model(x, mask)[0].detach(), atol=1e-5, rtol=1e-5)
+
+
 def test_probe_head_is_the_penalised_logistic_regression_optimum():
     torch.manual_seed(0)
     model = PET(PETConfig.named("tiny", n_classes=2, generative=False))

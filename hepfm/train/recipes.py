@@ -185,8 +185,18 @@ def in_label_space(sample: JetSample, class_names: list[str], source: str | Path
     return out
 
 
+def _by_length(dataset, indices) -> np.ndarray:
+    """``indices`` sorted by the examples' lengths (particles per jet) where the dataset knows them, so that
+    batches of them carry little padding; unchanged otherwise."""
+    indices = np.asarray(indices)
+    lengths = getattr(dataset, "lengths", None)
+    if lengths is None:
+        return indices
+    return indices[np.argsort(np.asarray(lengths)[indices], kind="stable")]
+
+
 def _eval_batches(dataset, indices, batch_size: int, device: torch.device):
-    """Batches of ``dataset[indices]`` (jets or event graphs), in order, on ``device``."""
+    """Batches of ``dataset[indices]`` (jets or event graphs), in the order of ``indices``, on ``device``."""
     for start in range(0, len(indices), batch_size):
         yield to_device(dataset.collate([dataset[int(i)] for i in indices[start:start + batch_size]]), device)
 
@@ -197,9 +207,14 @@ def model_outputs(model: torch.nn.Module, dataset, batch_size: int = 512, device
     """The head's raw outputs (N, K) over a dataset (jets or event graphs), in order."""
     dev = resolve_device(device)
     model = model.to(dev).eval()
+    order = _by_length(dataset, np.arange(len(dataset)))
     out = [logits_and_labels(model, batch, use_jet_features)[0].float().cpu()
-           for batch in _eval_batches(dataset, range(len(dataset)), batch_size, dev)]
-    return torch.cat(out).numpy() if out else np.zeros((0, model.head.out_features), dtype=np.float32)
+           for batch in _eval_batches(dataset, order, batch_size, dev)]
+    if not out:
+        return np.zeros((0, model.head.out_features), dtype=np.float32)
+    result = np.empty((len(order), out[0].shape[1]), dtype=np.float32)
+    result[order] = torch.cat(out).numpy()
+    return result
 
 
 def predict(model: torch.nn.Module, dataset, batch_size: int = 512, device: str = "auto",
@@ -254,7 +269,7 @@ def _head_inputs(model: torch.nn.Module, dataset, indices: np.ndarray, device: t
     labels, weights = [], []
     try:
         model.to(device).eval()
-        for batch in _eval_batches(dataset, indices, batch_size, device):
+        for batch in _eval_batches(dataset, _by_length(dataset, indices), batch_size, device):  # any order fits
             _, y = logits_and_labels(model, batch, use_jet_features)
             labels.append(y.cpu())
             jet_batch = isinstance(batch, list | tuple) and len(batch) == 5
