@@ -105,6 +105,21 @@ def test_lion_and_adamw_learn(tmp_path):
         assert h.epochs[-1]["val_accuracy"] > 0.8, opt
 
 
+def test_evaluation_batches_cover_everything_once_by_length():
+    from hepfm.train.loop import _loader
+
+    ds = JetDataset(synthetic_jets(90, seed=2))
+    cfg = TrainConfig(batch_size=16)
+    for world in (1, 2):
+        seen = []
+        for rank in range(world):
+            for x, mask, *_ in _loader(Subset(ds, range(10, 90)), cfg, 0, rank, world, shuffle=False):
+                n = mask.sum(1)
+                assert n.max() - n.min() <= 14  # similar multiplicities (8-34 here; random batches: ~25)
+                seen.extend(n.tolist())
+        assert sorted(seen) == sorted(ds.lengths[10:90].tolist())
+
+
 def test_bucket_batches_cover_everything_once_and_group_lengths():
     from hepfm.train.loop import BucketBatchSampler
 

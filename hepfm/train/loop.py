@@ -179,6 +179,10 @@ def _loader(data: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: int, 
     if shuffle and lengths is not None and cfg.bucket_batches > 0 and len(lengths) >= 4 * chunk:
         sampler = BucketBatchSampler(lengths, cfg.batch_size, cfg.seed, epoch, rank, world, cfg.bucket_batches)
         return DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=_collate(data))
+    if not shuffle and lengths is not None:  # evaluation: order does not matter, so batches of similar length
+        mine = torch.argsort(lengths, stable=True)[rank::world]
+        return DataLoader(data, batch_sampler=[b.tolist() for b in mine.split(cfg.batch_size)],
+                          num_workers=cfg.num_workers, collate_fn=_collate(data))
     if world > 1:
         sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=shuffle, seed=cfg.seed)
         sampler.set_epoch(epoch)
