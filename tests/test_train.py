@@ -113,7 +113,7 @@ def test_evaluation_batches_cover_everything_once_by_length():
     for world in (1, 2):
         seen = []
         for rank in range(world):
-            for x, mask, *_ in _loader(Subset(ds, range(10, 90)), cfg, 0, rank, world, shuffle=False):
+            for _x, mask, *_ in _loader(Subset(ds, range(10, 90)), cfg, 0, rank, world, shuffle=False):
                 n = mask.sum(1)
                 assert n.max() - n.min() <= 14  # similar multiplicities (8-34 here; random batches: ~25)
                 seen.extend(n.tolist())
