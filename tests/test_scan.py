@@ -64,7 +64,7 @@ def test_scan_resumes_and_two_fold(tmp_path):
     assert (tmp_path / "scan" / "scratch-n20-s0" / "metrics.json").stat().st_mtime_ns == stamp  # not redone
     assert [r["auc"] for r in again] == [r["auc"] for r in rows]
     # the same directory with another recipe: refused before anything is trained or mixed
-    with pytest.raises(ValueError, match=r"n20-s0/metrics.json: finished with epochs=.*asks for epochs=7"):
+    with pytest.raises(ValueError, match=r"n20-s0/metrics.json: finished with another recipe .*\(epochs=2 -> 7\)"):
         size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", replace(FAST, epochs=7))
 
     folds = two_fold(tmp_path / "pre", synthetic_jets(60, seed=4), tmp_path / "folds", FAST)

@@ -12,7 +12,7 @@ import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -115,15 +115,12 @@ def size_scan(
 def _check_recipe(path: Path, stored: dict | None, cfg: TrainConfig) -> None:
     """A finished run is reused only if it was trained with this recipe (runs from before the recipe was
     recorded are taken as they are)."""
-    from hepfm.train.loop import RESUMABLE_CHANGES
+    from hepfm.train.loop import recipe_changes
 
-    if stored is None:
-        return
-    changed = [k for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES and k in stored and stored[k] != v]
-    if changed:
-        raise ValueError(f"{path}: finished with " + ", ".join(f"{k}={stored[k]!r}" for k in changed)
-                         + ", this scan asks for " + ", ".join(f"{k}={getattr(cfg, k)!r}" for k in changed)
-                         + "; give the scan another output directory")
+    changes = None if stored is None else recipe_changes(stored, cfg)
+    if changes:
+        raise ValueError(f"{path}: finished with another recipe than this scan asks for ({changes}); "
+                         "give the scan another output directory")
 
 
 def time_to_accuracy(rows: list[dict], target: float) -> dict:

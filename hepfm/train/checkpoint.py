@@ -88,19 +88,25 @@ def save_checkpoint(out: str | Path, model: nn.Module, model_name: str, meta: di
     return out
 
 
+def read_json_object(path: Path, what_is_missing: str) -> dict:
+    """A JSON object from ``path``; a missing file, invalid JSON or another JSON type is a CheckpointError."""
+    if not path.exists():
+        raise CheckpointError(f"{path}: missing ({what_is_missing})")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: not a JSON object")
+    return data
+
+
 def read_checkpoint_config(path: str | Path) -> dict:
     path = Path(path)
     cfg_path = path / "config.json"
     if not path.is_dir():
         raise CheckpointError(f"{path}: checkpoint directory not found")
-    if not cfg_path.exists():
-        raise CheckpointError(f"{cfg_path}: missing (a checkpoint has config.json and model.safetensors)")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{cfg_path}: not valid JSON ({err})") from err
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{cfg_path}: not a JSON object")
+    config = read_json_object(cfg_path, "a checkpoint has config.json and model.safetensors")
     if config.get("format") != FORMAT:
         raise CheckpointError(f"{cfg_path}: field 'format' is {config.get('format')!r}, expected {FORMAT}")
     if config.get("model") not in MODELS:

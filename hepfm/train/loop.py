@@ -13,7 +13,6 @@ the checkpoint carries the model, EMA, optimizer, scheduler and RNG states.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -39,7 +38,7 @@ from torch.utils.data import (
 from tqdm.auto import tqdm
 
 from hepfm.data.storage import atomic_write_json
-from hepfm.train.checkpoint import CheckpointError, load_into, load_weights, save_weights
+from hepfm.train.checkpoint import CheckpointError, load_into, load_weights, read_json_object, save_weights
 from hepfm.train.optim import Lion
 
 __all__ = ["TrainConfig", "fit", "resolve_device", "to_device", "History"]
@@ -276,30 +275,21 @@ def _save_state(run_dir: Path, epoch: int, model: nn.Module, ema, optimizer, sch
 RESUMABLE_CHANGES = ("patience", "device", "amp", "num_workers", "keep_epochs", "progress")
 
 
-def _read_json(path: Path) -> dict:
-    if not path.exists():
-        raise CheckpointError(f"{path}: missing (the training state is incomplete)")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: not a JSON object")
-    return data
+def recipe_changes(stored: dict, cfg: TrainConfig) -> str | None:
+    """How ``cfg`` differs from a stored recipe in fields that may not change (``"epochs=5 -> 15, ..."``)."""
+    changed = [k for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES and k in stored and stored[k] != v]
+    return ", ".join(f"{k}={stored[k]!r} -> {getattr(cfg, k)!r}" for k in changed) or None
 
 
 def _load_state(run_dir: Path, model, ema, optimizer, scheduler, cfg: TrainConfig,
                 device) -> tuple[int, History, int]:
-    latest = _read_json(run_dir / "latest.json")
+    latest = read_json_object(run_dir / "latest.json", "the training state is incomplete")
     src = run_dir / str(latest.get("dir"))
-    state = _read_json(src / "state.json")
-    stored = state.get("train_config", {})
-    changed = [k for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES and k in stored and stored[k] != v]
-    if changed:
-        raise CheckpointError(f"{src / 'state.json'}: the run was started with "
-                              + ", ".join(f"{k}={stored[k]!r}" for k in changed)
-                              + "; resume with the same settings (now " + ", ".join(f"{k}={getattr(cfg, k)!r}"
-                                                                                  for k in changed) + ")")
+    state = read_json_object(src / "state.json", "the training state is incomplete")
+    changes = recipe_changes(state.get("train_config", {}), cfg)
+    if changes:
+        raise CheckpointError(f"{src / 'state.json'}: the run was started with another recipe ({changes}); "
+                              "resume with the same settings")
     load_into(model, load_weights(src / "model.safetensors"), src / "model.safetensors")
     if ema is not None:
         load_into(ema, load_weights(src / "ema.safetensors"), src / "ema.safetensors")
