@@ -23,14 +23,14 @@ import time
 import numpy as np
 import torch
 from bench_model import PEER, matched_dim, peer_model, require_bench_dependencies
+from hepfm.train.recipes import split
 from torch import nn
 from torch.utils.data import Subset
 
-from hepfm.analysis.metrics import classifier_metrics
+from hepfm.core.metrics import classifier_metrics
 from hepfm.data import FeatureNormaliser, JetDataset, read_jets
 from hepfm.models.pet import PET, PETConfig
 from hepfm.train import TrainConfig, fit
-from hepfm.train.recipes import split
 
 
 class Objective(nn.Module):

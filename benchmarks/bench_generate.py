@@ -23,12 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from hepfm.data.detector import DETECTORS
-from hepfm.data.factory import PROFILES, generate_jets
-from hepfm.data.jets import make_jets
-from hepfm.data.processes import get_recipe
-from hepfm.data.pythia import make_pythia
 from hepfm.data.storage import write_shard
+from hepfm.sim.detector import DETECTORS
+from hepfm.sim.factory import SIZE_PRESETS, generate_jets
+from hepfm.sim.jets import make_jets
+from hepfm.sim.processes import get_recipe
+from hepfm.sim.pythia import make_pythia
 
 
 def bare_rate(settings, seed: int, n_events: int, batch: int = 100) -> float:
@@ -56,7 +56,7 @@ def dask_seconds(classes, jets: int, shards: int, workers: int, tmp: Path) -> fl
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         # warm the workers (imports) so that only generation is timed
-        client.run(lambda: __import__("hepfm.data.jets"))
+        client.run(lambda: __import__("hepfm.sim.jets"))
         start = time.perf_counter()
         generate_jets(classes, jets, tmp / f"dask{workers}", seed=3, jets_per_shard=-(-jets // shards),
                       scheduler=cluster.scheduler_address, progress=False)
@@ -106,7 +106,7 @@ def main() -> None:
     print(f"\n## Profiles at the measured mean rate of {mean_rate:.0f} jets/s per core ({', '.join(classes)})\n")
     print("| profile | jets per class | jets (10 classes) | core-hours |")
     print("| --- | --- | --- | --- |")
-    for profile, n in PROFILES.items():
+    for profile, n in SIZE_PRESETS.items():
         print(f"| {profile} | {n:,} | {10 * n:,} | {10 * n / mean_rate / 3600:.3g} |")
     shutil.rmtree(tmp, ignore_errors=True)
 

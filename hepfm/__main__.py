@@ -1,5 +1,5 @@
 """``python -m hepfm``: the command line where the ``hepfm`` script is not installed."""
 
-from hepfm.cli import app
+from hepfm.cli import main
 
-app()
+main()

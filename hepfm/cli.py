@@ -1,36 +1,183 @@
-"""The ``hepfm`` command line: data production, inspection and the notebook runner.
+"""The ``hepfm`` command line: data production, inspection, training, scans, export and the notebook runner.
 
-Every command has ``--help``. Nothing here runs at import time.
+Every command has ``--help``. Options of the training commands are built from the recipe dataclasses
+(:class:`~hepfm.train.config.TrainConfig`, :class:`~hepfm.train.finetune.FinetuneConfig`), so each default
+lives in one place, and every value is checked before any work starts. One error boundary (:class:`_Boundary`)
+turns every error a user can cause — hepfm's own (:class:`~hepfm.core.errors.HepfmError`), and unreadable,
+read-only or full paths — into one line on stderr naming the file or option, with exit status 2; ``--debug``
+(or ``HEPFM_DEBUG=1``) shows the traceback instead. Nothing here runs at import time.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import functools
+import inspect
+import os
+import typing
+from dataclasses import fields
 from pathlib import Path
+from typing import Any, Literal, Optional, get_args, get_origin
 
+import click
 import typer
+from typer.core import TyperGroup
 
-__all__ = ["app"]
+from hepfm.core.errors import HepfmError, OptionError
 
-app = typer.Typer(help="hepfm: foundation models for collider physics.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
-generate_app = typer.Typer(help="Generate simulated data with Pythia8, FastJet and the fast detector.",
-                           no_args_is_help=True)
-notebooks_app = typer.Typer(help="Run the notebook suite through papermill.", no_args_is_help=True)
+__all__ = ["app", "main"]
+
+DEBUG_ENV = "HEPFM_DEBUG"
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, OptionError):
+        return f"{_flag(err.option) if not err.option.isupper() else err.option}: {err.message}"
+    if isinstance(err, HepfmError):
+        return str(err)
+    if isinstance(err, OSError):
+        where = err.filename or ""
+        return f"{where}: {err.strerror or err}" if where else str(err.strerror or err)
+    return f"{type(err).__name__}: {err}"
+
+
+class _Boundary(TyperGroup):
+    """The one error boundary of every ``hepfm`` command (subcommands are groups of this class too)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (HepfmError, OSError) as err:
+            if os.environ.get(DEBUG_ENV, "") not in ("", "0") or (ctx.find_root().params.get("debug")):
+                raise
+            typer.echo(f"error: {_message(err)}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: finished files are kept; re-run the command (with --resume for training) "
+                       "to continue", err=True)
+            raise typer.Exit(130) from None
+
+
+def _typer(help: str) -> typer.Typer:
+    return typer.Typer(help=help, no_args_is_help=True, cls=_Boundary, pretty_exceptions_enable=False,
+                       add_completion=False)
+
+
+app = _typer("hepfm: foundation models for collider physics.")
+generate_app = _typer("Generate simulated data with Pythia8, FastJet and the fast detector.")
+notebooks_app = _typer("Run the notebook suite through papermill.")
 app.add_typer(generate_app, name="generate")
 app.add_typer(notebooks_app, name="notebooks")
 
 
-# Options shared by the data-production commands.
-_OUT = typer.Option(..., "--out", help="Dataset directory (created; re-running resumes it).")
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help=f"Show the traceback of an error (or set {DEBUG_ENV}=1)."),
+          ) -> None:
+    """hepfm: foundation models for collider physics."""
+
+
+def main() -> None:
+    """The ``hepfm`` console script."""
+    app()
+
+
+# -- options built from the recipe dataclasses ---------------------------------------------------------------
+
+
+def _cli_type(hint: Any) -> Any:
+    """The type typer parses an option as: Literal names as str, ``X | None`` as Optional[X]."""
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if get_origin(hint) is Literal:
+        return str
+    if type(None) in get_args(hint) and len(args) == 1:
+        return Optional[_cli_type(args[0])]  # noqa: UP045 - typer reads typing.Optional
+    return hint
+
+
+def recipe_options(**groups: tuple[type, tuple[str, ...]]):
+    """Give a command the options of dataclass fields: ``name=(Dataclass, ("field", ...))`` adds ``--field`` for
+    each (default, type and help from the dataclass) and passes the command ``name=Dataclass(...)``, built —
+    and so checked — inside the error boundary, before the command's own code runs."""
+
+    def wrap(command):
+        sig = inspect.signature(command)
+        hints = typing.get_type_hints(command)
+        params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
+                  if p.name not in groups]
+        added = {}
+        for group, (cls, names) in groups.items():
+            cls_hints = typing.get_type_hints(cls)
+            by_name = {f.name: f for f in fields(cls)}
+            for name in names:
+                f = by_name[name]
+                hint = _cli_type(cls_hints[name])
+                flag = f"{_flag(name)}/--no-{name.replace('_', '-')}" if hint is bool and f.default else _flag(name)
+                key = f"{group}__{name}"
+                added[key] = hint
+                params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, annotation=hint,
+                                                default=typer.Option(f.default, flag, help=f.metadata["help"])))
+
+        @functools.wraps(command)
+        def run(**kwargs):
+            for group, (cls, names) in groups.items():
+                kwargs[group] = cls(**{name: kwargs.pop(f"{group}__{name}") for name in names})
+            return command(**kwargs)
+
+        run.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        run.__annotations__ = {**{p.name: p.annotation for p in params}, "return": None}
+        del run.__wrapped__  # typer must read the signature above, not the command's
+        return run
+
+    return wrap
+
+
+def _train_config():
+    from hepfm.train.config import TrainConfig
+
+    return TrainConfig
+
+
+def _finetune_config():
+    from hepfm.train.finetune import FinetuneConfig
+
+    return FinetuneConfig
+
+
+_TRAIN_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "warmup_epochs", "ema_decay", "patience",
+                 "seed", "device", "num_workers")
+# The options every data-producing command shares.
+_OUT = typer.Option(..., "--out", help="Dataset directory (created; re-running the same command resumes it).")
 _GEN_SEED = typer.Option(1, "--seed", help="Base seed; equal seeds give identical files.")
 _DETECTOR = typer.Option("cms", "--detector", help="Fast detector: cms, or none for particle level.")
 _WORKERS = typer.Option(1, "--workers", help="Dask LocalCluster worker processes (1 = in-process).")
 _SCHEDULER = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler.")
+_ALLOW_INCOMPLETE = typer.Option(False, "--allow-incomplete",
+                                 help="Read an unfinished hepfm production (the shards written so far).")
+_RESUME = typer.Option(False, "--resume", help="Continue the interrupted run in --out (same data and recipe).")
+_OVERWRITE = typer.Option(False, "--overwrite", help="Replace the run already in --out.")
 
 
 def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def _integers(text: str, option: str) -> list[int]:
+    items = _split([text])
+    if not items or not all(v.isdigit() and int(v) > 0 or (option == "seeds" and v.isdigit()) for v in items):
+        raise OptionError(option, f"expected comma-separated {'non-negative' if option == 'seeds' else 'positive'} "
+                          f"integers, got {text!r}")
+    return [int(v) for v in items]
+
+
+def _positive(option: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise OptionError(option, f"must be a positive integer, got {value}")
+
+
+# -- data ------------------------------------------------------------------------------------------------------
 
 
 @generate_app.command("jets")
@@ -52,24 +199,17 @@ def generate_jets_command(
     scheduler: str = _SCHEDULER,
 ) -> None:
     """Generate labelled jets: JetClass classes and fine-tuning samples, sharded and resumable."""
-    from hepfm.data.factory import PROFILES, generate_jets
-    from hepfm.data.processes import JETCLASS_CLASSES
+    from hepfm.data.schema import JETCLASS_CLASSES
+    from hepfm.sim.factory import SIZE_PRESETS, JetProduction, produce
 
-    names = _split(classes) + _split(recipe)
-    if not names:
-        names = list(JETCLASS_CLASSES)
+    names = _split(classes) + _split(recipe) or list(JETCLASS_CLASSES)
     if jets_per_class is None:
-        if profile not in PROFILES:
-            raise typer.BadParameter(f"give --jets-per-class or --profile ({', '.join(PROFILES)})")
-        jets_per_class = PROFILES[profile]
-    try:
-        path = generate_jets(names, jets_per_class, out, seed=seed, detector=detector,
-                             jets_per_shard=jets_per_shard, settings=list(pythia_set or []), paired=paired,
-                             workers=workers, scheduler=scheduler)
-    except (KeyError, ValueError) as err:
-        typer.echo(f"error: {err.args[0] if err.args else err}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(f"wrote {path}")
+        if profile not in SIZE_PRESETS:
+            raise OptionError("jets_per_class", f"give --jets-per-class or --profile ({', '.join(SIZE_PRESETS)})")
+        jets_per_class = SIZE_PRESETS[profile]
+    production = JetProduction(seed=seed, detector=detector, classes=tuple(names), jets_per_class=jets_per_class,
+                               jets_per_shard=jets_per_shard, settings=tuple(pythia_set or ()), paired=paired)
+    typer.echo(f"wrote {produce(production, out, workers=workers, scheduler=scheduler)}")
 
 
 @generate_app.command("events")
@@ -96,31 +236,26 @@ def generate_events_command(
     The LHC Olympics-like anomaly-detection samples:
     hepfm generate events --processes qcd_dijet --events-per-process 100000 --content particles --trigger-pt 1200
     """
-    from hepfm.data import DataError
-    from hepfm.data.factory import generate_events
-    from hepfm.data.processes import PRETRAINING_PROCESSES
+    from hepfm.sim.factory import EventProduction, produce
+    from hepfm.sim.processes import PRETRAINING_PROCESSES
 
     files = {}
     for item in _split(lhe):
         name, sep, file = item.partition("=")
         if not sep or not name or not file:
-            raise typer.BadParameter(f"--lhe takes NAME=FILE, got {item!r}")
+            raise OptionError("lhe", f"takes NAME=FILE, got {item!r}")
         files[name] = file
-    names = _split(processes) or list(PRETRAINING_PROCESSES)
-    try:
-        path = generate_events(names, events_per_process, out, seed=seed, detector=detector, lhe=files,
-                               events_per_shard=events_per_shard, content=content, trigger_pt=trigger_pt,
-                               workers=workers, scheduler=scheduler)
-    except (KeyError, ValueError, DataError, FileNotFoundError) as err:
-        typer.echo(f"error: {err.args[0] if err.args else err}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(f"wrote {path}")
+    production = EventProduction(seed=seed, detector=detector, processes=tuple(_split(processes) or
+                                                                              PRETRAINING_PROCESSES),
+                                 events_per_process=events_per_process, events_per_shard=events_per_shard,
+                                 lhe=files, content=content, trigger_pt=trigger_pt)
+    typer.echo(f"wrote {produce(production, out, workers=workers, scheduler=scheduler)}")
 
 
 @generate_app.command("list")
 def list_recipes() -> None:
     """List the jet classes and recipes, and the event processes."""
-    from hepfm.data.processes import BSM_PROCESSES, EVENT_PROCESSES, JET_RECIPES, LHCO_PROCESSES
+    from hepfm.sim.processes import BSM_PROCESSES, EVENT_PROCESSES, JET_RECIPES, LHCO_PROCESSES
 
     typer.echo("jets (hepfm generate jets --classes/--recipe):")
     for name, r in JET_RECIPES.items():
@@ -137,21 +272,18 @@ def inspect_command(
     path: Path = typer.Argument(..., help="Any file or directory read_jets or read_events reads."),
     format: str = typer.Option(None, "--format", help="Force the format instead of detecting it."),
     events: bool = typer.Option(False, "--events", help="Read as events (read_events) instead of jets."),
+    allow_incomplete: bool = _ALLOW_INCOMPLETE,
 ) -> None:
     """Read a data file and print what it holds (count per class, medians)."""
     from hepfm.analysis.validation import class_medians
-    from hepfm.data import DataError, read_events, read_jets
+    from hepfm.data import read_events, read_jets
+    from hepfm.data.schema import OBJECT_TYPES
 
-    try:
-        sample = read_events(path, format) if events else read_jets(path, format)
-    except (DataError, FileNotFoundError, ValueError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    reader = read_events if events else read_jets
+    sample = reader(path, format, allow_incomplete=allow_incomplete)
     typer.echo(repr(sample))
     if events:
         if "type" in sample.particle_features:
-            from hepfm.data.events import OBJECT_TYPES
-
             kinds = sample.feature("type")[sample.mask].astype(int)
             per_event = [(kinds == k).sum() / max(len(sample), 1) for k in range(len(OBJECT_TYPES))]
             typer.echo("  objects per event: " + ", ".join(f"{t} {n:.2f}" for t, n in zip(OBJECT_TYPES, per_event,
@@ -162,26 +294,11 @@ def inspect_command(
                        f"constituents {m['n_particles']:5.1f}  pT {m['pt']:7.1f} GeV")
 
 
-@contextmanager
-def _bad_input_exits():
-    """A missing or malformed file or checkpoint ends the command with its message and status 2."""
-    from hepfm.data import DataError  # CheckpointError is one
-
-    try:
-        yield
-    except (DataError, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
-
-
-def _train_config(epochs, batch_size, lr, seed, device, patience, optimizer):
-    from hepfm.train.loop import TrainConfig
-
-    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, patience=patience,
-                       optimizer=optimizer)
+# -- training --------------------------------------------------------------------------------------------------
 
 
 @app.command("pretrain")
+@recipe_options(train=(_train_config(), _TRAIN_FIELDS))
 def pretrain_command(
     data: Path = typer.Option(..., "--data", help="Jet or event dataset (hepfm directory or a reader's format)."),
     out: Path = typer.Option(..., "--out", help="Checkpoint directory to write."),
@@ -189,135 +306,111 @@ def pretrain_command(
     config: str = typer.Option(None, "--config", help="Size: PET tiny (default), small, medium; event model "
                                "default, small, tiny."),
     task: str = typer.Option("multiclass", "--task", help="Event model: multiclass or multilabel."),
-    epochs: int = typer.Option(20, "--epochs", help="Maximum epochs (early stopping may end sooner)."),
-    batch_size: int = typer.Option(128, "--batch-size", help="Jets per batch (per process under torchrun)."),
-    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate."),
-    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or lion."),
-    patience: int = typer.Option(5, "--patience", help="Early-stopping patience in epochs (0: never stop)."),
     max_jets: int = typer.Option(None, "--max-jets", "--max-events", help="Read at most this many jets (events)."),
     max_particles: int = typer.Option(128, "--max-particles", help="Constituents kept per jet."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Held out for validation (with --stream: "
                                        "every round(1/f)-th shard)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of initialisation, split and shuffling."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     stream: bool = typer.Option(False, "--stream", help="Stream a hepfm dataset shard by shard (data > memory)."),
+    resume: bool = _RESUME,
+    overwrite: bool = _OVERWRITE,
+    allow_incomplete: bool = _ALLOW_INCOMPLETE,
+    train: Any = None,
 ) -> None:
     """Pretrain a foundation model: PET on jets (classifier + diffusion generator) or the event graph network
     (multiclass or multilabel). Runs under torchrun too."""
-    from hepfm.train.recipes import pretrain, pretrain_events
+    from hepfm.models.event_gnn import EventGNNConfig
+    from hepfm.models.pet import PETConfig
+    from hepfm.train.pretrain import pretrain, pretrain_events
 
-    train = _train_config(epochs, batch_size, lr, seed, device, patience, optimizer)
     if model not in ("pet", "event_gnn"):
-        raise typer.BadParameter(f"unknown --model {model!r}; use pet or event_gnn")
-    with _bad_input_exits():
-        if model == "pet":
-            metrics = pretrain(data, out, config=config or "tiny", max_jets=max_jets, max_particles=max_particles,
-                               val_fraction=val_fraction, resume=resume, stream=stream, train=train)
-        else:
-            metrics = pretrain_events(data, out, config=config or "default", task=task, max_events=max_jets,
-                                      val_fraction=val_fraction, resume=resume, train=train)
+        raise OptionError("model", f"unknown model {model!r}; use pet or event_gnn")
+    _positive("max_jets", max_jets)
+    _positive("max_particles", max_particles)
+    size = config or ("tiny" if model == "pet" else "default")
+    PETConfig.named(size) if model == "pet" else EventGNNConfig.named(size)  # an unknown size fails here
+    common = dict(val_fraction=val_fraction, resume=resume, overwrite=overwrite, train=train,
+                  allow_incomplete=allow_incomplete)
+    if model == "pet":
+        metrics = pretrain(data, out, config=size, max_jets=max_jets, max_particles=max_particles, stream=stream,
+                           **common)
+    else:
+        if stream:
+            raise OptionError("stream", "streaming is for PET pretraining; the event model reads its data whole")
+        metrics = pretrain_events(data, out, config=size, task=task, max_events=max_jets, **common)
+    accuracy = metrics["val_accuracy"]
     typer.echo(f"best epoch {metrics['best_epoch']}: val loss {metrics['best_val_loss']:.4f}, "
-               f"val accuracy {metrics['val_accuracy']:.4f} -> {out}")
+               f"val accuracy {'n/a' if accuracy is None else f'{accuracy:.4f}'} -> {out}")
 
 
 @app.command("finetune")
+@recipe_options(train=(_train_config(), _TRAIN_FIELDS),
+                recipe=(_finetune_config(), ("from_scratch", "freeze_backbone", "lr_factor", "head_init", "n_train",
+                                             "val_fraction", "max_particles", "use_jet_features", "signal")))
 def finetune_command(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Pretrained checkpoint directory (jet or event model)."),
-    train: Path = typer.Option(..., "--train", help="Training jets (any read_jets format) or events (read_events)."),
+    checkpoint: str = typer.Option(..., "--checkpoint", help="Pretrained checkpoint: a directory or a shipped "
+                                   "checkpoint's name (jet or event model)."),
+    train_data: Path = typer.Option(..., "--train", help="Training jets (any read_jets format) or events."),
     test: Path = typer.Option(..., "--test", help="Test data (same classes)."),
     out: Path = typer.Option(..., "--out", help="Output directory: checkpoint and metrics.json."),
-    from_scratch: bool = typer.Option(False, "--from-scratch", help="Same model and recipe, random weights."),
-    freeze_backbone: bool = typer.Option(False, "--freeze-backbone", help="Train only the new head."),
-    lr_factor: float = typer.Option(10.0, "--lr-factor", help="Backbone lr = head lr / this."),
-    head_init: str = typer.Option("probe", "--head-init",
-                                  help="New head's start: probe (a linear probe of the backbone) or zero."),
-    n_train: int = typer.Option(None, "--n-train", help="Use this many training jets (random subset)."),
-    epochs: int = typer.Option(20, "--epochs", help="Maximum epochs."),
-    batch_size: int = typer.Option(128, "--batch-size", help="Jets per batch."),
-    lr: float = typer.Option(5e-4, "--lr", help="Head learning rate."),
-    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or lion."),
-    patience: int = typer.Option(5, "--patience", help="Early-stopping patience in epochs."),
-    seed: int = typer.Option(0, "--seed", help="Seed of initialisation, split and shuffling."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    resume: bool = _RESUME,
+    overwrite: bool = _OVERWRITE,
+    train: Any = None,
+    recipe: Any = None,
 ) -> None:
     """Fine-tune a pretrained model on a new task (or train it from scratch); writes OUT/metrics.json."""
-    from hepfm.train.recipes import finetune
+    from hepfm.train.finetune import finetune
 
-    with _bad_input_exits():
-        metrics = finetune(checkpoint, train, test, out, from_scratch=from_scratch,
-                           freeze_backbone=freeze_backbone, lr_factor=lr_factor, head_init=head_init,
-                           n_train=n_train, resume=resume,
-                           train=_train_config(epochs, batch_size, lr, seed, device, patience, optimizer))
-    typer.echo(f"AUC {metrics['auc']:.4f}  accuracy {metrics['accuracy']:.4f}  rej30 {metrics['rej30']:.1f}  "
-               f"rej50 {metrics['rej50']:.1f}  ({metrics['epochs_run']} epochs, {metrics['wall_seconds']:.0f} s)"
+    metrics = finetune(checkpoint, train_data, test, out, recipe, train=train, resume=resume, overwrite=overwrite)
+    typer.echo(f"AUC {metrics['auc']:.4f}  accuracy {metrics['accuracy']:.4f}  rej30 {_rej(metrics['rej30'])}  "
+               f"rej50 {_rej(metrics['rej50'])}  ({metrics['epochs_run']} epochs, {metrics['wall_seconds']:.0f} s)"
                f" -> {out / 'metrics.json'}")
 
 
+def _rej(value: float | None) -> str:
+    return "inf" if value is None or value == float("inf") else f"{value:.1f}"
+
+
 @app.command("scan")
+@recipe_options(train=(_train_config(), _TRAIN_FIELDS),
+                recipe=(_finetune_config(), ("lr_factor", "head_init", "val_fraction", "max_particles")))
 def scan_command(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Pretrained checkpoint directory (jet or event model)."),
-    train: Path = typer.Option(..., "--train", help="Labelled training data (each run draws its subset)."),
+    checkpoint: str = typer.Option(..., "--checkpoint", help="Pretrained checkpoint (directory or shipped name)."),
+    train_data: Path = typer.Option(..., "--train", help="Labelled training data (each run draws its subset)."),
     test: Path = typer.Option(..., "--test", help="Test data (same classes)."),
     out: Path = typer.Option(..., "--out", help="Scan directory: one directory per run, metrics.json, figures."),
     sizes: str = typer.Option(..., "--sizes", help="Labelled training sizes, comma-separated."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Seeds per size, comma-separated."),
-    epochs: int = typer.Option(20, "--epochs", help="Maximum epochs per run."),
-    batch_size: int = typer.Option(128, "--batch-size", help="Examples per batch."),
-    lr: float = typer.Option(5e-4, "--lr", help="Head learning rate (the backbone gets lr / 10)."),
-    patience: int = typer.Option(5, "--patience", help="Early-stopping patience in epochs."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, mps."),
     parallel_runs: int = typer.Option(1, "--parallel-runs", help="Runs trained at once, one process each."),
+    resume: bool = typer.Option(False, "--resume", help="Reuse the finished runs in --out and continue the others."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the runs already in --out."),
+    train: Any = None,
+    recipe: Any = None,
 ) -> None:
     """Pretrained vs from-scratch fine-tuning over training sizes and seeds; resumable (finished runs are kept).
 
     Writes OUT/metrics.json (mean and spread per size, convergence, every run) and OUT/scan.png,
     OUT/convergence.png, and prints the table.
     """
-    import matplotlib
-    import numpy as np
+    from dataclasses import asdict
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from hepfm.analysis.scan import scan_report, size_scan
 
-    from hepfm.analysis.metrics import write_metrics
-    from hepfm.analysis.plots import convergence_plot, save, scan_plot, use_style
-    from hepfm.analysis.scan import convergence_summary, size_scan, summarise
-    from hepfm.train.loop import TrainConfig
+    size_list, seed_list = _integers(sizes, "sizes"), _integers(seeds, "seeds")
+    _positive("parallel_runs", parallel_runs)
+    options = {k: v for k, v in asdict(recipe).items() if k in ("lr_factor", "head_init", "val_fraction",
+                                                                "max_particles")}
+    rows = size_scan(checkpoint, train_data, test, size_list, seed_list, out, train, parallel_runs=parallel_runs,
+                     resume=resume, overwrite=overwrite, **options)
+    typer.echo(scan_report(rows, out, checkpoint=str(checkpoint), train=str(train_data), test=str(test)))
 
-    size_list, seed_list = [int(v) for v in _split([sizes])], [int(v) for v in _split([seeds])]
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, device=device)
-    with _bad_input_exits():
-        rows = size_scan(checkpoint, train, test, size_list, seed_list, out, cfg, parallel_runs=parallel_runs)
-    summary, convergence = summarise(rows), convergence_summary(rows)
-    use_style()
-    fig, axes = plt.subplots(1, 3, figsize=(20, 5.8), constrained_layout=True)
-    for ax, metric in zip(axes, ("auc", "accuracy", "rej30"), strict=True):
-        scan_plot(summary, metric, ax=ax)
-    save(fig, out, "scan")
-    save(convergence_plot(rows, size_list[0]), out, "convergence")
-    write_metrics(out, {"summary": summary, "convergence": convergence, "checkpoint": str(checkpoint),
-                        "train": str(train), "test": str(test), "sizes": size_list, "seeds": seed_list,
-                        "runs": rows})
-    typer.echo("| start | size | AUC | accuracy | rej30 | rej50 | epochs (median) | wall s (median) |")
-    typer.echo("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for mode, per_size in summary.items():
-        for size, e in per_size.items():
-            sel = [r for r in rows if r["mode"] == mode and r["size"] == size]
-            cells = " | ".join("no finite value" if e[m][0] is None else
-                               f"{'≥ ' if e.get(m + '_lower_bound') else ''}{e[m][0]:.4g} ± {e[m][1]:.2g}"
-                               for m in ("auc", "accuracy", "rej30", "rej50"))
-            typer.echo(f"| {mode} | {size} | {cells} | {np.median([r['epochs_run'] for r in sel]):.0f} | "
-                       f"{np.median([r['wall_seconds'] for r in sel]):.0f} |")
-    for size, c in convergence.items():
-        typer.echo(f"{size}: fine-tuned reaches scratch's best validation loss in {c['reached']}/{c['of']} seeds; "
-                   f"median epoch ratio {c['median_epoch_ratio']}")
+
+# -- notebooks -------------------------------------------------------------------------------------------------
 
 
 @notebooks_app.command("run")
 def run_notebooks_command(
-    profile: str = typer.Option("demo", "--profile", help="smoke, demo, cpu or gpu (notebooks/params/*.yaml)."),
+    profile: str = typer.Option("demo", "--profile", help="smoke, demo, cpu, gpu-check or gpu "
+                                "(notebooks/params/*.yaml)."),
     only: list[str] = typer.Option(None, "--only", help="Run only these notebooks (name or prefix, e.g. 00)."),
     out: Path = typer.Option(None, "--out", help="Output directory (default runs/<profile>)."),
     notebooks: Path = typer.Option(None, "--notebooks", help="Notebook directory (default: the suite)."),
@@ -335,4 +428,4 @@ def run_notebooks_command(
 
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import uproot
 
-from hepfm.data.processes import JETCLASS_CLASSES
+from hepfm.data.schema import JETCLASS_CLASSES
 
 # ======================================================================================================
 # Public-format readers (tests/test_readers.py): the shared real samples, and tiny files in each public
@@ -175,7 +175,7 @@ PHYSICS_JETS = 80
 @pytest.fixture(scope="session")
 def physics_dataset(tmp_path_factory) -> Path:
     """Detector-level jets of the resonance classes with known mass windows, plus QCD."""
-    from hepfm.data.factory import generate_jets
+    from hepfm.sim.factory import generate_jets
 
     out = tmp_path_factory.mktemp("physics") / "jets"
     return generate_jets(["QCD", "Wqq", "Zqq", "Hbb", "Tbqq"], PHYSICS_JETS, out, seed=11,
@@ -185,7 +185,7 @@ def physics_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory) -> Path:
     """Two classes in several small shards, for storage and streaming tests."""
-    from hepfm.data.factory import generate_jets
+    from hepfm.sim.factory import generate_jets
 
     out = tmp_path_factory.mktemp("small") / "jets"
     return generate_jets(["Tbqq", "QCD"], 24, out, seed=5, jets_per_shard=8, progress=False)
@@ -198,8 +198,8 @@ def small_dataset(tmp_path_factory) -> Path:
 
 def synthetic_jets(n: int = 64, seed: int = 0, max_particles: int = 40):
     """A JetSample of two separable classes built from random massless constituents."""
+    from hepfm.core.physics import p4_from_pt_eta_phi_m
     from hepfm.data.sample import build_jet_sample
-    from hepfm.physics import p4_from_pt_eta_phi_m
 
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 2
@@ -223,7 +223,7 @@ def toy_jets():
 @pytest.fixture(scope="session")
 def event_dataset(tmp_path_factory) -> Path:
     """Whole events of three processes with distinct hard processes, in two shards per process."""
-    from hepfm.data.factory import generate_events
+    from hepfm.sim.factory import generate_events
 
     out = tmp_path_factory.mktemp("events") / "ttH-ttbar-WZ"
     return generate_events(["ttH", "ttbar", "WZ"], 100, out, seed=5, events_per_shard=50, progress=False)

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hepfm.data import DataError, FeatureNormaliser, JetDataset, ShardedJetDataset, read_jets
-from hepfm.data.sample import JET_FEATURES, PARTICLE_FEATURES
+from hepfm.data.schema import JET_FEATURES, PARTICLE_FEATURES
 
 
 def test_in_memory_dataset_batches(small_dataset):

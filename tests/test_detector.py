@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hepfm.data.detector import DetectorConfig, btag, isolation, missing_pt, simulate
-from hepfm.physics import p4_from_pt_eta_phi_m, pt_eta_phi
+from hepfm.core.physics import p4_from_pt_eta_phi_m, pt_eta_phi
+from hepfm.sim.detector import DetectorConfig, btag, isolation, missing_pt, simulate
 
 
 def particles(pid, pt, eta, phi, event=None, m=0.0):

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from hepfm.core.errors import OptionError
 from hepfm.data import DataError, read_events
-from hepfm.data.events import OBJECT_TYPES, TRUTH_LABELS, TRUTH_TARGETS, count_lhe_events
-from hepfm.data.factory import generate_events
-from hepfm.data.graphs import EDGE_FEATURES, GLOBAL_FEATURES, NODE_FEATURES, EventGraphDataset
+from hepfm.data.graphs import EventGraphDataset
 from hepfm.data.sample import EventSample
+from hepfm.data.schema import EDGE_FEATURES, GLOBAL_FEATURES, NODE_FEATURES, OBJECT_TYPES, TRUTH_LABELS, TRUTH_TARGETS
 from hepfm.data.storage import shard_paths
 from hepfm.models.event_gnn import EventGNN, EventGNNConfig
+from hepfm.sim.events import count_lhe_events
+from hepfm.sim.factory import generate_events
 
 MET, JET = OBJECT_TYPES.index("met"), OBJECT_TYPES.index("jet")
 
@@ -77,7 +79,7 @@ def test_lhe_input_is_showered_by_pythia(shared_data, tmp_path):
 
 
 def test_unknown_process_is_named(tmp_path):
-    with pytest.raises(KeyError, match="ttW.*LHE"):
+    with pytest.raises(OptionError, match="ttW.*LHE"):
         generate_events(["ttW"], 10, tmp_path / "x", progress=False)
 
 
@@ -100,11 +102,11 @@ def test_nanoaod_becomes_event_objects(shared_data):
     assert (targets["top_pt"] == 0).all() and targets["W_pt"].max() > 20
     # every event becomes a graph the model reads
     batch = EventGraphDataset(s).collate(list(range(200)))
-    assert torch.isfinite(EventGNN(EventGNNConfig.named("tiny"))(batch)).all()
+    assert torch.isfinite(EventGNN(EventGNNConfig.named("tiny"))(batch.graph)).all()
 
 
 def test_nanoaod_through_dask_executor_matches_iterative(shared_data):
-    from hepfm.data.nanoaod import read_nanoaod
+    from hepfm.data.formats.nanoaod import read_nanoaod
 
     path = shared_data.parent / "nanoaod" / "cms_opendata_2015_ttbar_nanoaod.root"
     a = read_nanoaod(path, chunksize=50)
@@ -145,7 +147,7 @@ TOY = [
 
 
 def test_graph_batches_have_every_ordered_pair_as_an_edge():
-    batch = EventGraphDataset(_objects(TOY)).collate([0, 1, 2])
+    batch = EventGraphDataset(_objects(TOY)).collate([0, 1, 2]).graph
     assert batch.num_graphs == 3 and batch.x.shape == (8, len(NODE_FEATURES))
     assert batch.edge_index.shape == (2, 4 * 3 + 0 + 3 * 2) and batch.edge_attr.shape[1] == len(EDGE_FEATURES)
     assert batch.u.shape == (3, len(GLOBAL_FEATURES))
@@ -164,12 +166,13 @@ def test_event_model_is_invariant_to_object_order_and_padding():
     torch.manual_seed(0)
     model = EventGNN(EventGNNConfig()).eval()
     sample = _objects(TOY)
-    out = model(EventGraphDataset(sample).collate([0, 1, 2]))
+    out = model(EventGraphDataset(sample).collate([0, 1, 2]).graph)
     perm = np.array([3, 0, 5, 2, 1, 4])
     shuffled = dataclasses.replace(sample, particles=sample.particles[:, perm], mask=sample.mask[:, perm])
-    torch.testing.assert_close(model(EventGraphDataset(shuffled).collate([0, 1, 2])), out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model(EventGraphDataset(shuffled).collate([0, 1, 2]).graph), out, atol=1e-5,
+                               rtol=1e-5)
     # one event alone, or with different neighbours in the batch, gives the same output
-    torch.testing.assert_close(model(EventGraphDataset(sample).collate([2]))[0], out[2], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model(EventGraphDataset(sample).collate([2]).graph)[0], out[2], atol=1e-5, rtol=1e-5)
 
 
 def test_event_model_has_the_papers_size():
@@ -184,8 +187,7 @@ FAST = dict(batch_size=32, progress=False, lr=5e-3, warmup_epochs=0.5, patience=
 
 @pytest.fixture(scope="module")
 def event_checkpoints(event_dataset, tmp_path_factory):
-    from hepfm.train import TrainConfig
-    from hepfm.train.recipes import pretrain_events
+    from hepfm.train import TrainConfig, pretrain_events
 
     out = tmp_path_factory.mktemp("event-ckpt")
     metrics = {task: pretrain_events(event_dataset, out / task, config="tiny", task=task, val_fraction=0.25,
@@ -215,14 +217,13 @@ def test_multilabel_pretraining_learns_the_truth(event_checkpoints, event_datase
     assert best["val_bce"] < 0.8 * baseline
     assert best["val_mse"] < 0.6 * m["history"][0]["val_mse"]
     assert m["val_accuracy"] > 0.8  # per-label accuracy
-    model, config = load_checkpoint(out / "multilabel")
+    config = load_checkpoint(out / "multilabel").config
     assert config["truth_names"] == list(TRUTH_LABELS) and config["target_names"] == list(TRUTH_TARGETS)
 
 
 def test_event_finetuning_replaces_the_head_and_keeps_the_recipe(event_checkpoints, event_dataset, tmp_path):
-    from hepfm.train import TrainConfig
+    from hepfm.train import TrainConfig, finetune
     from hepfm.train.checkpoint import load_checkpoint, load_weights
-    from hepfm.train.recipes import finetune
 
     out, _ = event_checkpoints
     cfg = TrainConfig(epochs=3, **FAST)
@@ -238,12 +239,12 @@ def test_event_finetuning_replaces_the_head_and_keeps_the_recipe(event_checkpoin
     assert backbone and all(torch.equal(before[k], after[k]) for k in backbone)
     assert not torch.equal(before["head.weight"], after["head.weight"]) or before["head.weight"].shape != \
         after["head.weight"].shape
-    model, config = load_checkpoint(tmp_path / "ft")
-    assert config["model"] == "event_gnn" and model.config.n_outputs == 3
+    ckpt = load_checkpoint(tmp_path / "ft")
+    assert ckpt.config["model"] == "event_gnn" and ckpt.model().config.n_outputs == 3
 
 
 def test_pretrained_event_model_classifies_nanoaod(event_checkpoints, shared_data):
-    from hepfm.train.recipes import evaluate_checkpoint
+    from hepfm.train import evaluate_checkpoint
 
     out, _ = event_checkpoints
     path = shared_data.parent / "nanoaod" / "cms_opendata_2015_ttbar_nanoaod.root"
@@ -298,7 +299,7 @@ def _delphes_events(columns: dict[str, list]):
 
 
 def test_delphes_events_become_the_same_objects():
-    from hepfm.data.nanoaod import EventGraphProcessor, accumulated_to_events
+    from hepfm.data.formats.nanoaod import EventGraphProcessor, accumulated_to_events
     from hepfm.data.storage import events_to_sample
 
     events = _delphes_events({

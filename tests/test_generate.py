@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 from hepfm.analysis.validation import MASS_WINDOWS, class_medians
+from hepfm.core.errors import OptionError
 from hepfm.data import DataError, read_jets
-from hepfm.data.detector import DETECTORS
-from hepfm.data.factory import generate_jets, plan_jets
-from hepfm.data.jets import make_jets
-from hepfm.data.processes import JET_RECIPES, get_recipe
-from hepfm.data.pythia import EventBatch, make_pythia
+from hepfm.sim.detector import DETECTORS
+from hepfm.sim.factory import generate_jets
+from hepfm.sim.jets import make_jets
+from hepfm.sim.processes import JET_RECIPES, get_recipe
+from hepfm.sim.pythia import EventBatch, make_pythia
 
 pytestmark = pytest.mark.slow
 
@@ -148,8 +149,8 @@ def test_other_settings_in_existing_directory_are_refused(tmp_path):
 
 
 def test_unknown_class_is_a_clear_error(tmp_path):
-    with pytest.raises(KeyError, match="unknown jet class or recipe 'Tbqqq'.*Tbqq"):
-        plan_jets(["Tbqq", "Tbqqq"], 10, 1, tmp_path)
+    with pytest.raises(OptionError, match="unknown jet class or recipe 'Tbqqq'.*Tbqq"):
+        generate_jets(["Tbqq", "Tbqqq"], 10, tmp_path, seed=1)
     assert not (tmp_path / "dataset.json").exists()
 
 

@@ -64,7 +64,7 @@ def test_bootstrap_and_likelihood_ratio():
 
 @pytest.fixture(scope="module")
 def paired_dataset(tmp_path_factory):
-    from hepfm.data import generate_jets
+    from hepfm.sim import generate_jets
 
     out = tmp_path_factory.mktemp("paired") / "qcd"
     return generate_jets(["QCD"], 30, out, seed=4, jets_per_shard=15, paired=True,
@@ -72,9 +72,10 @@ def paired_dataset(tmp_path_factory):
 
 
 def test_paired_jets_hold_both_levels_of_the_same_jets(paired_dataset, tmp_path):
-    from hepfm.data import DataError, generate_jets, read_jets
+    from hepfm.core.physics import delta_r
+    from hepfm.data import DataError, read_jets
     from hepfm.data.storage import read_manifest
-    from hepfm.physics import delta_r
+    from hepfm.sim import generate_jets
 
     reco, truth = read_jets(paired_dataset), read_jets(paired_dataset, level="particle")
     assert len(reco) == len(truth) == 30 and truth.has_pid
@@ -100,8 +101,8 @@ def test_nsubjettiness_and_width_known_answers():
     import awkward as ak
 
     from hepfm.analysis.observables import jet_observables, nsubjettiness
+    from hepfm.core.physics import p4_from_pt_eta_phi_m
     from hepfm.data.sample import build_jet_sample
-    from hepfm.physics import p4_from_pt_eta_phi_m
 
     # jet 0: two particles; jet 1: three particles in three directions
     pt = np.array([300.0, 100.0, 200.0, 150.0, 50.0])

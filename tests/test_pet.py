@@ -6,10 +6,16 @@ import json
 
 import pytest
 import torch
+from conftest import synthetic_jets
 
-from hepfm.data import JetDataset
+from hepfm.core.errors import CheckpointError
+from hepfm.data import FeatureNormaliser, JetDataset
 from hepfm.models import PET, PETConfig
-from hepfm.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from hepfm.train.checkpoint import load_checkpoint, save_checkpoint
+
+# what a jet checkpoint's config.json must hold besides the model: class names and the feature normalisation
+NORMALISER = FeatureNormaliser.fit(synthetic_jets()).to_dict()
+META = {"class_names": ["a", "b"], "normaliser": NORMALISER}
 
 
 @pytest.fixture
@@ -32,7 +38,7 @@ def test_named_sizes():
 
 
 def test_output_shapes(model, batch):
-    x, mask, jet, _ = batch
+    x, mask, jet = batch.x, batch.mask, batch.jet
     assert model(x, mask).shape == (6, 2)
     h, temb = model.body(x, mask, torch.rand(6))
     assert h.shape == (6, x.shape[1], 64) and temb.shape == (6, 64)
@@ -43,7 +49,7 @@ def test_output_shapes(model, batch):
 
 
 def test_permutation_invariance(model, batch):
-    x, mask, jet, _ = batch
+    x, mask, jet = batch.x, batch.mask, batch.jet
     perm = torch.randperm(x.shape[1])
     out = model(x, mask, jet)
     torch.testing.assert_close(model(x[:, perm], mask[:, perm], jet), out, atol=1e-5, rtol=1e-5)
@@ -63,7 +69,7 @@ def _trained_like():
 @pytest.mark.parametrize("trained_like", [False, True])
 def test_padding_invariance(model, batch, trained_like):
     model = _trained_like() if trained_like else model
-    x, mask, jet, _ = batch
+    x, mask, jet = batch.x, batch.mask, batch.jet
     t, label = torch.rand(6), torch.tensor([0, 1, 0, 1, 2, 2])
     h, temb = model.body(x, mask, t)
     out, v = model(x, mask), model.velocity(h, mask, jet, temb, label)
@@ -105,7 +111,7 @@ def test_gradients_reach_every_parameter(batch):
 
 
 def test_pid_dropout_only_in_training(batch):
-    x, mask, _, _ = batch
+    x, mask = batch.x, batch.mask
     model = PET(PETConfig.named("tiny", pid_dropout=1.0))
     model.train()
     dropped = model.drop_pid(x)
@@ -133,18 +139,19 @@ def test_pid_dropout_with_fewer_features_is_a_no_op():
 
 
 def test_checkpoint_round_trip(tmp_path, model, batch):
-    x, mask, _, _ = batch
-    save_checkpoint(tmp_path / "ckpt", model, "pet", {"class_names": ["a", "b"]})
-    loaded, meta = load_checkpoint(tmp_path / "ckpt")
-    assert meta["class_names"] == ["a", "b"]
+    x, mask = batch.x, batch.mask
+    save_checkpoint(tmp_path / "ckpt", model, {"class_names": ["a", "b"], "normaliser": NORMALISER})
+    ckpt = load_checkpoint(tmp_path / "ckpt")
+    loaded = ckpt.model()
+    assert ckpt.class_names == ["a", "b"] and ckpt.config["class_names"] == ["a", "b"]
     torch.testing.assert_close(loaded(x, mask), model(x, mask))
     # dropping the generative head keeps the classifier identical
-    light, _ = load_checkpoint(tmp_path / "ckpt", generative=False)
+    light = ckpt.model(generative=False)
     torch.testing.assert_close(light(x, mask), model(x, mask))
 
 
 def test_bad_checkpoints_are_clear_errors(tmp_path, model):
-    ckpt = save_checkpoint(tmp_path / "ckpt", model, "pet", {})
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, META)
     with pytest.raises(CheckpointError, match="checkpoint directory not found"):
         load_checkpoint(tmp_path / "nope")
     # a corrupt weights file
@@ -152,7 +159,7 @@ def test_bad_checkpoints_are_clear_errors(tmp_path, model):
     with pytest.raises(CheckpointError, match="model.safetensors.*corrupt"):
         load_checkpoint(ckpt)
     # a config that does not match the weights
-    save_checkpoint(ckpt, model, "pet", {})
+    save_checkpoint(ckpt, model, META)
     cfg = json.loads((ckpt / "config.json").read_text())
     cfg["model_config"]["dim"] = 32
     (ckpt / "config.json").write_text(json.dumps(cfg))
@@ -169,7 +176,7 @@ def test_bad_checkpoints_are_clear_errors(tmp_path, model):
     with pytest.raises(CheckpointError, match="unexpected tensor.*blocks"):
         load_checkpoint(ckpt)
     with pytest.raises(CheckpointError, match="unexpected tensor.*blocks"):
-        load_checkpoint(ckpt, generative=False)
+        load_checkpoint(ckpt).model(generative=False)
     cfg["model_config"]["n_blocks"] = 4
     cfg["model_config"]["colour"] = "red"
     (ckpt / "config.json").write_text(json.dumps(cfg))
@@ -187,7 +194,7 @@ def test_bad_checkpoints_are_clear_errors(tmp_path, model):
 
 
 def test_checkpoint_is_not_pickle(tmp_path, model):
-    ckpt = save_checkpoint(tmp_path / "ckpt", model, "pet", {})
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, META)
     head = (ckpt / "model.safetensors").read_bytes()[:8]
     assert int.from_bytes(head, "little") < 1_000_000  # safetensors header length, not a pickle opcode
     assert not (ckpt / "model.safetensors").read_bytes().startswith(b"\x80")
@@ -199,7 +206,7 @@ class _Payload:
 
 
 def test_pickled_weights_are_refused_unexecuted(tmp_path, model, capsys):
-    ckpt = save_checkpoint(tmp_path / "ckpt", model, "pet", {})
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, META)
     torch.save({"blocks.0.weight": _Payload()}, ckpt / "model.safetensors")
     with pytest.raises(CheckpointError, match="model.safetensors.*corrupt or not a safetensors file"):
         load_checkpoint(ckpt)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import vector
 
-from hepfm.physics import (
+from hepfm.core.physics import (
     delta_phi,
     delta_r,
     mass,

@@ -1,4 +1,4 @@
-"""Tests of hepfm.data.readers on the shared real samples and on tiny files in each public layout."""
+"""Tests of hepfm.data.formats on the shared real samples and on tiny files in each public layout."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import uproot
 
-import hepfm.data.readers as readers
-from hepfm.data.processes import JETCLASS_CLASSES
-from hepfm.data.readers import (
+import hepfm.data.formats.lhco as lhco_format
+from hepfm.core.errors import DataError
+from hepfm.data.formats import (
     ENERGYFLOW_CLASSES,
     EVENT_FORMATS,
     JET_FORMATS,
@@ -22,7 +22,7 @@ from hepfm.data.readers import (
     read_events,
     read_jets,
 )
-from hepfm.data.sample import PARTICLE_FEATURES, DataError
+from hepfm.data.schema import JETCLASS_CLASSES, PARTICLE_FEATURES
 
 JETCLASS = "jetclass_sample.root"
 ENERGYFLOW = "qg_jets_energyflow_format.npz"
@@ -108,7 +108,7 @@ def test_lhco_sample_events(shared_data, lhco):
 
 
 def test_lhco_chunked_read_matches_single_read(shared_data, lhco, monkeypatch):
-    monkeypatch.setattr(readers, "_CHUNK_ROWS", 300)
+    monkeypatch.setattr(lhco_format, "CHUNK_ROWS", 300)
     chunked = read_events(shared_data / LHCO)
     np.testing.assert_array_equal(chunked.particles, lhco.particles)
     np.testing.assert_array_equal(chunked.labels, lhco.labels)
@@ -212,12 +212,14 @@ def test_explicit_format_equals_detected(shared_data, toptagging_file, jetnet_fi
     np.testing.assert_array_equal(explicit.particles, read_events(shared_data / LHCO, max_events=5).particles)
 
 
-def test_hepfm_format_delegates_to_storage(tmp_path, monkeypatch):
-    storage = pytest.importorskip("hepfm.data.storage")  # written separately; skipped where it is absent
-    calls = []
-    monkeypatch.setattr(storage, "read_jet_shards", lambda path, **kwargs: calls.append((path, kwargs)))
-    read_jets(tmp_path, max_particles=7, max_jets=3)
-    assert calls == [(tmp_path, {"max_particles": 7, "max_jets": 3})]
+def test_hepfm_format_reads_shards_like_storage(small_dataset):
+    from hepfm.data.storage import read_jet_shards
+
+    direct = read_jet_shards(small_dataset, max_particles=7, max_jets=3)
+    sample = read_jets(small_dataset, max_particles=7, max_jets=3)
+    assert detect_format(small_dataset) == "hepfm" and sample.particles.shape == (3, 7, len(PARTICLE_FEATURES))
+    np.testing.assert_array_equal(sample.particles, direct.particles)
+    np.testing.assert_array_equal(sample.labels, direct.labels)
 
 
 # --------------------------------------------------------------------------------------------- bad input

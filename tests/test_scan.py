@@ -9,8 +9,8 @@ import pytest
 from conftest import synthetic_jets
 
 from hepfm.analysis.scan import convergence_summary, epochs_to_reach, size_scan, summarise, two_fold
-from hepfm.train import TrainConfig
-from hepfm.train.recipes import pretrain
+from hepfm.core.errors import OutputError
+from hepfm.train import TrainConfig, pretrain
 
 FAST = TrainConfig(epochs=2, batch_size=16, patience=0, progress=False, lr=1e-3)
 
@@ -60,12 +60,17 @@ def test_scan_resumes_and_two_fold(tmp_path):
     assert {(r["mode"], r["size"]) for r in rows} == {(m, n) for m in ("pretrained", "scratch") for n in (20, 40)}
     assert all(r["n_train"] + r["n_val"] == r["size"] for r in rows)
     stamp = (tmp_path / "scan" / "scratch-n20-s0" / "metrics.json").stat().st_mtime_ns
-    again = size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", FAST)
+    again = size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", FAST, resume=True)
     assert (tmp_path / "scan" / "scratch-n20-s0" / "metrics.json").stat().st_mtime_ns == stamp  # not redone
     assert [r["auc"] for r in again] == [r["auc"] for r in rows]
     # the same directory with another recipe: refused before anything is trained or mixed
     with pytest.raises(ValueError, match=r"n20-s0/metrics.json: finished with another recipe .*\(epochs=2 -> 7\)"):
-        size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", replace(FAST, epochs=7))
+        size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", replace(FAST, epochs=7),
+                  resume=True)
+    # without resume, a directory holding runs is refused and left as it was
+    with pytest.raises(OutputError, match="scan: holds 4 run.*--resume"):
+        size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", FAST)
+    assert (tmp_path / "scan" / "scratch-n20-s0" / "metrics.json").stat().st_mtime_ns == stamp
 
     folds = two_fold(tmp_path / "pre", synthetic_jets(60, seed=4), tmp_path / "folds", FAST)
     for mode in ("pretrained", "scratch"):

@@ -8,8 +8,10 @@ import awkward as ak
 import numpy as np
 import pytest
 
+from hepfm.core.io import atomic_write_json
 from hepfm.data import DataError, read_jets
-from hepfm.data.storage import SCHEMA_VERSION, atomic_write_json, read_shard, shard_paths, write_shard
+from hepfm.data.schema import SCHEMA_VERSION
+from hepfm.data.storage import read_shard, shard_paths, write_shard
 
 
 def toy_jets(n=5):
@@ -95,7 +97,7 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
 def test_labels_out_of_range_are_refused(tmp_path):
     jets = ak.with_field(toy_jets(), np.full(5, 7, np.int32), "label")
     write_shard(jets, tmp_path / "a.parquet", {"class_names": ["b", "s"]})
-    with pytest.raises(DataError, match="a.parquet.*labels.*outside"):
+    with pytest.raises(DataError, match="a.parquet.*'label'.*outside"):
         read_jets(tmp_path / "a.parquet")
 
 
@@ -105,7 +107,7 @@ def test_nan_momenta_are_refused(tmp_path):
     px[3] = np.nan
     jets = ak.with_field(jets, ak.unflatten(px, ak.num(jets.part_px)), "part_px")
     write_shard(jets, tmp_path / "a.parquet", {"class_names": ["b", "s"]})
-    with pytest.raises(DataError, match="a.parquet.*'px'.*NaN"):
+    with pytest.raises(DataError, match="a.parquet.*'part_px'.*NaN"):
         read_jets(tmp_path / "a.parquet")
 
 

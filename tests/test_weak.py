@@ -7,7 +7,6 @@ import pytest
 import torch
 from conftest import synthetic_jets
 
-from hepfm.analysis.metrics import roc_auc
 from hepfm.analysis.weak import (
     balanced_weights,
     dijet_scores,
@@ -16,10 +15,11 @@ from hepfm.analysis.weak import (
     sic_curve,
     train_dijet_classifier,
 )
+from hepfm.core.metrics import roc_auc
+from hepfm.core.physics import mass
 from hepfm.data import EventSample, JetDataset, read_events
-from hepfm.data.dijets import Dijets, dijets
 from hepfm.data.sample import JetSample
-from hepfm.physics import mass
+from hepfm.sim.dijets import Dijets, dijets
 from hepfm.train import ClassifierObjective, TrainConfig
 
 CHECKPOINT = "checkpoints/pet-tiny-jetclass"
@@ -134,8 +134,8 @@ def test_dijets_of_the_real_lhco_sample(shared_data):
 
 
 def test_particle_level_events_with_the_lhco_trigger(tmp_path):
-    from hepfm.data.factory import generate_events
-    from hepfm.data.processes import LHCO_TRIGGER_PT
+    from hepfm.sim.factory import generate_events
+    from hepfm.sim.processes import LHCO_TRIGGER_PT
 
     path = generate_events(["Wprime_XY"], 24, tmp_path / "wprime", seed=3, content="particles",
                            trigger_pt=LHCO_TRIGGER_PT, events_per_shard=12, progress=False)

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import awkward as ak
 import numpy as np
 import torch
 from scipy.stats import wasserstein_distance
 
+from hepfm.data.datasets import JetDataset
+from hepfm.data.sample import build_jet_sample
+from hepfm.data.schema import JET_FEATURES, PARTICLE_FEATURES
 from hepfm.train.diffusion import alpha_sigma
 
 __all__ = ["sample", "pet_velocity", "generate_like", "to_sample", "efp", "EFP_GRAPHS", "jet_efps", "w1", "w1m",
@@ -100,14 +104,13 @@ def generate_like(model, reference, normaliser, steps: int = 25, guidance: float
     Returns:
         A :class:`~hepfm.data.JetSample` of the generated jets (see :func:`to_sample`).
     """
-    from hepfm.data import JetDataset
-
     model = model.to(device).eval()
     data = JetDataset(reference, normaliser)
     gen = torch.Generator().manual_seed(seed)
     out = []
     for start in range(0, len(data), batch_size):
-        x, mask, jet, label = data.collate([data[i] for i in range(start, min(start + batch_size, len(data)))])
+        batch = data.collate([data[i] for i in range(start, min(start + batch_size, len(data)))])
+        x, mask, jet, label = batch.x, batch.mask, batch.jet, batch.y
         mask, jet, label = mask.to(device), jet.to(device), label.to(device)
         v = pet_velocity(model, mask, jet, label, guidance)
         out.append(sample(lambda z, t, v=v: v(z.to(device), t.to(device)).cpu(), tuple(x.shape), mask.cpu(), steps,
@@ -123,10 +126,6 @@ def to_sample(x: np.ndarray, mask: np.ndarray, reference, normaliser):
     Massless constituents with the generated (deta, dphi, log pT) around the reference jets' axes; the
     sample's features (and jet mass) are then recomputed from those four-momenta exactly as for any other data.
     """
-    import awkward as ak
-
-    from hepfm.data.sample import JET_FEATURES, PARTICLE_FEATURES, build_jet_sample
-
     phys = x * normaliser.particle_std + normaliser.particle_mean
     col = {n: phys[..., PARTICLE_FEATURES.index(n)] for n in ("deta", "dphi", "log_pt", "log_energy")}
     eta = col["deta"] + reference.jets[:, JET_FEATURES.index("eta"), None]

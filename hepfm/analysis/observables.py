@@ -16,9 +16,9 @@ import awkward as ak
 import fastjet
 import numpy as np
 
-from hepfm.data.pythia import _quiet_stdout
+from hepfm.core.io import quiet_stdout
+from hepfm.core.physics import delta_phi, p4_from_pt_eta_phi_m
 from hepfm.data.sample import JetSample
-from hepfm.physics import delta_phi, p4_from_pt_eta_phi_m
 
 __all__ = ["OBSERVABLES", "jet_observables", "nsubjettiness"]
 
@@ -52,7 +52,7 @@ def nsubjettiness(sample: JetSample, n_max: int = 3) -> np.ndarray:
         m = sample.mask[ok]
         px, py, pz, e = p4_from_pt_eta_phi_m(pt[ok][m], eta[ok][m], phi[ok][m], 0.0)
         particles = ak.unflatten(ak.zip({"px": px, "py": py, "pz": pz, "E": e}), counts[ok])
-        with _quiet_stdout(), warnings.catch_warnings():
+        with quiet_stdout(), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # fastjet's note on exclusive jets of non-kT finders
             sequence = fastjet.ClusterSequence(particles, fastjet.JetDefinition(fastjet.kt_algorithm, 1.0))
             axes = sequence.exclusive_jets(n_jets=n)

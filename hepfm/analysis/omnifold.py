@@ -27,6 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hepfm.data.sample import JetSample
+from hepfm.train.checkpoint import Checkpoint, load_checkpoint
+from hepfm.train.config import TrainConfig
+from hepfm.train.finetune import REWEIGHTING_HEAD_INIT, fit_classifier
+from hepfm.train.inference import predict
+
 __all__ = ["omnifold", "OmniFoldResult", "LogisticClassifier", "PETClassifier", "likelihood_ratio",
            "bootstrap_weights"]
 
@@ -162,22 +168,19 @@ class LogisticClassifier:
 
 class PETClassifier:
     """OmniFold's classifier as a jet model: fine-tuned from a pretrained checkpoint, or the same network from
-    scratch (``from_scratch=True``), with :func:`hepfm.train.recipes.fit_classifier` and per-jet weights.
+    scratch (``from_scratch=True``), with :func:`hepfm.train.finetune.fit_classifier` and per-jet weights.
 
     Each call trains a fresh classifier in ``out/step-<k>`` (k counts the calls) and returns p(class 1) of
     ``x_eval``. Inputs are :class:`~hepfm.data.sample.JetSample` objects.
     """
 
-    def __init__(self, checkpoint: str | Path, out: str | Path, *, from_scratch: bool = False, train=None,
-                 lr_factor: float = 10.0):
-        self.checkpoint, self.out = checkpoint, Path(out)
+    def __init__(self, checkpoint: str | Path | Checkpoint, out: str | Path, *, from_scratch: bool = False,
+                 train: TrainConfig | None = None, lr_factor: float = 10.0):
+        self.checkpoint, self.out = load_checkpoint(checkpoint), Path(out)
         self.from_scratch, self.train, self.lr_factor = from_scratch, train, lr_factor
         self.calls = 0
 
     def __call__(self, x0, w0, x1, w1, x_eval) -> np.ndarray:
-        from hepfm.data import JetDataset, JetSample
-        from hepfm.train.recipes import REWEIGHTING_HEAD_INIT, checkpoint_normaliser, fit_classifier, predict
-
         names = ["class 0", "class 1"]
         parts = [replace(x, labels=np.full(len(x), k, dtype=np.int64), class_names=names, weights=None)
                  for k, x in enumerate((x0, x1))]
@@ -185,9 +188,9 @@ class PETClassifier:
         w = np.concatenate([np.asarray(w0, dtype=np.float64), np.asarray(w1, dtype=np.float64)])
         sample.weights = w / w.mean()
         self.calls += 1
-        model, _, _ = fit_classifier(self.checkpoint, sample, self.out / f"step-{self.calls}",
-                                     from_scratch=self.from_scratch, train=self.train, lr_factor=self.lr_factor,
+        model, _, _ = fit_classifier(self.checkpoint, sample, self.out / f"step-{self.calls}", train=self.train,
+                                     overwrite=True, from_scratch=self.from_scratch, lr_factor=self.lr_factor,
                                      head_init=REWEIGHTING_HEAD_INIT)
         device = self.train.device if self.train is not None else "auto"
-        return predict(model, JetDataset(x_eval, checkpoint_normaliser(self.checkpoint)), device=device)[:, 1]
+        return predict(model, self.checkpoint.dataset(x_eval), device=device)[:, 1]
 

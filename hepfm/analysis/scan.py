@@ -8,39 +8,40 @@ finished runs, so a long scan can be interrupted and continued (or spread over p
 
 from __future__ import annotations
 
-import json
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
+from hepfm.analysis.plots import convergence_plot, save, scan_plot, use_style
+from hepfm.core.errors import DataError, OutputError
+from hepfm.core.io import read_json_object, write_metrics
+from hepfm.core.parallel import set_torch_threads
 from hepfm.data.sample import JetSample
-from hepfm.train.loop import TrainConfig
+from hepfm.train.checkpoint import Checkpoint, load_checkpoint
+from hepfm.train.config import TrainConfig
+from hepfm.train.finetune import finetune
+from hepfm.train.state import has_state, recipe_changes
 
 __all__ = ["size_scan", "summarise", "epochs_to_reach", "convergence_summary", "two_fold", "time_to_accuracy",
-           "MODES"]
+           "scan_report", "scan_targets", "ScanReport", "MODES"]
 
 MODES = ("pretrained", "scratch")
 
 
-def _finetune_run(checkpoint, train, test, run: Path, cfg: TrainConfig, size: int, threads: int, options: dict):
-    """One scan run in a worker process (``threads`` torch threads)."""
-    import torch
-
-    from hepfm.train.recipes import finetune
-
-    if threads:
-        torch.set_num_threads(threads)
+def _finetune_run(checkpoint, train, test, run: Path, cfg: TrainConfig, size: int, processes: int, options: dict):
+    """One scan run in a worker process, with its share of the cores among ``processes`` runs."""
+    set_torch_threads(processes)
     finetune(checkpoint, train, test, run, train=cfg, n_train=size, **options)
     return str(run)
 
 
 def size_scan(
-    checkpoint: str | Path | None,
+    checkpoint: str | Path | Checkpoint | None,
     train,
     test,
     sizes: list[int],
@@ -50,6 +51,8 @@ def size_scan(
     modes: tuple[str, ...] = MODES,
     variants: dict[str, dict] | None = None,
     parallel_runs: int = 1,
+    resume: bool = False,
+    overwrite: bool = False,
     **finetune_kwargs,
 ) -> list[dict]:
     """Fine-tune (``pretrained``) and train from scratch (``scratch``) for every size and seed.
@@ -65,62 +68,82 @@ def size_scan(
         variants: instead of ``checkpoint`` and ``modes``, named set-ups: ``{name: {"checkpoint": dir,
             **finetune options}}``, e.g. ``{"multilabel": {"checkpoint": a}, "frozen": {"checkpoint": b,
             "freeze_backbone": True}, "scratch": {"checkpoint": b, "from_scratch": True}}``.
-        parallel_runs: train this many runs at once, each in its own process with an equal share of the CPU
-            threads (largest sizes first). Pass ``train`` and ``test`` as paths then, so that each process
+        parallel_runs: train this many runs at once, each in its own process with an equal share of the
+            cores (largest sizes first). Pass ``train`` and ``test`` as paths then, so that each process
             reads them itself instead of receiving a pickled copy.
-        finetune_kwargs: passed on to :func:`hepfm.train.recipes.finetune`.
+        resume: reuse the finished runs of an earlier scan in ``out`` (trained with this very recipe) and
+            continue its unfinished ones; without it, a scan directory holding runs is refused.
+        overwrite: replace the runs of an earlier scan in ``out``.
+        finetune_kwargs: :class:`~hepfm.train.finetune.FinetuneConfig` fields for every run.
 
     Returns:
         One dict per run: ``mode, size, seed`` plus the run's metrics.
     """
-    from hepfm.train.recipes import finetune
-
     if variants is None:
         variants = {m: {"checkpoint": checkpoint, "from_scratch": m == "scratch"} for m in modes}
     out = Path(out)
+    if checkpoint is not None and any(_inside(out, load_checkpoint(v["checkpoint"]).path) for v in variants.values()):
+        raise OutputError(f"{out}: the scan directory is, holds or lies inside a checkpoint it starts from; "
+                          "choose another --out")
     runs = [(m, n, s) for n in sizes for s in seeds for m in variants]
+    started = [r for r in runs if (out / _name(*r)).exists() and any((out / _name(*r)).iterdir())]
+    if started and not (resume or overwrite):
+        raise OutputError(f"{out}: holds {len(started)} run(s) of an earlier scan (e.g. {_name(*started[0])}); pass "
+                          "--resume (resume=True) to reuse and continue them or --overwrite to replace them")
 
     def setup(mode, seed):
         options = {**finetune_kwargs, **variants[mode]}
         return options.pop("checkpoint"), replace(train_config, seed=seed, progress=False), options
 
-    done = [r for r in runs if (out / f"{r[0]}-n{r[1]}-s{r[2]}" / "metrics.json").exists()]
+    done = [r for r in runs if (out / _name(*r) / "metrics.json").exists()] if resume else []
     for mode, size, seed in done:  # before any training: a scan directory holds one recipe
-        path = out / f"{mode}-n{size}-s{seed}" / "metrics.json"
-        _check_recipe(path, json.loads(path.read_text()).get("train_config"), setup(mode, seed)[1])
+        path = out / _name(mode, size, seed) / "metrics.json"
+        _check_recipe(path, read_json_object(path).get("train_config"), setup(mode, seed)[1])
     todo = [r for r in runs if r not in done]
+
+    def run_options(run: Path) -> dict:  # continue an unfinished run of a resumed scan, else start afresh
+        return {"resume": True} if resume and has_state(run) else {"overwrite": True}
+
     if parallel_runs > 1 and len(todo) > 1:
-        threads = max(1, (os.cpu_count() or 1) // parallel_runs)
         context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
         with ProcessPoolExecutor(min(parallel_runs, len(todo)), mp_context=context) as pool:
             futures = []
             for mode, size, seed in sorted(todo, key=lambda r: -r[1]):
                 ckpt, cfg, options = setup(mode, seed)
-                futures.append(pool.submit(_finetune_run, ckpt, train, test, out / f"{mode}-n{size}-s{seed}", cfg,
-                                           size, threads, options))
+                futures.append(pool.submit(_finetune_run, ckpt, train, test, out / _name(mode, size, seed), cfg,
+                                           size, min(parallel_runs, len(todo)),
+                                           {**options, **run_options(out / _name(mode, size, seed))}))
             for future in tqdm(as_completed(futures), total=len(futures), desc="scan", unit="run"):
                 future.result()
+        done = todo + done
     rows = []
     for mode, size, seed in tqdm(runs, desc="scan", unit="run", disable=parallel_runs > 1):
-        run = out / f"{mode}-n{size}-s{seed}"
-        if (run / "metrics.json").exists():
-            metrics = json.loads((run / "metrics.json").read_text())
+        run = out / _name(mode, size, seed)
+        if (mode, size, seed) in done:
+            metrics = read_json_object(run / "metrics.json")
         else:
             ckpt, cfg, options = setup(mode, seed)
-            metrics = finetune(ckpt, train, test, run, train=cfg, n_train=size, **options)
+            metrics = finetune(ckpt, train, test, run, train=cfg, n_train=size, **options, **run_options(run))
         rows.append({"mode": mode, "size": size, "seed": seed, **metrics})
     return rows
+
+
+def _name(mode: str, size: int, seed: int) -> str:
+    return f"{mode}-n{size}-s{seed}"
+
+
+def _inside(out: Path, checkpoint: Path) -> bool:
+    a, b = out.resolve(), checkpoint.resolve()
+    return a == b or a in b.parents or b in a.parents
 
 
 def _check_recipe(path: Path, stored: dict | None, cfg: TrainConfig) -> None:
     """A finished run is reused only if it was trained with this recipe (runs from before the recipe was
     recorded are taken as they are)."""
-    from hepfm.train.loop import recipe_changes
-
     changes = None if stored is None else recipe_changes(stored, cfg)
     if changes:
-        raise ValueError(f"{path}: finished with another recipe than this scan asks for ({changes}); "
-                         "give the scan another output directory")
+        raise DataError(f"{path}: finished with another recipe than this scan asks for ({changes}); "
+                        "give the scan another output directory")
 
 
 def time_to_accuracy(rows: list[dict], target: float) -> dict:
@@ -199,17 +222,16 @@ def convergence_summary(rows: list[dict]) -> dict:
     return out
 
 
-def two_fold(checkpoint: str | Path, sample: JetSample, out: str | Path, train_config: TrainConfig,
-             modes: tuple[str, ...] = MODES, split_seed: int = 0, **finetune_kwargs) -> dict:
+def two_fold(checkpoint: str | Path | Checkpoint, sample: JetSample, out: str | Path, train_config: TrainConfig,
+             modes: tuple[str, ...] = MODES, split_seed: int = 0, resume: bool = True, **finetune_kwargs) -> dict:
     """Fixed two-fold evaluation: train on one half, test on the other, then swap.
 
-    The halves come from a permutation fixed by ``split_seed`` (chosen before looking at results).
+    The halves come from a permutation fixed by ``split_seed`` (chosen before looking at results). Folds
+    finished in ``out`` by an earlier call are reused (``resume``), else replaced.
 
     Returns:
         ``{mode: {"auc_per_fold": [a, b], "mean_auc": m, "accuracy_per_fold": [...]}}``.
     """
-    from hepfm.train.recipes import finetune
-
     order = np.random.default_rng(split_seed).permutation(len(sample))
     halves = (np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:]))
     out = Path(out)
@@ -218,13 +240,86 @@ def two_fold(checkpoint: str | Path, sample: JetSample, out: str | Path, train_c
         aucs, accs = [], []
         for fold in (0, 1):
             run = out / f"{mode}-fold{fold}"
-            if (run / "metrics.json").exists():
-                metrics = json.loads((run / "metrics.json").read_text())
+            if resume and (run / "metrics.json").exists():
+                metrics = read_json_object(run / "metrics.json")
             else:
                 metrics = finetune(checkpoint, sample[halves[fold]], sample[halves[1 - fold]], run,
                                    from_scratch=mode == "scratch", train=replace(train_config, progress=False),
-                                   **finetune_kwargs)
+                                   overwrite=True, **finetune_kwargs)
             aucs.append(metrics["auc"])
             accs.append(metrics["accuracy"])
         result[mode] = {"auc_per_fold": aucs, "mean_auc": float(np.mean(aucs)), "accuracy_per_fold": accs}
     return result
+
+
+@dataclass
+class ScanReport:
+    """What a training-size scan shows: the summary per mode and size, the convergence of the fine-tuned
+    runs, the printed table, the headline numbers and the figures (already saved into the scan directory)."""
+
+    summary: dict
+    convergence: dict
+    table: str
+    targets: dict
+    figures: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.table
+
+
+def scan_targets(summary: dict, convergence: dict) -> dict:
+    """The headline numbers of a scan: the fine-tuned and scratch AUC at the smallest size, scratch's AUC at
+    ten times that size (if scanned), and the median epoch ratio at the smallest size."""
+    sizes = sorted({int(n) for per_size in summary.values() for n in per_size})
+    small = sizes[0]
+    large = next((n for n in sizes if n >= 10 * small), None)
+
+    def auc(mode: str, n: int | None):
+        entry = summary.get(mode, {}).get(n) if n is not None else None
+        return None if entry is None else entry["auc"][0]
+
+    return {"pretrained_auc_at_smallest": auc("pretrained", small), "scratch_auc_at_smallest": auc("scratch", small),
+            "scratch_auc_at_10x": auc("scratch", large),
+            "epoch_ratio_at_smallest": convergence.get(small, {}).get("median_epoch_ratio")}
+
+
+def scan_report(rows: list[dict], out: str | Path, *, title: str = "", unit: str = "jets",
+                keep_history: bool = True, **info) -> ScanReport:
+    """Summarise a scan (:func:`summarise`, :func:`convergence_summary`), draw ``scan.png`` (AUC, accuracy and
+    rej30 against the training size) and ``convergence.png``, and write ``metrics.json`` into ``out``.
+
+    Args:
+        rows: the runs of :func:`size_scan`.
+        out: where the figures and ``metrics.json`` go.
+        title: the figures' title.
+        unit: what the training sizes count (``jets``, ``events``).
+        keep_history: keep every run's per-epoch history in ``metrics.json``.
+        info: more fields for ``metrics.json`` (the checkpoint, data paths, ...).
+    """
+    summary, convergence = summarise(rows), convergence_summary(rows)
+    sizes = sorted({r["size"] for r in rows})
+    use_style()
+    fig, axes = plt.subplots(1, 3, figsize=(20, 5.8), constrained_layout=True)
+    for ax, metric in zip(axes, ("auc", "accuracy", "rej30"), strict=True):
+        scan_plot(summary, metric, ax=ax, title=title, xlabel=f"Labelled training {unit}")
+    save(fig, out, "scan")
+    figures = {"scan": fig, "convergence": convergence_plot(rows, sizes[0], unit=unit)}
+    save(figures["convergence"], out, "convergence")
+    targets = scan_targets(summary, convergence)
+    runs = rows if keep_history else [{k: v for k, v in r.items() if k != "history"} for r in rows]
+    write_metrics(out, {"summary": summary, "convergence": convergence, "targets": targets, "sizes": sizes,
+                        "seeds": sorted({r["seed"] for r in rows}), **info, "runs": runs})
+    lines = ["| start | size | AUC | accuracy | rej30 | rej50 | epochs (median) | wall s (median) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for mode, per_size in summary.items():
+        for size, e in per_size.items():
+            sel = [r for r in rows if r["mode"] == mode and r["size"] == size]
+            cells = " | ".join("no finite value" if e[m][0] is None else
+                               f"{'≥ ' if e.get(m + '_lower_bound') else ''}{e[m][0]:.4g} ± {e[m][1]:.2g}"
+                               for m in ("auc", "accuracy", "rej30", "rej50"))
+            lines.append(f"| {mode} | {size} | {cells} | {np.median([r['epochs_run'] for r in sel]):.0f} | "
+                         f"{np.median([r['wall_seconds'] for r in sel]):.0f} |")
+    for size, c in convergence.items():
+        lines.append(f"{size}: fine-tuned reaches scratch's best validation loss in {c['reached']}/{c['of']} seeds; "
+                     f"median epoch ratio {c['median_epoch_ratio']}")
+    return ScanReport(summary, convergence, "\n".join(lines), targets, figures)

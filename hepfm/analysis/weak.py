@@ -8,7 +8,7 @@ and the optimal classifier of the two mixed samples is a monotonic function of t
 likelihood ratio. The idealised anomaly detector (IAD) replaces the sidebands by a perfectly modelled
 background sample in the signal region: the best any weakly supervised method can do with this classifier.
 
-Here the classifier reads the two leading jets of an event (:class:`hepfm.data.dijets.Dijets`) with one
+Here the classifier reads the two leading jets of an event (:class:`hepfm.sim.dijets.Dijets`) with one
 jet model applied to each jet: it is trained on jets labelled by their event's region, and an event's
 score is the sum of the two jets' log-likelihood ratios. The figure of merit is the significance
 improvement characteristic SIC = eps_S / sqrt(eps_B) on labelled test events of the signal region.
@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hepfm.data import JetDataset
-from hepfm.data.dijets import Dijets
-from hepfm.train import TrainConfig
+from hepfm.sim.dijets import Dijets
+from hepfm.train.checkpoint import Checkpoint, load_checkpoint
+from hepfm.train.config import TrainConfig
+from hepfm.train.finetune import REWEIGHTING_HEAD_INIT, fit_classifier
+from hepfm.train.inference import model_outputs
 
 __all__ = ["SIGNAL_REGION", "SIDEBAND_WIDTH", "regions", "balanced_weights", "sic_curve", "max_sic",
            "train_dijet_classifier", "dijet_scores"]
@@ -76,34 +78,34 @@ def max_sic(labels: np.ndarray, scores: np.ndarray, min_background: int = 25) ->
     return float(curve["sic"].max()) if len(curve["sic"]) else float("nan")
 
 
-def train_dijet_classifier(checkpoint: str | Path, dijets: Dijets, labels: np.ndarray, out: str | Path, *,
+def train_dijet_classifier(checkpoint: str | Path | Checkpoint, dijets: Dijets, labels: np.ndarray,
+                           out: str | Path, *,
                            from_scratch: bool = False, train: TrainConfig | None = None, lr_factor: float = 10.0,
                            balance: bool = True) -> torch.nn.Module:
     """Train one jet classifier on both jets of every event, each jet labelled by its event's ``labels``
     (0/1: e.g. sidebands / signal region), from the pretrained ``checkpoint`` or from scratch.
 
-    ``balance`` weights the two classes to equal total weight. Returns the model with its best weights.
+    ``balance`` weights the two classes to equal total weight. Returns the model with its best weights; a
+    classifier trained into ``out`` before is replaced.
     """
-    from hepfm.train.recipes import REWEIGHTING_HEAD_INIT, fit_classifier
-
     labels = np.asarray(labels, dtype=np.int64)
     sample = dijets.as_jets(labels, ["class 0", "class 1"])
     if balance:
         sample.weights = np.concatenate([balanced_weights(labels)] * 2)
-    model, _, _ = fit_classifier(checkpoint, sample, out, from_scratch=from_scratch, train=train,
+    model, _, _ = fit_classifier(checkpoint, sample, out, train=train, overwrite=True, from_scratch=from_scratch,
                                  lr_factor=lr_factor, head_init=REWEIGHTING_HEAD_INIT)
     return model
 
 
 @torch.no_grad()
-def dijet_scores(model: torch.nn.Module, dijets: Dijets, checkpoint: str | Path, device: str = "auto") -> np.ndarray:
+def dijet_scores(model: torch.nn.Module, dijets: Dijets, checkpoint: str | Path | Checkpoint,
+                 device: str = "auto") -> np.ndarray:
     """Event scores: the sum over the two jets of log p(1 | jet) / p(0 | jet) (N,).
 
     ``checkpoint``: the pretrained checkpoint whose feature normalisation the model was trained with.
     """
-    from hepfm.train.recipes import checkpoint_normaliser, model_outputs
-
-    logits = model_outputs(model, JetDataset(dijets.as_jets(), checkpoint_normaliser(checkpoint)), device=device)
+    dataset = load_checkpoint(checkpoint).dataset(dijets.as_jets())
+    logits = model_outputs(model, dataset, device=device)
     llr = logits[:, 1] - logits[:, 0]
     n = len(dijets)
     return llr[:n] + llr[n:]

@@ -1,30 +1,25 @@
-"""Data: the Pythia8 factory, storage, readers for public formats and torch datasets."""
+"""Data: the in-memory samples, the field schema, sharded storage, readers for public formats and torch
+datasets. Making data (Pythia8, the detector, the factory) is :mod:`hepfm.sim`."""
 
 from __future__ import annotations
 
+from hepfm.core.errors import DataError
 from hepfm.data.datasets import FeatureNormaliser, JetDataset, ShardedJetDataset
-from hepfm.data.detector import DETECTORS, DetectorConfig
-from hepfm.data.factory import generate_events, generate_jets
-from hepfm.data.processes import JET_RECIPES, JETCLASS_CLASSES, PROCESSES
-from hepfm.data.readers import read_events, read_jets
-from hepfm.data.sample import JET_FEATURES, PARTICLE_FEATURES, DataError, EventSample, JetSample
+from hepfm.data.formats import read_events, read_jets
+from hepfm.data.sample import EventSample, JetSample
+from hepfm.data.schema import JET_FEATURES, JETCLASS_CLASSES, MAX_PARTICLES, PARTICLE_FEATURES
 
 __all__ = [
-    "DETECTORS",
     "DataError",
-    "DetectorConfig",
     "EventSample",
     "FeatureNormaliser",
     "JET_FEATURES",
-    "JET_RECIPES",
     "JETCLASS_CLASSES",
     "JetDataset",
     "JetSample",
+    "MAX_PARTICLES",
     "PARTICLE_FEATURES",
-    "PROCESSES",
     "ShardedJetDataset",
-    "generate_events",
-    "generate_jets",
     "read_events",
     "read_jets",
 ]

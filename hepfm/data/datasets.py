@@ -2,7 +2,7 @@
 
 Both yield ``(x, mask, jet, label)`` with ``x: (N, F)`` normalised particle features,
 ``mask: (N,)`` bool (True = real particle), ``jet: (J,)`` normalised jet features, ``label`` int64;
-the default collate stacks them into ``(B, N, F)``, ``(B, N)``, ``(B, J)``, ``(B,)``.
+their ``collate`` stacks them into a :class:`JetBatch` of ``(B, N, F)``, ``(B, N)``, ``(B, J)``, ``(B,)``.
 
 Normalisation is fixed per dataset (:class:`FeatureNormaliser`), stored in ``dataset.json`` by the
 factory and in every checkpoint, so a model sees the same scale at training and inference time.
@@ -19,10 +19,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from hepfm.data.sample import JET_FEATURES, PARTICLE_FEATURES, DataError, JetSample
-from hepfm.data.storage import iter_jet_shards, read_manifest, shard_paths, shard_to_sample
+from hepfm.core.errors import DataError
+from hepfm.data.sample import JetSample
+from hepfm.data.schema import JET_FEATURES, MAX_PARTICLES, PARTICLE_FEATURES
+from hepfm.data.storage import read_jet_shard, read_manifest, shard_paths, shard_to_sample
 
-__all__ = ["FeatureNormaliser", "JetDataset", "ShardedJetDataset", "trim_padding"]
+__all__ = ["FeatureNormaliser", "JetBatch", "JetDataset", "ShardedJetDataset"]
 
 # Binary features (charge, PID flags) and angular offsets are left as they are: they are already O(1).
 _NORMALISE = ("log_pt", "log_energy", "log_pt_rel", "log_energy_rel", "delta_r")
@@ -61,8 +63,9 @@ class FeatureNormaliser:
         jets = _jet_columns(sample.jets)
         j_mean, j_std = jets.mean(axis=0), np.maximum(jets.std(axis=0), 1e-3)
         j_mean[JET_FEATURES.index("phi")], j_std[JET_FEATURES.index("phi")] = 0.0, 1.0
-        return cls(p_mean.astype(np.float32), p_std.astype(np.float32), j_mean.astype(np.float32),
-                   j_std.astype(np.float32))
+        return cls(
+            p_mean.astype(np.float32), p_std.astype(np.float32), j_mean.astype(np.float32), j_std.astype(np.float32)
+        )
 
     def transform(self, sample: JetSample) -> tuple[np.ndarray, np.ndarray]:
         """Normalised (particles (N, P, F), jets (N, J)) float32 arrays."""
@@ -80,10 +83,13 @@ class FeatureNormaliser:
     @classmethod
     def from_dict(cls, d: dict, source: str = "normalisation") -> FeatureNormaliser:
         if d.get("particle_features") != list(PARTICLE_FEATURES) or d.get("jet_features") != list(JET_FEATURES):
-            raise DataError(f"{source}: field 'particle_features'/'jet_features' does not match this hepfm's "
-                            f"features {list(PARTICLE_FEATURES)} / {list(JET_FEATURES)}")
-        return cls(*(np.asarray(d[k], dtype=np.float32)
-                     for k in ("particle_mean", "particle_std", "jet_mean", "jet_std")))
+            raise DataError(
+                f"{source}: field 'particle_features'/'jet_features' does not match this hepfm's "
+                f"features {list(PARTICLE_FEATURES)} / {list(JET_FEATURES)}"
+            )
+        return cls(
+            *(np.asarray(d[k], dtype=np.float32) for k in ("particle_mean", "particle_std", "jet_mean", "jet_std"))
+        )
 
 
 class JetDataset(Dataset):
@@ -116,16 +122,41 @@ class JetDataset(Dataset):
         return self.x[i], self.mask[i], self.jets[i], self.labels[i], self.weights[i]
 
     @staticmethod
-    def collate(items) -> list[torch.Tensor]:
-        """Stack a batch and cut the padding no jet of the batch uses (particles are sorted by pt)."""
-        return trim_padding([torch.stack(column) for column in zip(*items, strict=True)])
+    def collate(items) -> JetBatch:
+        """Stack items into a :class:`JetBatch`, cutting the padding no jet of the batch uses."""
+        columns = [torch.stack(column) for column in zip(*items, strict=True)]
+        return JetBatch(*columns).trimmed()
 
 
-def trim_padding(batch: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Drop trailing particle slots that are padding in every jet of ``(x, mask, ...)``."""
-    x, mask, *rest = batch
-    n = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 1
-    return [x[:, :n], mask[:, :n], *rest]
+@dataclass
+class JetBatch:
+    """A batch of jets, the jet family's model input.
+
+    Attributes:
+        x: (B, N, F) normalised particle features, zero on padding.
+        mask: (B, N) bool, True = real particle.
+        jet: (B, J) normalised jet features.
+        y: (B,) int64 labels.
+        weight: (B,) float32 per-jet weights, or None (all 1).
+    """
+
+    x: torch.Tensor
+    mask: torch.Tensor
+    jet: torch.Tensor
+    y: torch.Tensor
+    weight: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def to(self, device, non_blocking: bool = True) -> JetBatch:
+        return JetBatch(*(None if t is None else t.to(device, non_blocking=non_blocking)
+                          for t in (self.x, self.mask, self.jet, self.y, self.weight)))
+
+    def trimmed(self) -> JetBatch:
+        """The batch without trailing particle slots that are padding in every jet (particles are sorted by pt)."""
+        n = int(self.mask.any(0).nonzero().max()) + 1 if self.mask.any() else 1
+        return JetBatch(self.x[:, :n], self.mask[:, :n], self.jet, self.y, self.weight)
 
 
 class ShardedJetDataset(IterableDataset):
@@ -144,9 +175,18 @@ class ShardedJetDataset(IterableDataset):
         shards: a subset of the dataset's shard files (e.g. to hold some out for validation).
     """
 
-    def __init__(self, path: str | Path, *, max_particles: int = 128, normaliser: FeatureNormaliser | None = None,
-                 seed: int | None = None, shuffle_shards: int = 4, rank: int = 0, world_size: int = 1,
-                 shards: list[Path] | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_particles: int = MAX_PARTICLES,
+        normaliser: FeatureNormaliser | None = None,
+        seed: int | None = None,
+        shuffle_shards: int = 4,
+        rank: int = 0,
+        world_size: int = 1,
+        shards: list[Path] | None = None,
+    ):
         self.path = Path(path)
         self.shards = list(shards) if shards is not None else shard_paths(self.path)
         self.max_particles = max_particles
@@ -188,11 +228,11 @@ class ShardedJetDataset(IterableDataset):
         mine = self._my_shards()
         rng = np.random.default_rng([self.seed or 0, self.epoch, self.rank])
         for start in range(0, len(mine), self.shuffle_shards):
-            group = mine[start:start + self.shuffle_shards]
+            group = mine[start : start + self.shuffle_shards]
             samples = []
             for shard in group:
-                for _, array, attrs in iter_jet_shards(shard):
-                    samples.append(shard_to_sample(array, attrs, max_particles=self.max_particles, source=str(shard)))
+                array, attrs = read_jet_shard(shard)
+                samples.append(shard_to_sample(array, attrs, max_particles=self.max_particles, source=str(shard)))
             normalised = [self.normaliser.transform(s) for s in samples]
             x = np.concatenate([n[0] for n in normalised])
             jets = np.concatenate([n[1] for n in normalised])
@@ -200,5 +240,9 @@ class ShardedJetDataset(IterableDataset):
             labels = np.concatenate([s.labels for s in samples])
             order = rng.permutation(len(labels)) if self.seed is not None else np.arange(len(labels))
             for i in order:
-                yield (torch.from_numpy(x[i]), torch.from_numpy(mask[i]), torch.from_numpy(jets[i]),
-                       torch.tensor(labels[i]))
+                yield (
+                    torch.from_numpy(x[i]),
+                    torch.from_numpy(mask[i]),
+                    torch.from_numpy(jets[i]),
+                    torch.tensor(labels[i]),
+                )

@@ -15,30 +15,27 @@ Features (fixed transformations, so checkpoints need no fitted normaliser):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torch_geometric.data import Batch
 
-from hepfm.data.events import OBJECT_TYPES
-from hepfm.data.sample import DataError, EventSample
+from hepfm.core.errors import DataError
+from hepfm.data.sample import EventSample
+from hepfm.data.schema import OBJECT_COLUMNS, OBJECT_TYPES
 
-__all__ = ["EventGraphDataset", "NODE_FEATURES", "EDGE_FEATURES", "GLOBAL_FEATURES", "event_features"]
+__all__ = ["EventBatch", "EventGraphDataset", "event_features"]
 
-NODE_FEATURES = ("log_pt", "eta", "sin_phi", "cos_phi", "log_energy", "btag", "charge",
-                 *(f"is_{t}" for t in OBJECT_TYPES))
-EDGE_FEATURES = ("delta_eta", "delta_phi", "delta_r")
-GLOBAL_FEATURES = ("log_n_objects", "log_n_jets", "log_n_btag", "log_n_leptons", "log_n_photons", "log_met",
-                   "log_ht")
-_OBJECT_COLUMNS = ("pt", "eta", "phi", "energy", "btag", "charge", "type")
 _LOG_PT_SHIFT = 3.5  # log(33 GeV): centres the node momenta near 0
 _TARGET_SCALE = 10.0  # GeV; kinematic targets are learnt as log(1 + x / 10 GeV)
 
 
 def event_features(sample: EventSample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Node features (N, P, F), the mask (N, P) and global features (N, G) of an object-level sample."""
-    if tuple(sample.particle_features) != _OBJECT_COLUMNS:
-        raise DataError(f"{sample.source}: event graphs need objects with columns {_OBJECT_COLUMNS}, got "
+    if tuple(sample.particle_features) != OBJECT_COLUMNS:
+        raise DataError(f"{sample.source}: event graphs need objects with columns {OBJECT_COLUMNS}, got "
                         f"{tuple(sample.particle_features)} (particle-level events such as LHCO are not objects)")
     obj, mask = sample.particles.astype(np.float32), sample.mask
     pt, eta, phi, energy, btag, charge, kind = (obj[..., i] for i in range(7))
@@ -63,9 +60,7 @@ def event_features(sample: EventSample) -> tuple[np.ndarray, np.ndarray, np.ndar
 class EventGraphDataset(Dataset):
     """Graphs of an object-level :class:`EventSample`; items are event indices, ``collate`` builds batches.
 
-    A batch has ``x`` (nodes, F), ``edge_index`` (2, edges), ``edge_attr`` (edges, 3), ``u`` (graphs, G),
-    ``batch``/``ptr``, ``y`` (graphs,) labels and, when the sample has generator truth, ``truth``
-    (graphs, L) and ``targets`` (graphs, K) = log(1 + target / 10 GeV).
+    Batches are :class:`EventBatch` objects: the graphs, labels, truth and weights of the events.
     """
 
     def __init__(self, sample: EventSample):
@@ -77,6 +72,7 @@ class EventGraphDataset(Dataset):
         self.phi = torch.from_numpy(sample.feature("phi").astype(np.float32))
         self.globals = torch.from_numpy(glob)
         self.labels = torch.from_numpy(sample.labels.astype(np.int64))
+        self.weights = None if sample.weights is None else torch.as_tensor(sample.weights, dtype=torch.float32)
         self.truth = None if sample.truth is None else torch.from_numpy(sample.truth.astype(np.float32))
         self.targets = None if sample.targets is None else torch.from_numpy(
             np.log1p(np.maximum(sample.targets, 0) / _TARGET_SCALE).astype(np.float32))
@@ -87,7 +83,7 @@ class EventGraphDataset(Dataset):
     def __getitem__(self, i: int) -> int:
         return i
 
-    def collate(self, items) -> Batch:
+    def collate(self, items) -> EventBatch:
         idx = torch.as_tensor(items, dtype=torch.long)
         mask = self.mask[idx]  # (B, P)
         keep = mask.sum(0) > 0
@@ -100,13 +96,40 @@ class EventGraphDataset(Dataset):
         deta = eta[g, i] - eta[g, j]
         dphi = torch.remainder(phi[g, i] - phi[g, j] + torch.pi, 2 * torch.pi) - torch.pi
         counts = mask.sum(1)
-        data = dict(
+        graph = Batch(
             x=nodes[mask], edge_index=torch.stack([flat[g, j], flat[g, i]]),
             edge_attr=torch.stack([deta, dphi, torch.hypot(deta, dphi)], -1),
-            u=self.globals[idx], y=self.labels[idx],
-            batch=torch.repeat_interleave(torch.arange(b), counts),
+            u=self.globals[idx], batch=torch.repeat_interleave(torch.arange(b), counts),
             ptr=torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)]),
         )
-        if self.truth is not None:
-            data["truth"], data["targets"] = self.truth[idx], self.targets[idx]
-        return Batch(**data)
+        truth = None if self.truth is None else self.truth[idx]
+        targets = None if self.targets is None else self.targets[idx]
+        return EventBatch(graph, self.labels[idx], truth, targets,
+                          None if self.weights is None else self.weights[idx])
+
+
+@dataclass
+class EventBatch:
+    """A batch of events, the event family's model input.
+
+    Attributes:
+        graph: the ``torch_geometric.data.Batch`` of the events' graphs: ``x`` (nodes, F), ``edge_index``
+            (2, edges), ``edge_attr`` (edges, 3), ``u`` (graphs, G), ``batch`` and ``ptr``.
+        y: (B,) int64 labels.
+        truth: (B, L) hard-process truth labels, or None when the sample has no generator truth.
+        targets: (B, K) kinematic targets log(1 + target / 10 GeV), or None.
+        weight: (B,) float32 per-event weights, or None (all 1).
+    """
+
+    graph: Batch
+    y: torch.Tensor
+    truth: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+    weight: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device, non_blocking: bool = True) -> EventBatch:
+        return EventBatch(*(None if t is None else t.to(device, non_blocking=non_blocking)
+                            for t in (self.graph, self.y, self.truth, self.targets, self.weight)))

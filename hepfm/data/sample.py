@@ -12,43 +12,11 @@ from dataclasses import dataclass, field, replace
 import awkward as ak
 import numpy as np
 
-from hepfm.physics import EPS, delta_phi, mass, pt_eta_phi
+from hepfm.core.errors import DataError
+from hepfm.core.physics import EPS, delta_phi, mass, pt_eta_phi
+from hepfm.data.schema import JET_FEATURES, MAX_PARTICLES, PARTICLE_FEATURES
 
-__all__ = [
-    "PARTICLE_FEATURES",
-    "JET_FEATURES",
-    "JetSample",
-    "EventSample",
-    "build_jet_sample",
-    "pid_from_flags",
-    "DataError",
-]
-
-#: Constituent features, in order, of ``JetSample.particles[..., i]`` (OmniLearn's set plus PID flags).
-PARTICLE_FEATURES = (
-    "deta",  # eta - eta_jet
-    "dphi",  # phi - phi_jet, wrapped
-    "log_pt",
-    "log_energy",
-    "log_pt_rel",  # log(pt / pt_jet)
-    "log_energy_rel",  # log(E / E_jet)
-    "delta_r",
-    "charge",
-    "is_charged_hadron",
-    "is_neutral_hadron",
-    "is_photon",
-    "is_electron",
-    "is_muon",
-)
-#: Indices of the particle-identification features (charge and flags), absent in some public formats.
-PID_FEATURES = tuple(range(7, 13))
-#: Jet-level features, in order, of ``JetSample.jets[:, i]``.
-JET_FEATURES = ("pt", "eta", "phi", "mass", "n_particles")
-
-
-class DataError(ValueError):
-    """A file or array does not hold what hepfm expects; the message names the file and field."""
-
+__all__ = ["JetSample", "EventSample", "build_jet_sample", "pid_from_flags"]
 
 @dataclass
 class JetSample:
@@ -123,7 +91,7 @@ class EventSample:
     Attributes:
         particles: (N, P, F) float32, columns named by ``particle_features``, sorted by pt, padded with 0.
             Particle-level formats (LHCO) give (pt, eta, phi, energy); reconstructed-object formats
-            (hepfm events, NanoAOD) give :data:`hepfm.data.events.OBJECT_FIELDS` without the ``obj_`` prefix.
+            (hepfm events, NanoAOD) give :data:`hepfm.data.schema.OBJECT_COLUMNS`.
         mask: (N, P) bool, True for a real particle or object.
         labels: (N,) int64, index into ``class_names``.
         class_names: names of the classes, in label order.
@@ -201,7 +169,7 @@ def build_jet_sample(
     *,
     charge: ak.Array | None = None,
     pid: ak.Array | None = None,
-    max_particles: int = 128,
+    max_particles: int = MAX_PARTICLES,
     source: str = "",
 ) -> JetSample:
     """Compute constituent and jet features from jagged four-momenta and pad them.

@@ -13,79 +13,38 @@ same job skips them.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import awkward as ak
 import numpy as np
 
-from hepfm.data.sample import DataError, EventSample, JetSample, build_jet_sample
+from hepfm.core.errors import DataError, MissingInputError
+from hepfm.core.io import atomic_path, read_json_object
+from hepfm.data.sample import EventSample, JetSample, build_jet_sample
+from hepfm.data.schema import (
+    JET_FIELDS,
+    MANIFEST,
+    MAX_PARTICLES,
+    OBJECT_FIELDS,
+    PARTICLE_FIELDS,
+    SCHEMA_VERSION,
+    TRUTH_LABELS,
+    TRUTH_TARGETS,
+)
 
 __all__ = [
-    "SCHEMA_VERSION",
-    "atomic_path",
-    "atomic_write_bytes",
-    "atomic_write_json",
     "write_shard",
     "read_shard",
     "shard_paths",
     "read_manifest",
     "read_jet_shards",
+    "read_jet_shard",
     "iter_jet_shards",
     "shard_to_sample",
     "read_event_shards",
     "events_to_sample",
 ]
-
-#: Version of the on-disk layout; bumped whenever fields change meaning.
-SCHEMA_VERSION = 1
-MANIFEST = "dataset.json"
-_JET_FIELDS = ("label", "part_px", "part_py", "part_pz", "part_energy", "part_charge", "part_pid")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone makes files private
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is synced and renamed onto ``path``.
-
-    On any error the temporary file is removed and ``path`` keeps what it held before.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def atomic_write_json(path: str | Path, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-
 
 def write_shard(array: ak.Array, path: str | Path, attrs: dict) -> None:
     """Write one shard atomically; ``attrs`` (JSON-serialisable) go into the parquet metadata."""
@@ -98,12 +57,12 @@ def read_shard(path: str | Path) -> tuple[ak.Array, dict]:
     """Read one shard and its attributes.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        MissingInputError: the file does not exist.
         DataError: the file is truncated or corrupt, not a hepfm shard, or of another schema version.
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such shard")
+        raise MissingInputError(f"{path}: no such shard")
     try:
         array = ak.from_parquet(path)
     except Exception as err:
@@ -111,50 +70,110 @@ def read_shard(path: str | Path) -> tuple[ak.Array, dict]:
     raw = array.attrs.get("hepfm") if array.attrs else None
     if raw is None:
         raise DataError(f"{path}: parquet metadata field 'hepfm' missing: not a hepfm shard")
-    attrs = json.loads(raw)
-    if attrs.get("schema_version") != SCHEMA_VERSION:
-        raise DataError(f"{path}: field 'schema_version' is {attrs.get('schema_version')}, "
-                        f"this hepfm reads version {SCHEMA_VERSION}")
+    try:
+        attrs = json.loads(raw)
+    except (json.JSONDecodeError, TypeError) as err:
+        raise DataError(f"{path}: parquet metadata field 'hepfm' is not valid JSON ({err})") from err
+    if not isinstance(attrs, dict) or attrs.get("schema_version") != SCHEMA_VERSION:
+        version = attrs.get("schema_version") if isinstance(attrs, dict) else None
+        raise DataError(f"{path}: field 'schema_version' is {version}, this hepfm reads version {SCHEMA_VERSION}")
+    if not isinstance(attrs.get("class_names"), list) or not attrs["class_names"]:
+        raise DataError(f"{path}: parquet metadata field 'class_names' missing or empty")
     return array, attrs
 
 
-def shard_paths(path: str | Path) -> list[Path]:
-    """The shard files of a dataset directory (or the single file ``path``), sorted by name."""
+def read_manifest(path: str | Path) -> dict:
+    """The ``dataset.json`` of a dataset directory ({} for a lone shard file or a directory without one).
+
+    Raises:
+        DataError: the manifest is unreadable, not valid JSON or not a JSON object.
+    """
+    path = Path(path)
+    manifest = path / MANIFEST if path.is_dir() else path.parent.parent / MANIFEST
+    if not manifest.exists():
+        return {}
+    return read_json_object(manifest)
+
+
+def shard_paths(path: str | Path, allow_incomplete: bool = False) -> list[Path]:
+    """The shard files of a dataset: those its ``dataset.json`` lists, sorted by name, i.e. class by class (or
+    the single file ``path``).
+
+    A directory without a manifest (shards written by hand) gives its ``*.parquet`` files, sorted by name.
+
+    Raises:
+        MissingInputError: ``path`` does not exist.
+        DataError: the production is marked incomplete (unless ``allow_incomplete``), a listed shard is
+            missing, or there are no shards.
+    """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or directory")
+        raise MissingInputError(f"{path}: no such file or directory")
     if path.is_file():
         return [path]
-    shards = sorted((path / "shards").glob("*.parquet")) or sorted(path.glob("*.parquet"))
+    manifest = read_manifest(path)
+    if not manifest:
+        shards = sorted((path / "shards").glob("*.parquet")) or sorted(path.glob("*.parquet"))
+    else:
+        listed = manifest.get("shards")
+        if not isinstance(listed, list) or not all(isinstance(n, str) for n in listed):
+            raise DataError(f"{path / MANIFEST}: field 'shards' missing or not a list of file names")
+        shards = [path / "shards" / name for name in sorted(listed)]
+        if manifest.get("complete") is not True:
+            if not allow_incomplete:
+                done = sum(s.exists() for s in shards)
+                raise DataError(f"{path / MANIFEST}: field 'complete' is {manifest.get('complete')!r}: the production "
+                                f"is unfinished ({done} of {len(shards)} shards written); re-run its generate command "
+                                "to finish it, or pass allow_incomplete=True (--allow-incomplete) to read those")
+            shards = [s for s in shards if s.exists()]
+        missing = [s.name for s in shards if not s.exists()]
+        if missing:
+            raise DataError(f"{path / MANIFEST}: lists shard(s) {missing[:3]} that are missing from {path / 'shards'}")
     if not shards:
         raise DataError(f"{path}: no parquet shards found (expected {path}/shards/*.parquet)")
     return shards
 
 
-def read_manifest(path: str | Path) -> dict:
-    """The ``dataset.json`` of a dataset directory ({} for a lone shard file)."""
-    path = Path(path)
-    manifest = path / MANIFEST if path.is_dir() else path.parent.parent / MANIFEST
-    if not manifest.exists():
-        return {}
-    try:
-        return json.loads(manifest.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"{manifest}: not valid JSON ({err})") from err
+def _check_finite_fields(array: ak.Array, fields, path: Path) -> None:
+    """Every listed field of a shard holds finite numbers (NaN or inf is refused, naming the field)."""
+    for name in fields:
+        if name not in array.fields:
+            continue
+        values = array[name]
+        flat = ak.to_numpy(ak.flatten(values, axis=None)) if values.ndim > 1 else ak.to_numpy(values)
+        if flat.dtype.kind == "f":
+            bad = ~np.isfinite(flat)
+            if bad.any():
+                raise DataError(f"{path}: field {name!r} holds {int(bad.sum())} NaN/inf values")
+
+
+def _check_labels(array: ak.Array, class_names: list, path: Path) -> None:
+    labels = ak.to_numpy(array.label)
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):
+        raise DataError(f"{path}: field 'label' holds values outside [0, {len(class_names) - 1}] for classes "
+                        f"{class_names} (found {labels.min()} to {labels.max()})")
 
 
 def _check_jet_fields(array: ak.Array, path: Path) -> None:
-    missing = [f for f in _JET_FIELDS if f not in array.fields]
+    missing = [f for f in JET_FIELDS if f not in array.fields]
     if missing:
-        raise DataError(f"{path}: missing field(s) {missing}; a jet shard has {list(_JET_FIELDS)}")
+        raise DataError(f"{path}: missing field(s) {missing}; a jet shard has {list(JET_FIELDS)}")
 
 
-def iter_jet_shards(path: str | Path) -> Iterator[tuple[Path, ak.Array, dict]]:
-    """Yield ``(shard path, jets, attrs)`` one shard at a time (for data larger than memory)."""
-    for shard in shard_paths(path):
-        array, attrs = read_shard(shard)
-        _check_jet_fields(array, shard)
-        yield shard, array, attrs
+def iter_jet_shards(path: str | Path, allow_incomplete: bool = False) -> Iterator[tuple[Path, ak.Array, dict]]:
+    """Yield ``(shard path, jets, attrs)`` one shard at a time (for data larger than memory), each checked:
+    every field present, finite, and labels within the class names."""
+    for shard in shard_paths(path, allow_incomplete):
+        yield shard, *read_jet_shard(shard)
+
+
+def read_jet_shard(shard: Path) -> tuple[ak.Array, dict]:
+    """One jet shard and its attributes, checked like :func:`iter_jet_shards` checks them."""
+    array, attrs = read_shard(shard)
+    _check_jet_fields(array, shard)
+    _check_finite_fields(array, array.fields, shard)
+    _check_labels(array, attrs["class_names"], shard)
+    return array, attrs
 
 
 #: Jet levels of a dataset: the detector-level jets, and for paired productions their particle-level partners.
@@ -177,16 +196,18 @@ def shard_to_sample(array: ak.Array, attrs: dict, *, max_particles: int, source:
     )
 
 
-def read_jet_shards(path: str | Path, *, max_particles: int = 128, max_jets: int | None = None,
-                    max_jets_per_shard: int | None = None, level: str = "detector") -> JetSample:
+def read_jet_shards(path: str | Path, *, max_particles: int = MAX_PARTICLES, max_jets: int | None = None,
+                    max_jets_per_shard: int | None = None, level: str = "detector",
+                    allow_incomplete: bool = False) -> JetSample:
     """Read a hepfm jet dataset (directory or one shard) into a :class:`JetSample`.
 
     All shards must agree on the class names. ``max_jets`` stops reading once that many jets
     are in (shards are read in name order, i.e. class by class); ``max_jets_per_shard`` takes the
     first jets of every shard instead, a subset that covers every class. ``level="particle"`` reads the
-    particle-level partners of a paired production, in the same order.
+    particle-level partners of a paired production, in the same order. An unfinished production is
+    refused unless ``allow_incomplete`` (see :func:`shard_paths`).
     """
-    array, class_names = _gather(iter_jet_shards(path), max_jets, max_jets_per_shard)
+    array, class_names = _gather(iter_jet_shards(path, allow_incomplete), max_jets, max_jets_per_shard)
     return shard_to_sample(array, {"class_names": class_names}, max_particles=max_particles, source=str(path),
                            level=level)
 
@@ -214,16 +235,14 @@ def _pad(jagged: ak.Array, width: int) -> np.ndarray:
     return ak.to_numpy(ak.fill_none(ak.pad_none(jagged, width, clip=True), 0)).astype(np.float32)
 
 
-def events_to_sample(array: ak.Array, class_names: list[str], *, max_objects: int | None = None,
+def events_to_sample(array: ak.Array, class_names: list[str], *, max_particles: int | None = None,
                      source: str = "") -> EventSample:
-    """Padded objects (or particles), labels and truth of event records (the layouts of :mod:`hepfm.data.events`)."""
-    from hepfm.data.events import OBJECT_FIELDS, PARTICLE_FIELDS, TRUTH_LABELS, TRUTH_TARGETS
-
+    """Padded objects (or particles), labels and truth of event records (the layouts of :mod:`hepfm.data.schema`)."""
     fields = set(array.fields)
     columns = OBJECT_FIELDS if OBJECT_FIELDS[0] in fields else PARTICLE_FIELDS
     counts = ak.to_numpy(ak.num(array[columns[0]], axis=1))
     width = int(counts.max()) if len(counts) else 1
-    width = max(1, min(width, max_objects) if max_objects else width)
+    width = max(1, min(width, max_particles) if max_particles else width)
     objects = np.stack([_pad(array[f], width) for f in columns], axis=-1)
     mask = np.arange(width)[None, :] < counts[:, None]
     truth = np.stack([ak.to_numpy(array[f"truth_{n}"]) for n in TRUTH_LABELS], -1).astype(np.float32) \
@@ -239,23 +258,25 @@ def events_to_sample(array: ak.Array, class_names: list[str], *, max_objects: in
     )
 
 
-def read_event_shards(path: str | Path, *, max_objects: int | None = None, max_events: int | None = None,
-                      max_events_per_shard: int | None = None) -> EventSample:
+def read_event_shards(path: str | Path, *, max_particles: int | None = None, max_events: int | None = None,
+                      max_events_per_shard: int | None = None, allow_incomplete: bool = False) -> EventSample:
     """Read a hepfm event dataset (directory or one shard) into an :class:`EventSample`.
 
-    ``max_events_per_shard`` takes the first events of every shard (a subset covering every process).
+    ``max_particles`` caps the objects (particles) per event; ``max_events_per_shard`` takes the first events of
+    every shard (a subset covering every process). Every field of every shard must be finite and the labels
+    within the class names; an unfinished production is refused unless ``allow_incomplete``.
     """
-    from hepfm.data.events import OBJECT_FIELDS, PARTICLE_FIELDS
-
     def checked():
-        for shard in shard_paths(path):
+        for shard in shard_paths(path, allow_incomplete):
             array, attrs = read_shard(shard)
             columns = PARTICLE_FIELDS if attrs.get("content") == "particles" else OBJECT_FIELDS
             missing = [f for f in ("label", *columns) if f not in array.fields]
             if missing:
                 raise DataError(f"{shard}: missing field(s) {missing}; an event shard has "
                                 f"{['label', *columns]} (is this a jet dataset? use read_jets)")
+            _check_finite_fields(array, array.fields, shard)
+            _check_labels(array, attrs["class_names"], shard)
             yield shard, array, attrs
 
     array, class_names = _gather(checked(), max_events, max_events_per_shard)
-    return events_to_sample(array, class_names, max_objects=max_objects, source=str(path))
+    return events_to_sample(array, class_names, max_particles=max_particles, source=str(path))

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter
 
-from hepfm.data.graphs import EDGE_FEATURES, GLOBAL_FEATURES, NODE_FEATURES
+from hepfm.core.errors import OptionError
+from hepfm.data.schema import EDGE_FEATURES, GLOBAL_FEATURES, NODE_FEATURES
 
 __all__ = ["EventGNNConfig", "EventGNN"]
 
@@ -61,7 +62,7 @@ class EventGNNConfig:
         """``default`` (hidden 64, 4 steps, as the paper: ~0.4 M parameters), ``small`` or ``tiny``."""
         sizes = {"default": {}, "small": {"hidden": 48, "steps": 3}, "tiny": {"hidden": 32, "steps": 2}}
         if name not in sizes:
-            raise KeyError(f"unknown event-model size {name!r}; known: {', '.join(sizes)}")
+            raise OptionError("config", f"unknown event-model size {name!r}; known: {', '.join(sizes)}")
         return cls(**{**sizes[name], **overrides})
 
     def to_dict(self) -> dict:
@@ -123,18 +124,20 @@ class EventGNN(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def embed(self, batch) -> torch.Tensor:
-        """The event representation (B, hidden) the head reads."""
-        x = self.node_encoder(batch.x)
-        e = self.edge_encoder(batch.edge_attr)
-        u = self.global_encoder(batch.u)
+    def embed(self, graph) -> torch.Tensor:
+        """The event representation (B, hidden) the head reads, of a ``torch_geometric`` batch of event graphs
+        (:attr:`hepfm.data.graphs.EventBatch.graph`)."""
+        x = self.node_encoder(graph.x)  # (nodes, H)
+        e = self.edge_encoder(graph.edge_attr)  # (edges, H)
+        u = self.global_encoder(graph.u)  # (B, H)
         for block in self.blocks:
-            x, e, u = block(x, batch.edge_index, e, u, batch.batch)
-        nodes = scatter(x, batch.batch, dim=0, dim_size=u.shape[0], reduce="mean")
+            x, e, u = block(x, graph.edge_index, e, u, graph.batch)
+        nodes = scatter(x, graph.batch, dim=0, dim_size=u.shape[0], reduce="mean")  # (B, H)
         return self.decoder(torch.cat([u, nodes], -1))
 
-    def forward(self, batch) -> torch.Tensor:
-        return self.head(self.embed(batch))
+    def forward(self, graph) -> torch.Tensor:
+        """Head outputs (B, n_outputs) of a batch of event graphs."""
+        return self.head(self.embed(graph))
 
     def replace_head(self, n_outputs: int) -> None:
         """A fresh, zero-initialised classification layer for ``n_outputs`` classes (fine-tuning)."""

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hepfm.data.sample import JET_FEATURES, PARTICLE_FEATURES, PID_FEATURES
+from hepfm.core.errors import OptionError
+from hepfm.data.schema import JET_FEATURES, PARTICLE_FEATURES, PID_FEATURES
 
 __all__ = ["PETConfig", "PET", "knn_indices"]
 
@@ -70,7 +71,7 @@ class PETConfig:
             "medium": dict(dim=256, n_blocks=12, n_heads=8, n_gen_blocks=3),
         }
         if size not in sizes:
-            raise ValueError(f"unknown PET size {size!r}; known: {', '.join(sizes)}")
+            raise OptionError("config", f"unknown PET size {size!r}; known: {', '.join(sizes)}")
         return replace(cls(**sizes[size]), **overrides)
 
     def to_dict(self) -> dict:

@@ -3,23 +3,23 @@
 A task is an *objective*: an ``nn.Module`` holding the model whose ``forward(batch)`` returns
 ``(loss, {name: float})``. :func:`fit` does the rest: AdamW or Lion, linear warm-up then cosine decay,
 gradient clipping, an exponential moving average (EMA) of the weights, early stopping on the
-validation loss, per-epoch checkpoints (safetensors + JSON, written atomically), exact resumption,
+validation loss, per-epoch training state (:mod:`hepfm.train.state`), exact resumption,
 device ``auto`` (cuda / mps / cpu), mixed precision on GPUs and multi-process data parallelism with
-``torchrun`` (DDP; gloo on CPU, NCCL on GPU) without any change to the calling code.
+``torchrun`` (DDP; gloo on CPU, NCCL on GPU) without any change to the calling code. Batches are the model
+family's (:class:`~hepfm.data.datasets.JetBatch`, :class:`~hepfm.data.graphs.EventBatch`): ``len(batch)``
+examples, moved with ``batch.to(device)``.
 
 Resumption is exact at epoch boundaries: the shuffling of epoch ``e`` depends only on (seed, e), and
-the checkpoint carries the model, EMA, optimizer, scheduler and RNG states.
+the state carries the model, EMA, optimizer, scheduler and RNG states.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -37,55 +37,13 @@ from torch.utils.data import (
 )
 from tqdm.auto import tqdm
 
-from hepfm.data.storage import atomic_write_json
-from hepfm.train.checkpoint import CheckpointError, load_into, load_weights, read_json_object, save_weights
+from hepfm.core.errors import OptionError
+from hepfm.train.config import History, TrainConfig
+from hepfm.train.device import resolve_device
 from hepfm.train.optim import Lion
+from hepfm.train.state import has_state, load_state, rng_states, save_state
 
-__all__ = ["TrainConfig", "fit", "resolve_device", "to_device", "History"]
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation recipe; stored with every checkpoint."""
-
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 5e-4
-    weight_decay: float = 0.01
-    optimizer: str = "adamw"  # "adamw" or "lion" (use ~3-10x lower lr with Lion)
-    warmup_epochs: float = 1.0
-    min_lr_ratio: float = 0.01  # cosine decays to lr * min_lr_ratio
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999  # 0 disables the EMA
-    patience: int = 5  # epochs without validation improvement before stopping; 0 never stops
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True  # mixed precision on CUDA (bf16 where supported); ignored on CPU
-    num_workers: int = 0
-    # Batches of similar multiplicity cut padding work; a chunk of this many batches is sorted by length.
-    # Used only for datasets of at least 4 chunks (0 disables), so small samples keep fully random batches.
-    bucket_batches: int = 16
-    keep_epochs: int = 2  # training-state checkpoints kept on disk
-    progress: bool = True
-
-
-@dataclass
-class History:
-    epochs: list[dict] = field(default_factory=list)
-    best_epoch: int = -1
-    best_val_loss: float = math.inf
-    stopped_early: bool = False
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> cuda if available, else mps, else cpu (under torchrun: this rank's GPU)."""
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+__all__ = ["fit", "BucketBatchSampler", "data_loader", "lr_schedule"]
 
 
 def _distributed(device: torch.device) -> tuple[int, int]:
@@ -97,7 +55,7 @@ def _distributed(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+def lr_schedule(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
     warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
     total = max(warmup + 1, cfg.epochs * steps_per_epoch)
 
@@ -125,7 +83,7 @@ def _optimizer(cfg: TrainConfig, param_groups) -> torch.optim.Optimizer:
         return torch.optim.AdamW(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "lion":
         return Lion(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use 'adamw' or 'lion'")
+    raise OptionError("optimizer", f"unknown optimizer {cfg.optimizer!r}; use 'adamw' or 'lion'")
 
 
 class BucketBatchSampler(Sampler):
@@ -168,7 +126,7 @@ def _lengths(data: Dataset) -> torch.Tensor | None:
     return getattr(data, "lengths", None)
 
 
-def _loader(data: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: int, shuffle: bool) -> DataLoader:
+def data_loader(data: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: int, shuffle: bool) -> DataLoader:
     if isinstance(data, IterableDataset):
         if hasattr(data, "set_epoch"):
             data.set_epoch(epoch)
@@ -194,122 +152,13 @@ def _loader(data: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: int, 
 
 
 def _collate(data: Dataset):
-    """The ``collate`` of the dataset (or of the dataset a Subset wraps), else torch's default."""
+    """The ``collate`` of the dataset (or of the dataset a Subset wraps), which builds the family's batch."""
     while isinstance(data, Subset):
         data = data.dataset
-    return getattr(data, "collate", None)
-
-
-def to_device(batch, device):
-    """Move a batch to ``device``: a list of tensors, or one object with ``.to`` (a torch-geometric Batch)."""
-    if isinstance(batch, list | tuple):
-        return [b.to(device, non_blocking=True) for b in batch]
-    return batch.to(device, non_blocking=True)
-
-
-def _batch_size(batch) -> int:
-    """Examples in a batch: graphs of a torch-geometric Batch, else the first tensor's leading dimension."""
-    n = getattr(batch, "num_graphs", None)
-    return int(n) if n is not None else batch[0].shape[0]
-
-
-# -- training-state checkpoints ------------------------------------------------------------------------------
-
-
-def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    tensors, scalars = {}, {}
-    for idx, entries in state["state"].items():
-        for name, value in entries.items():
-            if torch.is_tensor(value):
-                tensors[f"{idx}.{name}"] = value
-            else:
-                scalars[f"{idx}.{name}"] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    state: dict[int, dict] = {}
-    for key, value in [*tensors.items(), *meta["scalars"].items()]:
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
-def _rng_states(device) -> dict[str, torch.Tensor]:
-    """This process's random-number states (CPU, and its GPU), keyed by rank: every rank's under DDP."""
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    own = {f"torch_cpu.{rank}": torch.get_rng_state()}
-    if device.type == "cuda":
-        own[f"torch_cuda.{rank}"] = torch.cuda.get_rng_state(device)
-    if not dist.is_initialized():
-        return own
-    parts = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, own)
-    return {k: v for part in parts for k, v in part.items()}
-
-
-def _save_state(run_dir: Path, epoch: int, model: nn.Module, ema, optimizer, scheduler, history: History,
-                bad_epochs: int, cfg: TrainConfig, rng: dict[str, torch.Tensor]) -> None:
-    final = run_dir / f"epoch-{epoch:04d}"
-    tmp = run_dir / f".epoch-{epoch:04d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_weights(model.state_dict(), tmp / "model.safetensors")
-    if ema is not None:
-        save_weights(ema.state_dict(), tmp / "ema.safetensors")
-    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-    save_weights({**{f"opt.{k}": v for k, v in opt_tensors.items()}, **{f"rng.{k}": v for k, v in rng.items()}},
-                 tmp / "optimizer.safetensors")
-    atomic_write_json(tmp / "state.json", {
-        "epoch": epoch, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), "bad_epochs": bad_epochs,
-        "history": asdict(history), "train_config": asdict(cfg),
-    })
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    atomic_write_json(run_dir / "latest.json", {"epoch": epoch, "dir": final.name})
-    for old in sorted(run_dir.glob("epoch-*"))[: -cfg.keep_epochs]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-#: TrainConfig fields that may change when a run is resumed; any other change would alter the schedule.
-RESUMABLE_CHANGES = ("patience", "device", "amp", "num_workers", "keep_epochs", "progress")
-
-
-def recipe_changes(stored: dict, cfg: TrainConfig) -> str | None:
-    """How ``cfg`` differs from a stored recipe in fields that may not change (``"epochs=5 -> 15, ..."``)."""
-    changed = [k for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES and k in stored and stored[k] != v]
-    return ", ".join(f"{k}={stored[k]!r} -> {getattr(cfg, k)!r}" for k in changed) or None
-
-
-def _load_state(run_dir: Path, model, ema, optimizer, scheduler, cfg: TrainConfig,
-                device) -> tuple[int, History, int]:
-    latest = read_json_object(run_dir / "latest.json", "the training state is incomplete")
-    src = run_dir / str(latest.get("dir"))
-    state = read_json_object(src / "state.json", "the training state is incomplete")
-    changes = recipe_changes(state.get("train_config", {}), cfg)
-    if changes:
-        raise CheckpointError(f"{src / 'state.json'}: the run was started with another recipe ({changes}); "
-                              "resume with the same settings")
-    load_into(model, load_weights(src / "model.safetensors"), src / "model.safetensors")
-    if ema is not None:
-        load_into(ema, load_weights(src / "ema.safetensors"), src / "ema.safetensors")
-    tensors = load_weights(src / "optimizer.safetensors")
-    opt = {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}
-    try:
-        optimizer.load_state_dict(_unflatten_optimizer(opt, state["optimizer"]))
-        scheduler.load_state_dict(state["scheduler"])
-        history = History(**state["history"])
-        epoch, bad_epochs = state["epoch"], state["bad_epochs"]
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{src}: training state does not fit this run ({err!r})") from err
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    # states written before the RNG was saved per rank hold one "rng.torch_cpu"
-    cpu = tensors.get(f"rng.torch_cpu.{rank}", tensors.get("rng.torch_cpu"))
-    if cpu is not None:
-        torch.set_rng_state(cpu)
-    if device.type == "cuda" and f"rng.torch_cuda.{rank}" in tensors:
-        torch.cuda.set_rng_state(tensors[f"rng.torch_cuda.{rank}"], device)
-    return epoch + 1, history, bad_epochs
+    collate = getattr(data, "collate", None)
+    if collate is None:
+        raise TypeError(f"{type(data).__name__} has no collate(items) building a batch (JetBatch, EventBatch)")
+    return collate
 
 
 # -- the loop ------------------------------------------------------------------------------------------------
@@ -321,10 +170,10 @@ def _evaluate(objective: nn.Module, loader: DataLoader, device, autocast) -> dic
     sums: dict[str, float] = {}
     n = 0
     for batch in loader:
-        batch = to_device(batch, device)
+        batch = batch.to(device)
         with autocast():
             loss, metrics = objective(batch)
-        b = _batch_size(batch)
+        b = len(batch)
         n += b
         for k, v in {"loss": loss.item(), **metrics}.items():
             sums[k] = sums.get(k, 0.0) + v * b
@@ -382,17 +231,16 @@ def fit(
     rank, world = _distributed(device)
     torch.manual_seed(cfg.seed + rank)
     out = Path(out)
-    run_dir = out / "training"
     model = objective.model
     objective.to(device)
 
     groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
     groups = [{**g, "lr": cfg.lr * g.get("lr_scale", 1.0)} for g in groups if g["params"]]
     optimizer = _optimizer(cfg, groups)
-    probe = _loader(train_data, cfg, 0, rank, world, shuffle=True)
+    probe = data_loader(train_data, cfg, 0, rank, world, shuffle=True)
     steps_per_epoch = max(1, len(probe)) if not isinstance(train_data, IterableDataset) else max(
         1, math.ceil(len(train_data) / cfg.batch_size))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(cfg, steps_per_epoch))
     ema = AveragedModel(model, multi_avg_fn=_ema_update(cfg.ema_decay)) if cfg.ema_decay > 0 else None
 
     use_amp = cfg.amp and device.type == "cuda"
@@ -403,10 +251,10 @@ def fit(
         return torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp)
 
     start_epoch, history, bad_epochs = 0, History(), 0
-    if resume and (run_dir / "latest.json").exists():
-        start_epoch, history, bad_epochs = _load_state(run_dir, model, ema, optimizer, scheduler, cfg, device)
+    if resume and has_state(out):
+        start_epoch, history, bad_epochs = load_state(out, model, ema, optimizer, scheduler, cfg, device)
     elif resume and rank == 0:
-        warnings.warn(f"{run_dir}: no training state to resume from; starting at epoch 0", stacklevel=2)
+        warnings.warn(f"{out / 'training'}: no training state to resume from; starting at epoch 0", stacklevel=2)
     train_module = objective
     if world > 1:
         train_module = nn.parallel.DistributedDataParallel(
@@ -417,11 +265,11 @@ def fit(
         if history.stopped_early:
             break
         train_module.train()
-        loader = _loader(train_data, cfg, epoch, rank, world, shuffle=True)
+        loader = data_loader(train_data, cfg, epoch, rank, world, shuffle=True)
         bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress or rank != 0)
         total, n, t0 = 0.0, 0, time.perf_counter()
         for batch in _lockstep(bar, device) if world > 1 and isinstance(train_data, IterableDataset) else bar:
-            batch = to_device(batch, device)
+            batch = batch.to(device)
             with autocast():
                 loss, _ = train_module(batch)
             if not torch.isfinite(loss):
@@ -436,15 +284,15 @@ def fit(
             scheduler.step()
             if ema is not None:
                 ema.update_parameters(model)
-            total += loss.item() * _batch_size(batch)
-            n += _batch_size(batch)
+            total += loss.item() * len(batch)
+            n += len(batch)
             bar.set_postfix(loss=f"{total / max(n, 1):.4f}")
         train_seconds = time.perf_counter() - t0
 
         eval_objective = objective
         if ema is not None:
             eval_objective = _swap_model(objective, ema.module)
-        val = _evaluate(eval_objective, _loader(val_data, cfg, epoch, rank, world, shuffle=False), device, autocast)
+        val = _evaluate(eval_objective, data_loader(val_data, cfg, epoch, rank, world, shuffle=False), device, autocast)
         record = {"epoch": epoch, "train_loss": total / max(n, 1), "val_loss": val["loss"],
                   **{f"val_{k}": v for k, v in val.items() if k != "loss"},
                   "lr": scheduler.get_last_lr()[0], "train_seconds": train_seconds,
@@ -457,12 +305,12 @@ def fit(
             bad_epochs += 1
         if cfg.patience and bad_epochs >= cfg.patience:
             history.stopped_early = True
-        rng = _rng_states(device)  # every rank's, gathered before rank 0 writes the state
+        rng = rng_states(device)  # every rank's, gathered before rank 0 writes the state
         if rank == 0:
             if improved and on_best is not None:
                 weights = ema.module.state_dict() if ema is not None else model.state_dict()
                 on_best(model, weights, epoch)
-            _save_state(run_dir, epoch, model, ema, optimizer, scheduler, history, bad_epochs, cfg, rng)
+            save_state(out, epoch, model, ema, optimizer, scheduler, history, bad_epochs, cfg, rng)
             if cfg.progress:
                 tqdm.write(f"epoch {epoch}: train {record['train_loss']:.4f}  val {record['val_loss']:.4f}"
                            f"{'  *' if improved else ''}  ({train_seconds:.1f} s)")

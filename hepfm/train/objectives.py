@@ -12,13 +12,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hepfm.core.errors import OptionError
+from hepfm.data.datasets import JetBatch
+from hepfm.models.families import family_of
 from hepfm.train.diffusion import noise, velocity_loss
 
-__all__ = ["PretrainObjective", "ClassifierObjective", "EventPretrainObjective"]
+if TYPE_CHECKING:
+    from hepfm.data.graphs import EventBatch
+
+__all__ = ["PretrainObjective", "ClassifierObjective", "EventPretrainObjective", "EVENT_TASKS"]
+
+#: The event model's pretraining tasks.
+EVENT_TASKS = ("multiclass", "multilabel")
 
 
 class PretrainObjective(nn.Module):
@@ -34,8 +45,8 @@ class PretrainObjective(nn.Module):
         super().__init__()
         self.model, self.gen_weight, self.jet_weight = model, gen_weight, jet_weight
 
-    def forward(self, batch):
-        x, mask, jet, label = batch
+    def forward(self, batch: JetBatch):
+        x, mask, jet, label = batch.x, batch.mask, batch.jet, batch.y
         model = self.model
         h, temb = model.body(x, mask)
         logits, jet_pred = model.classify(h, mask, None, temb)
@@ -57,27 +68,20 @@ class PretrainObjective(nn.Module):
         return loss, {k: v.item() for k, v in parts.items()}
 
 
-def logits_and_labels(model: nn.Module, batch, use_jet_features: bool = False):
-    """Classifier outputs and labels of a batch: jets (a list of tensors) or event graphs (a Batch)."""
-    if isinstance(batch, list | tuple):
-        x, mask, jet, label = batch[:4]
-        return model(x, mask, jet if use_jet_features else None), label
-    return model(batch), batch.y
-
-
 class ClassifierObjective(nn.Module):
     """Cross entropy of the classifier on clean jets (PET) or on events (event model); a weighted mean over
-    the batch when its jets carry weights (a fifth tensor)."""
+    the batch when its examples carry weights."""
 
     def __init__(self, model: nn.Module, use_jet_features: bool = False):
         super().__init__()
         self.model, self.use_jet_features = model, use_jet_features
+        self.family = family_of(model)
 
     def forward(self, batch):
-        logits, label = logits_and_labels(self.model, batch, self.use_jet_features)
+        logits, label = self.family.logits(self.model, batch, self.use_jet_features), batch.y
         correct = (logits.argmax(-1) == label).float()
-        if isinstance(batch, list | tuple) and len(batch) == 5:
-            w = batch[4]
+        if batch.weight is not None:
+            w = batch.weight
             norm = w.sum().clamp_min(1e-12)
             loss = (w * F.cross_entropy(logits, label, reduction="none")).sum() / norm
             return loss, {"accuracy": ((w * correct).sum() / norm).item()}
@@ -94,12 +98,12 @@ class EventPretrainObjective(nn.Module):
 
     def __init__(self, model: nn.Module, task: str, target_weight: float = 1.0):
         super().__init__()
-        if task not in ("multiclass", "multilabel"):
-            raise ValueError(f"unknown event pretraining task {task!r}; use 'multiclass' or 'multilabel'")
+        if task not in EVENT_TASKS:
+            raise OptionError("task", f"unknown event pretraining task {task!r}; use one of {', '.join(EVENT_TASKS)}")
         self.model, self.task, self.target_weight = model, task, target_weight
 
-    def forward(self, batch):
-        out = self.model(batch)
+    def forward(self, batch: EventBatch):
+        out = self.model(batch.graph)
         if self.task == "multiclass":
             loss = F.cross_entropy(out, batch.y)
             return loss, {"accuracy": (out.argmax(-1) == batch.y).float().mean().item()}

@@ -19,9 +19,10 @@ import awkward as ak
 import fastjet
 import numpy as np
 
-from hepfm.data.pythia import _quiet_stdout
-from hepfm.data.sample import DataError, EventSample, JetSample, build_jet_sample
-from hepfm.physics import mass
+from hepfm.core.errors import DataError
+from hepfm.core.io import quiet_stdout
+from hepfm.core.physics import mass
+from hepfm.data.sample import EventSample, JetSample, build_jet_sample
 
 __all__ = ["Dijets", "dijets"]
 
@@ -110,7 +111,7 @@ def dijets(events: EventSample, *, radius: float = 1.0, jet_pt_min: float = 20.0
     real = events.particles[events.mask].astype(np.float64)  # (M, 4), event by event
     pt, eta, phi, energy = real.T
     p4 = {"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pt * np.sinh(eta), "E": energy}
-    with _quiet_stdout():
+    with quiet_stdout():
         sequence = fastjet.ClusterSequence(ak.unflatten(ak.zip(p4), counts),
                                            fastjet.JetDefinition(fastjet.antikt_algorithm, radius))
         jets = sequence.inclusive_jets(jet_pt_min)

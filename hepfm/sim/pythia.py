@@ -7,15 +7,16 @@ the truth matching use without any per-particle Python loop.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import awkward as ak
 import numpy as np
 
-__all__ = ["EventBatch", "make_pythia", "generate_batches", "pythia_seed"]
+from hepfm.core.errors import OptionError
+from hepfm.core.io import quiet_stdout
+
+__all__ = ["EventBatch", "check_settings", "make_pythia", "generate_batches", "pythia_seed"]
 
 _MAX_PYTHIA_SEED = 900_000_000  # Pythia8 accepts Random:seed in [0, 900000000]
 
@@ -30,17 +31,23 @@ def pythia_seed(*keys: int) -> int:
     return int(state % (_MAX_PYTHIA_SEED - 1)) + 1
 
 
-@contextlib.contextmanager
-def _quiet_stdout():
-    """Silence Pythia8's C++ banner and init listing, which bypass Python's sys.stdout."""
-    fd = os.dup(1)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 1)
-            yield
-    finally:
-        os.dup2(fd, 1)
-        os.close(fd)
+def check_settings(settings: Iterable[str], option: str = "settings") -> None:
+    """Refuse, before any event is made, a Pythia8 setting that Pythia8 does not accept.
+
+    Raises:
+        OptionError: naming ``option`` and the rejected setting.
+    """
+    settings = list(settings)
+    if not settings:
+        return
+    import pythia8mc
+
+    with quiet_stdout():
+        pythia = pythia8mc.Pythia("", False)
+        rejected = [line for line in settings if not pythia.readString(line)]
+    if rejected:
+        raise OptionError(option, f"Pythia8 rejected the setting {rejected[0]!r} (expected 'Name = value' with a "
+                          "name from Pythia8's settings)")
 
 
 def make_pythia(settings: Iterable[str], seed: int):
@@ -51,7 +58,7 @@ def make_pythia(settings: Iterable[str], seed: int):
     """
     import pythia8mc
 
-    with _quiet_stdout():
+    with quiet_stdout():
         pythia = pythia8mc.Pythia("", False)
         for line in (*settings, "Random:setSeed = on", f"Random:seed = {seed}"):
             if not pythia.readString(line):

@@ -1,7 +1,7 @@
 """CMS NanoAOD and Delphes ROOT files -> hepfm event graphs, through a coffea processor.
 
 :class:`EventGraphProcessor` selects, per event, the same objects the event factory reconstructs
-(:mod:`hepfm.data.events`): jets with a b-tag bit, isolated electrons, muons and photons, and MET, with
+(:mod:`hepfm.sim.events`): jets with a b-tag bit, isolated electrons, muons and photons, and MET, with
 the same thresholds and the same maximum number of objects per type, so that the pretrained event model
 runs on an analyst's own files. :func:`read_nanoaod` (``NanoAODSchema``) and :func:`read_delphes`
 (``DelphesSchema``) run it with coffea's ``Runner`` over any number of files: in this process
@@ -33,8 +33,11 @@ import awkward as ak
 import numpy as np
 from coffea import processor
 
-from hepfm.data.events import MAX_OBJECTS, OBJECT_FIELDS, OBJECT_TYPES, TRUTH_GROUPS, TRUTH_LABELS, TRUTH_TARGETS
-from hepfm.data.sample import DataError, EventSample
+from hepfm.core.errors import DataError
+from hepfm.core.parallel import dask_client
+from hepfm.data.sample import EventSample
+from hepfm.data.schema import MAX_OBJECTS, OBJECT_FIELDS, OBJECT_TYPES, TRUTH_GROUPS, TRUTH_LABELS, TRUTH_TARGETS
+from hepfm.data.storage import events_to_sample
 
 __all__ = ["EventGraphProcessor", "read_nanoaod", "read_delphes", "accumulated_to_events", "BTAG_WORKING_POINTS"]
 
@@ -253,8 +256,6 @@ _READ_OPTIONS = ("class_name", "max_objects", "max_events", "executor", "workers
 def _read(paths, what: str, treename: str, schema, proc: EventGraphProcessor, *, class_name=None, max_objects=None,
           max_events=None, executor="iterative", workers=1, scheduler=None, chunksize=100_000,
           progress=False) -> EventSample:
-    from hepfm.data.storage import events_to_sample
-
     files = [Path(p) for p in (paths if isinstance(paths, list | tuple) else [paths])]
     for f in files:
         if not f.exists():
@@ -265,8 +266,6 @@ def _read(paths, what: str, treename: str, schema, proc: EventGraphProcessor, *,
         raise ValueError(f"unknown executor {executor!r}; use 'iterative' or 'dask'")
     with ExitStack() as stack:
         if executor == "dask":
-            from hepfm.data.factory import dask_client
-
             ex = processor.DaskExecutor(client=stack.enter_context(dask_client(workers, scheduler)), status=progress)
         else:
             ex = processor.IterativeExecutor(status=progress)
@@ -282,7 +281,7 @@ def _read(paths, what: str, treename: str, schema, proc: EventGraphProcessor, *,
     if max_events is not None:
         array = array[:max_events]
     name = class_name or files[0].stem
-    return events_to_sample(array, [name], max_objects=max_objects,
+    return events_to_sample(array, [name], max_particles=max_objects,
                             source=str(files[0] if len(files) == 1 else files[0].parent))
 
 

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from hepfm.physics import delta_r, p4_from_pt_eta_phi_m, pt_eta_phi
+from hepfm.core.physics import delta_r, p4_from_pt_eta_phi_m, pt_eta_phi
 
 __all__ = [
     "DetectorConfig",

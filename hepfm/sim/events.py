@@ -1,10 +1,10 @@
 """Event production: Pythia8 events -> detector -> reconstructed objects, process label and truth.
 
-:func:`make_events` runs one process of :data:`hepfm.data.processes.EVENT_PROCESSES` (or an LHE file)
+:func:`make_events` runs one process of :data:`hepfm.sim.processes.EVENT_PROCESSES` (or an LHE file)
 and returns one record per event: the reconstructed objects of the event (anti-kT R = 0.4 jets with
 a b-tag, isolated electrons, muons and photons, missing transverse momentum), the process label and
-generator-truth targets. The layout is versioned (:data:`EVENT_SCHEMA`); ``docs/event-schema.md``
-documents every field.
+generator-truth targets. The layout is versioned (:data:`hepfm.data.schema.EVENT_SCHEMA`, beside every
+other field constant); ``docs/event-schema.md`` documents every field.
 
 Reconstruction, per event:
 
@@ -12,7 +12,7 @@ Reconstruction, per event:
   below ``DetectorConfig.isolation_max`` in a cone of ``isolation_cone``.
 * **Photons** — particle-flow photons (ECAL towers) with pT > 10 GeV, |eta| < 2.5, isolated the same way.
 * **Jets** — anti-kT R = 0.4 on the remaining candidates, pT > 25 GeV, |eta| < ``calo_eta_max``; b-tagged
-  by truth matching to b and c hadrons with the detector's efficiencies (:func:`hepfm.data.detector.btag`).
+  by truth matching to b and c hadrons with the detector's efficiencies (:func:`hepfm.sim.detector.btag`).
 * **MET** — minus the vector sum of all candidates; always present, so no event is empty.
 
 Truth, from the hard process (Pythia8 status codes 22-29: the hard scattering and its resonance decays):
@@ -30,49 +30,29 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
-from hepfm.data.detector import Candidates, DetectorConfig, btag, isolation, missing_pt, simulate
-from hepfm.data.jets import ChargeTable, cluster, final_state
-from hepfm.data.pythia import EventBatch, generate_batches, make_pythia
-from hepfm.data.sample import DataError
-from hepfm.physics import pt_eta_phi
+from hepfm.core.errors import DataError
+from hepfm.core.physics import pt_eta_phi
+from hepfm.data.schema import (
+    CONTENTS,
+    MAX_OBJECTS,
+    OBJECT_FIELDS,
+    OBJECT_TYPES,
+    PARTICLE_FIELDS,
+    TRUTH_GROUPS,
+    TRUTH_LABELS,
+    TRUTH_TARGETS,
+)
+from hepfm.sim.detector import Candidates, DetectorConfig, btag, isolation, missing_pt, simulate
+from hepfm.sim.jets import ChargeTable, cluster, final_state
+from hepfm.sim.pythia import EventBatch, generate_batches, make_pythia
 
 __all__ = [
-    "OBJECT_TYPES",
-    "OBJECT_FIELDS",
-    "PARTICLE_FIELDS",
-    "CONTENTS",
-    "TRUTH_LABELS",
-    "TRUTH_TARGETS",
-    "TRUTH_GROUPS",
-    "MAX_OBJECTS",
-    "EVENT_SCHEMA",
     "make_events",
     "reconstruct",
     "hard_process_truth",
     "count_lhe_events",
 ]
 
-#: Object types, in the order of their integer code in the ``obj_type`` field.
-OBJECT_TYPES = ("jet", "electron", "muon", "photon", "met")
-#: Per-object fields of an event record (jagged), in the order of the model's raw features.
-OBJECT_FIELDS = ("obj_pt", "obj_eta", "obj_phi", "obj_energy", "obj_btag", "obj_charge", "obj_type")
-#: Multilabel truth: is there at least one such particle in the hard process?
-TRUTH_LABELS = ("top", "W", "Z", "H", "bottom", "lepton", "neutrino", "photon")
-#: |PDG id| of the particles behind each truth label.
-TRUTH_GROUPS = {"top": (6,), "W": (24,), "Z": (23,), "H": (25,), "bottom": (5,), "lepton": (11, 13, 15),
-                "neutrino": (12, 14, 16), "photon": (22,)}
-#: Kinematic truth targets in GeV.
-TRUTH_TARGETS = ("top_pt", "W_pt", "Z_pt", "H_pt", "true_met")
-#: Per-particle fields of a particle-level event record (``content="particles"``): every particle-flow
-#: candidate, as the LHC Olympics sets store their hadrons.
-PARTICLE_FIELDS = ("part_pt", "part_eta", "part_phi", "part_energy")
-#: What an event record holds: reconstructed objects with truth, or particle-flow candidates.
-CONTENTS = ("objects", "particles")
-#: Version of the event layout (fields above); stored in every shard.
-EVENT_SCHEMA = 1
-
-#: The most objects of each type an event keeps (the hardest); MET is always one.
-MAX_OBJECTS = {"jet": 12, "electron": 4, "muon": 4, "photon": 4}
 _LEPTON_PT_MIN = 10.0
 _PHOTON_PT_MIN = 10.0
 _JET_PT_MIN = 25.0
@@ -244,7 +224,7 @@ def make_events(
     """Generate and reconstruct ``n_events`` events with the given Pythia8 settings.
 
     Args:
-        settings: all Pythia8 settings (see :meth:`hepfm.data.processes.Process.event_settings`); for an
+        settings: all Pythia8 settings (see :meth:`hepfm.sim.processes.Process.event_settings`); for an
             LHE input they name the file and the number of events to skip.
         n_events: events to return.
         label: the integer process label written with every event.

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hepfm.core.errors import OptionError
+
 __all__ = [
     "COMMON_SETTINGS",
     "Process",
     "JetRecipe",
     "PROCESSES",
     "JET_RECIPES",
-    "JETCLASS_CLASSES",
     "get_recipe",
     "EVENT_PROCESSES",
     "PRETRAINING_PROCESSES",
@@ -155,8 +156,6 @@ _QQLV_PARITY = (
     ("24:onMode = off", "24:onPosIfAny = 11 13 15", "24:onNegIfAny = 1 2 3 4 5"),
 )
 
-#: The ten JetClass classes, in JetClass label order.
-JETCLASS_CLASSES = ("QCD", "Hbb", "Hcc", "Hgg", "H4q", "Hqql", "Zqq", "Wqq", "Tbqq", "Tbl")
 
 JET_RECIPES: dict[str, JetRecipe] = {
     r.name: r
@@ -191,7 +190,7 @@ def get_recipe(name: str) -> JetRecipe:
     try:
         return JET_RECIPES[name]
     except KeyError:
-        raise KeyError(f"unknown jet class or recipe {name!r}; known: {', '.join(JET_RECIPES)}") from None
+        raise OptionError("classes", f"unknown jet class or recipe {name!r}; known: {', '.join(JET_RECIPES)}") from None
 
 
 # -- whole-event processes ---------------------------------------------------------------------------
@@ -299,8 +298,8 @@ def get_event_process(name: str, lhe: dict[str, str] | None = None) -> Process:
     try:
         return EVENT_PROCESSES[name]
     except KeyError:
-        raise KeyError(f"unknown event process {name!r}; known: {', '.join(EVENT_PROCESSES)} "
-                       "(or give an LHE file with --lhe NAME=FILE)") from None
+        raise OptionError("processes", f"unknown event process {name!r}; known: {', '.join(EVENT_PROCESSES)} "
+                          "(or give an LHE file with --lhe NAME=FILE)") from None
 
 
 def event_settings(process: Process, skip: int = 0) -> tuple[str, ...]:

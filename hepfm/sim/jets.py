@@ -1,6 +1,6 @@
 """Jet production: Pythia8 events -> detector -> anti-kT jets -> truth-matched, labelled jets.
 
-:func:`make_jets` runs one recipe of :mod:`hepfm.data.processes` until it has the requested number
+:func:`make_jets` runs one recipe of :mod:`hepfm.sim.processes` until it has the requested number
 of jets and returns them as an awkward record array (one record per jet, jagged constituents), the
 layout :mod:`hepfm.data.storage` writes. Every step works on whole batches of events; only the
 truth matching visits events one by one, and then only the few hard-process particles.
@@ -14,10 +14,11 @@ import awkward as ak
 import fastjet
 import numpy as np
 
-from hepfm.data.detector import Candidates, DetectorConfig, simulate
-from hepfm.data.processes import JetRecipe
-from hepfm.data.pythia import EventBatch, _quiet_stdout, generate_batches, make_pythia
-from hepfm.physics import delta_r, mass, pt_eta_phi
+from hepfm.core.io import quiet_stdout
+from hepfm.core.physics import delta_r, mass, pt_eta_phi
+from hepfm.sim.detector import Candidates, DetectorConfig, simulate
+from hepfm.sim.processes import JetRecipe
+from hepfm.sim.pythia import EventBatch, generate_batches, make_pythia
 
 __all__ = ["make_jets", "cluster", "final_state", "truth_targets", "ChargeTable"]
 
@@ -42,7 +43,7 @@ class ChargeTable:
 
 
 def final_state(batch: EventBatch, charges: ChargeTable) -> tuple[np.ndarray, ...]:
-    """The final-state particles of a batch as :func:`hepfm.data.detector.simulate` takes them:
+    """The final-state particles of a batch as :func:`hepfm.sim.detector.simulate` takes them:
     (event, pid, charge, px, py, pz, energy)."""
     final = np.flatnonzero(batch.status > 0)
     return (batch.event_index[final], batch.pid[final], charges(batch.pid[final]), batch.px[final],
@@ -62,7 +63,7 @@ def cluster(cand: Candidates, n_events: int, radius: float, pt_min: float):
         per-jet indices (E, var, var) of their constituents within the event.
     """
     definition = fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
-    with _quiet_stdout():  # FastJet prints its banner from C++ on first use
+    with quiet_stdout():  # FastJet prints its banner from C++ on first use
         sequence = fastjet.ClusterSequence(_candidates_to_awkward(cand, n_events), definition)
         jets = sequence.inclusive_jets(pt_min)
         index = sequence.constituent_index(pt_min)

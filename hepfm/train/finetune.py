@@ -1,0 +1,291 @@
+"""Fine-tuning a pretrained model on a new task (``hepfm finetune``), or training the same model from scratch.
+
+:func:`finetune` loads the checkpoint once, puts a new classification layer on its backbone — started as a
+linear probe of the backbone's features (:func:`probe_head`) or at zero — trains everything with the
+backbone's learning rate divided by ``lr_factor``, evaluates on a test sample and writes ``metrics.json``.
+:func:`fit_classifier` is its training step, shared with OmniFold's and weak supervision's classifiers.
+The recipe is a :class:`FinetuneConfig` beside the optimisation's :class:`~hepfm.train.config.TrainConfig`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Literal, get_args
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Subset
+
+from hepfm.core.errors import DataError, OptionError
+from hepfm.core.io import write_metrics
+from hepfm.core.metrics import classifier_metrics
+from hepfm.models.families import family_of
+from hepfm.train.checkpoint import Checkpoint, load_checkpoint, load_into, load_weights, save_checkpoint
+from hepfm.train.config import History, TrainConfig, check_fields, option
+from hepfm.train.device import resolve_device
+from hepfm.train.inference import by_length, eval_batches, predict
+from hepfm.train.loop import fit
+from hepfm.train.objectives import ClassifierObjective
+from hepfm.train.pretrain import check_classes
+from hepfm.train.splits import split, world_size
+from hepfm.train.state import best_dir, data_fingerprint, finish_run, prepare_run, record_data
+
+__all__ = ["FinetuneConfig", "HEAD_INITS", "REWEIGHTING_HEAD_INIT", "probe_head", "fit_classifier", "finetune"]
+
+HeadInit = Literal["probe", "zero"]
+#: How a fine-tuned model's new head may start.
+HEAD_INITS: tuple[str, ...] = get_args(HeadInit)
+# OmniFold's and CWoLa's classifiers read their outputs as likelihood ratios of samples that may not differ at
+# all (a closure test, a background-only region): a probe fitted to that noise would start them away from 1,
+# so they start from the zero head (every ratio 1) and let early stopping on validation decide.
+REWEIGHTING_HEAD_INIT: HeadInit = "zero"
+
+
+@dataclass
+class FinetuneConfig:
+    """How a pretrained model is adapted to a new task (the optimisation itself is a :class:`TrainConfig`)."""
+
+    from_scratch: bool = option(False, "Same model and recipe from random weights (the baseline).")
+    freeze_backbone: bool = option(False, "Train only the new head (linear probing).")
+    lr_factor: float = option(10.0, "Backbone learning rate = head learning rate / this.", exclusive_minimum=0)
+    head_init: HeadInit = option("probe", "New head's start: probe (a linear probe of the backbone) or zero.",
+                                 choices=HEAD_INITS)
+    val_fraction: float = option(0.2, "Part of the training sample held out for early stopping.",
+                                 exclusive_minimum=0, exclusive_maximum=1)
+    n_train: int | None = option(None, "Use this many training examples (a random subset fixed by the seed).",
+                                 minimum=1)
+    max_particles: int | None = option(None, "Constituents (objects) per example; default: the checkpoint's.",
+                                       minimum=1)
+    use_jet_features: bool = option(False, "Condition the classifier on the jet features too.")
+    signal: int | None = option(None, "Class counted as signal for AUC and rejections (default: the last).",
+                                minimum=0)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+def _with_options(config: FinetuneConfig | None, options: dict) -> FinetuneConfig:
+    names = {f.name for f in fields(FinetuneConfig)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise OptionError(unknown[0], f"not a fine-tuning option; known: {', '.join(sorted(names))}")
+    return replace(config or FinetuneConfig(), **options)
+
+
+@torch.no_grad()
+def _head_inputs(model: nn.Module, dataset, indices: np.ndarray, device: torch.device,
+                 use_jet_features: bool, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(features the head reads, labels, per-example weights) of ``dataset[indices]``, by a hook on the head."""
+    family = family_of(model)
+    features: list[torch.Tensor] = []
+    hook = model.head.register_forward_pre_hook(lambda _m, args: features.append(args[0].float().cpu()))
+    labels, weights = [], []
+    try:
+        model.to(device).eval()
+        for batch in eval_batches(dataset, by_length(dataset, indices), batch_size, device):  # any order fits
+            family.logits(model, batch, use_jet_features)
+            labels.append(batch.y.cpu())
+            weights.append(torch.ones(len(batch)) if batch.weight is None else batch.weight.float().cpu())
+    finally:
+        hook.remove()
+        model.train()
+    return torch.cat(features), torch.cat(labels), torch.cat(weights)
+
+
+def probe_head(model: nn.Module, dataset, indices: np.ndarray, device: str = "auto",
+               use_jet_features: bool = False, max_iter: int = 100) -> float:
+    """Set the classification layer to a linear probe: weighted logistic regression on the backbone's features.
+
+    The features the head reads are computed once over ``dataset[indices]`` (the training split) and a
+    multinomial logistic regression with an L2 penalty of 1 / (2 N) per squared weight (scikit-learn's ``C = 1``)
+    is fitted with L-BFGS in double precision; the result is written into ``model.head``. The penalty acts on the
+    features' own scale, so directions in which the features hardly vary (a random backbone's) get small
+    weights rather than large ones that the first updates of the backbone would blow up. Fine-tuning
+    then starts from a head that already reads the backbone, instead of a zero layer that Adam's bounded steps
+    take many updates to grow (linear probing then fine-tuning: Kumar et al., arXiv 2202.10054).
+
+    Returns:
+        Wall seconds spent.
+    """
+    start = time.perf_counter()
+    z, y, w = _head_inputs(model, dataset, indices, resolve_device(device), use_jet_features)
+    z, w = z.double(), (w / w.mean().clamp_min(1e-12)).double()
+    mean = z.mean(0)
+    zc = z - mean
+    n_out = model.head.out_features
+    weight = torch.zeros(n_out, z.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(n_out, dtype=torch.float64, requires_grad=True)
+    l2 = 1.0 / max(len(y), 1)
+    lbfgs = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        lbfgs.zero_grad()
+        with torch.enable_grad():
+            loss = (w * F.cross_entropy(zc @ weight.T + bias, y, reduction="none")).mean()
+            loss = loss + 0.5 * l2 * (weight**2).sum()
+            loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        lbfgs.step(closure)
+    with torch.no_grad():
+        model.head.weight.copy_(weight.detach().to(model.head.weight))
+        model.head.bias.copy_((bias.detach() - weight.detach() @ mean).to(model.head.bias))
+    return time.perf_counter() - start
+
+
+def fit_classifier(
+    checkpoint: str | Path | Checkpoint,
+    sample,
+    out: str | Path,
+    config: FinetuneConfig | None = None,
+    *,
+    train: TrainConfig | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    meta: dict | None = None,
+    **options,
+) -> tuple[nn.Module, History, float]:
+    """Train a classifier on ``sample`` from a pretrained model (or the same model from scratch).
+
+    The one fine-tuning step behind :func:`finetune`, OmniFold's and weak supervision's classifiers: a fresh
+    head of ``len(sample.class_names)`` outputs on the checkpoint's backbone, the backbone at the head's
+    learning rate / ``lr_factor``, early stopping on a random ``val_fraction`` of ``sample``. Per-example
+    weights (``sample.weights``) weight the loss. The best weights are written to ``out`` as a checkpoint.
+    The fresh head starts as a linear probe of the backbone's features (``head_init="probe"``, see
+    :func:`probe_head`; the from-scratch model probes its random features alike) or at zero (``"zero"``).
+    The wall seconds returned, and those of every epoch in the history, include the probe.
+
+    Args:
+        checkpoint: pretrained checkpoint (its architecture is used also with ``from_scratch``).
+        sample: a :class:`~hepfm.data.JetSample` (PET) or :class:`~hepfm.data.EventSample` (event model).
+        out: output directory of the trained classifier.
+        config: the fine-tuning recipe; ``options`` override its fields (``from_scratch=True``, ...).
+        train: the optimisation recipe.
+        resume, overwrite: continue, or replace, a run in ``out`` (else a run there is refused).
+        meta: extra fields stored in the checkpoint's ``config.json``.
+
+    Returns:
+        (model with its best weights loaded, training history, wall seconds).
+    """
+    train = train or TrainConfig()
+    config = _with_options(config, options)
+    ckpt = load_checkpoint(checkpoint)
+    out = prepare_run(out, resume=resume, overwrite=overwrite, starts_from=ckpt.path)
+    check_classes(sample)
+    record_data(out, data_fingerprint(sample.particles, sample.mask, sample.labels, sample.weights,
+                                      config.val_fraction), {"data": str(sample.source)})
+    dataset = ckpt.dataset(sample)
+    tr, va = split(len(sample), config.val_fraction, train.seed)
+
+    torch.manual_seed(train.seed)
+    overrides = {"generative": False} if ckpt.family.name == "jets" else {}
+    model = ckpt.build(**overrides) if config.from_scratch else ckpt.model(**overrides)
+    model.replace_head(len(sample.class_names))  # the same fresh head for both: only the backbone's start differs
+    start = time.perf_counter()
+    resuming = resume and (out / "training" / "latest.json").exists()  # the head comes back with the state
+    probe_seconds = 0.0
+    if config.head_init == "probe" and not resuming:
+        probe_seconds = probe_head(model, dataset, tr, train.device, config.use_jet_features)
+    model.train()
+    head = list(model.head.parameters())
+    backbone = model.backbone_parameters()
+    if config.freeze_backbone:
+        for p in backbone:
+            p.requires_grad_(False)
+        groups = [{"params": head, "lr_scale": 1.0}]
+    elif config.from_scratch:
+        groups = [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    else:
+        groups = [{"params": head, "lr_scale": 1.0}, {"params": backbone, "lr_scale": 1.0 / config.lr_factor}]
+
+    meta = {"class_names": sample.class_names, "normaliser": ckpt.normaliser.to_dict() if ckpt.normaliser else None,
+            "task": "finetune", "pretrained": None if config.from_scratch else str(ckpt.path),
+            "train_config": asdict(train), "lr_factor": config.lr_factor, "freeze_backbone": config.freeze_backbone,
+            "use_jet_features": config.use_jet_features, "head_init": config.head_init,
+            "max_particles": config.max_particles or ckpt.max_particles, **(meta or {})}
+
+    def on_best(_model, weights, epoch):
+        save_checkpoint(best_dir(out), model, {**meta, "epoch": epoch}, state_dict=weights)
+
+    objective = ClassifierObjective(model, config.use_jet_features)
+    history = fit(objective, Subset(dataset, tr), Subset(dataset, va), train, out, param_groups=groups,
+                  resume=resume, on_best=on_best)
+    wall = time.perf_counter() - start
+    for record in history.epochs:  # wall time from the start, the probe included
+        record["wall_seconds"] += probe_seconds
+    finish_run(out)
+    load_into(model, load_weights(out / "model.safetensors"), out / "model.safetensors")
+    return model.eval(), history, wall
+
+
+def finetune(
+    checkpoint: str | Path | Checkpoint,
+    train_data,
+    test_data,
+    out: str | Path,
+    config: FinetuneConfig | None = None,
+    *,
+    train: TrainConfig | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    **options,
+) -> dict:
+    """Fine-tune a pretrained model (or train the same model from scratch) and evaluate it.
+
+    Works alike for the jet model (PET; jet data any :func:`hepfm.data.read_jets` format) and the event
+    model (event data any :func:`hepfm.data.read_events` object format); the checkpoint decides.
+
+    Args:
+        checkpoint: pretrained checkpoint (its architecture and normalisation are used also with
+            ``from_scratch``, so both start from the same recipe).
+        train_data, test_data: files or directories the readers read, or samples.
+        out: output directory (checkpoint of the fine-tuned model and ``metrics.json``).
+        config: the fine-tuning recipe (:class:`FinetuneConfig`); ``options`` override its fields.
+        train: optimisation recipe; ``train.lr`` is the head's learning rate.
+        resume: continue an interrupted run in ``out`` (the same data and recipe).
+        overwrite: replace a run already in ``out``.
+
+    Returns:
+        The metrics written to ``out/metrics.json``: ``auc, accuracy, rej30, rej50``, epochs, wall time,
+        and the per-epoch history.
+    """
+    train = train or TrainConfig()
+    config = _with_options(config, options)
+    ckpt = load_checkpoint(checkpoint)
+    prepare_run(out, resume=resume, overwrite=overwrite, starts_from=ckpt.path)
+    sample = ckpt.read(train_data, config.max_particles)
+    test = ckpt.read(test_data, config.max_particles)
+    if test.class_names != sample.class_names:
+        raise DataError(f"{test.source}: class names {test.class_names} differ from the training sample's "
+                        f"{sample.class_names} ({sample.source})")
+    if config.n_train is not None:
+        if config.n_train > len(sample):
+            raise DataError(f"{sample.source}: {len(sample)} examples, fewer than n_train={config.n_train}")
+        sample = sample[np.sort(np.random.default_rng(train.seed).permutation(len(sample))[:config.n_train])]
+    check_classes(sample)
+    check_classes(test, "test")
+    signal = len(sample.class_names) - 1 if config.signal is None else config.signal
+    if signal >= len(sample.class_names):
+        raise OptionError("signal", f"class {signal} does not exist; the classes are {sample.class_names}")
+    model, history, wall = fit_classifier(ckpt, sample, out, config, train=train, resume=resume,
+                                          overwrite=False if resume else True)
+    probabilities = predict(model, ckpt.dataset(test), device=train.device,
+                            use_jet_features=config.use_jet_features)
+    n_val = len(split(len(sample), config.val_fraction, train.seed)[1])
+    metrics = {
+        **classifier_metrics(test.labels, probabilities, signal=signal),
+        "signal": sample.class_names[signal], "class_names": sample.class_names,
+        "from_scratch": config.from_scratch, "freeze_backbone": config.freeze_backbone,
+        "head_init": config.head_init, "seed": train.seed, "world_size": world_size(),
+        "n_train": len(sample) - n_val, "n_val": n_val, "n_test": len(test), "epochs_run": len(history.epochs),
+        "best_epoch": history.best_epoch, "best_val_loss": history.best_val_loss,
+        "stopped_early": history.stopped_early, "wall_seconds": wall, "history": history.epochs,
+        "train_config": asdict(train),
+    }
+    write_metrics(out, metrics)
+    return metrics
