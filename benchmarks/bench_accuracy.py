@@ -92,12 +92,17 @@ def main() -> None:
     dim = matched_dim(n_peer, 4)
     rows = {
         f"peer {PEER} small, 4 features": (peer, 4, True),
-        f"hepfm small dim {dim}, 4 features": (PET(PETConfig.named("small", generative=False, n_classes=2,
-                                                                   n_features=4, pid_dropout=0.0, dim=dim)), 4, False),
+        f"hepfm small dim {dim}, 4 features": (
+            PET(PETConfig.named("small", generative=False, n_classes=2, n_features=4, pid_dropout=0.0, dim=dim)),
+            4,
+            False,
+        ),
         "hepfm small, 13 features": (PET(PETConfig.named("small", generative=False, n_classes=2)), 13, False),
     }
-    print(f"{len(tr)} training, {len(va)} validation, {len(test)} test jets ({args.test}); "
-          f"{args.particles} particles, {args.epochs} epochs, AdamW lr {args.lr}, batch 128, seed {args.seed}\n")
+    print(
+        f"{len(tr)} training, {len(va)} validation, {len(test)} test jets ({args.test}); "
+        f"{args.particles} particles, {args.epochs} epochs, AdamW lr {args.lr}, batch 128, seed {args.seed}\n"
+    )
     print("| model | parameters | test AUC | accuracy | rej30 | training wall time [s] |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, (model, n_features, is_peer) in rows.items():
@@ -109,8 +114,10 @@ def main() -> None:
         wall = time.perf_counter() - start
         m = classifier_metrics(test.labels, probabilities(objective, test_set), signal=1)
         n_params = sum(p.numel() for p in model.parameters())
-        print(f"| {name} | {n_params:,} | {m['auc']:.4f} | {m['accuracy']:.4f} | {m['rej30']:.1f} | {wall:.0f} |",
-              flush=True)
+        print(
+            f"| {name} | {n_params:,} | {m['auc']:.4f} | {m['accuracy']:.4f} | {m['rej30']:.1f} | {wall:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ import time
 
 import numpy as np
 import torch
+from hepfm.train.recipes import _by_length, _dataset_for, _eval_batches, checkpoint_normaliser
 
 from hepfm.data import read_jets
 from hepfm.train.checkpoint import load_checkpoint
 from hepfm.train.objectives import logits_and_labels
-from hepfm.train.recipes import _by_length, _dataset_for, _eval_batches, checkpoint_normaliser
 
 
 def main() -> None:

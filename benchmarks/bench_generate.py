@@ -53,13 +53,24 @@ def pipeline_rate(name: str, seed: int, n_jets: int, tmp: Path) -> tuple[float, 
 def dask_seconds(classes, jets: int, shards: int, workers: int, tmp: Path) -> float:
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         # warm the workers (imports) so that only generation is timed
         client.run(lambda: __import__("hepfm.sim.jets"))
         start = time.perf_counter()
-        generate_jets(classes, jets, tmp / f"dask{workers}", seed=3, jets_per_shard=-(-jets // shards),
-                      scheduler=cluster.scheduler_address, progress=False)
+        generate_jets(
+            classes,
+            jets,
+            tmp / f"dask{workers}",
+            seed=3,
+            jets_per_shard=-(-jets // shards),
+            scheduler=cluster.scheduler_address,
+            progress=False,
+        )
         return time.perf_counter() - start
 
 
@@ -73,8 +84,10 @@ def main() -> None:
     args = parser.parse_args()
     classes = args.classes.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="hepfm-bench-"))
-    print(f"# hepfm generation benchmark — {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}\n")
+    print(
+        f"# hepfm generation benchmark — {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}\n"
+    )
     print("## Per core: bare Pythia8 nextBatch vs full pipeline (same settings, seed, events)\n")
     print("| class | events | bare ev/s | pipeline ev/s | ratio | pipeline jets/s |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -89,8 +102,10 @@ def main() -> None:
             pipes.append(pipe_ev)
             jets_s.append(pipe_jets)
         rates[name] = statistics.median(jets_s)
-        print(f"| {name} | {n_events} | {statistics.median(bares):.1f} | {statistics.median(pipes):.1f} | "
-              f"{statistics.median(ratios):.2f} | {statistics.median(jets_s):.1f} |")
+        print(
+            f"| {name} | {n_events} | {statistics.median(bares):.1f} | {statistics.median(pipes):.1f} | "
+            f"{statistics.median(ratios):.2f} | {statistics.median(jets_s):.1f} |"
+        )
 
     print(f"\n## Dask LocalCluster: {len(classes)} classes x {args.dask_jets} jets in {args.shards} shards each\n")
     print("| workers | seconds | jets/s | speed-up |")

@@ -54,8 +54,12 @@ aten = torch.ops.aten
 def require_bench_dependencies() -> None:
     """Fail with one clear message if a benchmark-only dependency is missing."""
     missing = []
-    for module, requirement in (("omnilearned", PEER), ("onnx", "onnx"), ("onnxscript", "onnxscript"),
-                                 ("onnxruntime", "onnxruntime")):
+    for module, requirement in (
+        ("omnilearned", PEER),
+        ("onnx", "onnx"),
+        ("onnxscript", "onnxscript"),
+        ("onnxruntime", "onnxruntime"),
+    ):
         try:
             __import__(module)
         except ImportError as err:
@@ -63,7 +67,8 @@ def require_bench_dependencies() -> None:
     if missing:
         raise SystemExit(
             "bench_model.py needs its benchmark-only dependencies, missing: " + "; ".join(missing) + "\n"
-            "Run `make bench-model`, which builds .venv-bench with them, or see benchmarks/README.md.")
+            "Run `make bench-model`, which builds .venv-bench with them, or see benchmarks/README.md."
+        )
 
 
 # ---------------------------------------------------------------- inputs and models
@@ -89,16 +94,36 @@ def make_jets(batch: int, particles: int, all_real: bool = False, seed: int = 0)
     jet_energy = (log_energy.exp() * mask).sum(1, keepdim=True)
     pid = torch.randint(0, 5, (batch, particles), generator=g)  # charged/neutral hadron, photon, e, mu
     charge = torch.where((pid == 0) | (pid >= 3), torch.randint(0, 2, (batch, particles), generator=g) * 2 - 1, 0)
-    x = torch.stack([deta, dphi, log_pt, log_energy, log_pt - jet_pt.log(), log_energy - jet_energy.log(),
-                     torch.hypot(deta, dphi), charge.float()], dim=-1)
+    x = torch.stack(
+        [
+            deta,
+            dphi,
+            log_pt,
+            log_energy,
+            log_pt - jet_pt.log(),
+            log_energy - jet_energy.log(),
+            torch.hypot(deta, dphi),
+            charge.float(),
+        ],
+        dim=-1,
+    )
     x = torch.cat([x, F.one_hot(pid, 5).float()], dim=-1) * mask.unsqueeze(-1)  # (B, N, 13)
     labels = torch.randint(0, N_CLASSES, (batch,), generator=g)
     return x, mask, labels
 
 
 # ``omnilearned train``'s defaults: classifier mode, 4 features, no interaction matrix, kNN in (deta, dphi)
-PEER_KWARGS = dict(input_dim=4, mode="classifier", num_classes=N_CLASSES, use_int=False, local_int=False,
-                   num_coord=2, K=10, mlp_drop=0.0, attn_drop=0.0)
+PEER_KWARGS = dict(
+    input_dim=4,
+    mode="classifier",
+    num_classes=N_CLASSES,
+    use_int=False,
+    local_int=False,
+    num_coord=2,
+    K=10,
+    mlp_drop=0.0,
+    attn_drop=0.0,
+)
 
 
 def peer_model() -> torch.nn.Module:
@@ -238,9 +263,22 @@ def measure(spec: dict, args: argparse.Namespace) -> dict:
 
 def run_isolated(spec: dict, args: argparse.Namespace) -> dict:
     """:func:`measure` in a fresh Python process, so that its peak memory is its own."""
-    command = [sys.executable, __file__, "--worker", json.dumps(spec), "--warmup", str(args.warmup),
-               "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--particles", str(args.particles),
-               "--threads", str(args.threads)] + (["--all-real"] if args.all_real else [])
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        json.dumps(spec),
+        "--warmup",
+        str(args.warmup),
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--particles",
+        str(args.particles),
+        "--threads",
+        str(args.threads),
+    ] + (["--all-real"] if args.all_real else [])
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
         raise SystemExit(f"benchmark of {spec['name']!r} failed (exit {done.returncode}); its error is above")
@@ -266,9 +304,18 @@ def onnx_check(args: argparse.Namespace) -> dict:
     axes = {0: torch.export.Dim("batch"), 1: torch.export.Dim("particles", min=12)}
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # keep the tables clean
         warnings.filterwarnings("ignore", message=".*shares the same shape constraints")  # x and mask share axes
-        torch.onnx.export(model, (x[:2], mask[:2]), path, dynamo=True, verbose=False, external_data=False,
-                          input_names=["x", "mask"], output_names=["logits"], opset_version=OPSET,
-                          dynamic_shapes=(axes, axes))
+        torch.onnx.export(
+            model,
+            (x[:2], mask[:2]),
+            path,
+            dynamo=True,
+            verbose=False,
+            external_data=False,
+            input_names=["x", "mask"],
+            output_names=["logits"],
+            opset_version=OPSET,
+            dynamic_shapes=(axes, axes),
+        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
@@ -325,16 +372,22 @@ def main() -> None:
 
     threads = torch.get_num_threads()
     print("```\n" + shlex.join(["python", *sys.argv]) + "\n```\n")
-    print(f"# hepfm PET vs OmniLearned PET v2 — {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, omnilearned {omnilearned.__version__}, {time.strftime('%Y-%m-%d')}\n")
-    print(f"Batch {args.batch_size}, {args.particles} particle slots "
-          f"({'all real' if args.all_real else 'JetClass-like multiplicity, median 51 real'}), "
-          f"{N_CLASSES} classes, AdamW; median of {args.steps} steps after {args.warmup} warm-up.\n")
+    print(
+        f"# hepfm PET vs OmniLearned PET v2 — {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, omnilearned {omnilearned.__version__}, {time.strftime('%Y-%m-%d')}\n"
+    )
+    print(
+        f"Batch {args.batch_size}, {args.particles} particle slots "
+        f"({'all real' if args.all_real else 'JetClass-like multiplicity, median 51 real'}), "
+        f"{N_CLASSES} classes, AdamW; median of {args.steps} steps after {args.warmup} warm-up.\n"
+    )
     load = os.getloadavg()[0]
     if load > 0.5:  # torch's threads wait for each other at every op: a busy core stalls them all
-        print(f"**Warning**: load average {load:.1f} on {os.cpu_count()} cores before the run. Other processes "
-              f"compete for the cores, which can slow multi-threaded torch several-fold; compare rows of this run "
-              f"only, or measure on a quiet machine.\n")
+        print(
+            f"**Warning**: load average {load:.1f} on {os.cpu_count()} cores before the run. Other processes "
+            f"compete for the cores, which can slow multi-threaded torch several-fold; compare rows of this run "
+            f"only, or measure on a quiet machine.\n"
+        )
 
     ceiling = matmul_gflops()
     print("## The ceiling: fp32 matmul\n")
@@ -347,8 +400,12 @@ def main() -> None:
         {"name": "OmniLearned PET v2 small (peer)", "kind": "peer", "n_features": 4},
         {"name": "hepfm PET small", "kind": "hepfm", "n_features": 4},
         {"name": "hepfm PET small", "kind": "hepfm", "n_features": 13},
-        {"name": f"hepfm PET small, dim {dim} (peer's params)", "kind": "hepfm", "n_features": 4,
-         "overrides": {"dim": dim}},
+        {
+            "name": f"hepfm PET small, dim {dim} (peer's params)",
+            "kind": "hepfm",
+            "n_features": 4,
+            "overrides": {"dim": dim},
+        },
     ]
     rows = []
     for spec in specs:
@@ -356,41 +413,55 @@ def main() -> None:
         rows.append(run_isolated(spec, args))
 
     print("## Throughput and peak memory (each model in a fresh process)\n")
-    print("Peak memory: growth of the process's peak resident set over its resident set before the phase "
-          "(optimizer state and gradients included for training).\n")
+    print(
+        "Peak memory: growth of the process's peak resident set over its resident set before the phase "
+        "(optimizer state and gradients included for training).\n"
+    )
     print("| model | features | params | train jets/s | inference jets/s | train peak MiB | inference peak MiB |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     peer = rows[0]
     for spec, row in zip(specs, rows, strict=True):
-        print(f"| {spec['name']} | {spec['n_features']} | {row['params'] / 1e6:.2f} M "
-              f"| {args.batch_size / row['train_s']:.1f} ({peer['train_s'] / row['train_s']:.2f}×) "
-              f"| {args.batch_size / row['infer_s']:.1f} ({peer['infer_s'] / row['infer_s']:.2f}×) "
-              f"| {row['train_mib']:.0f} | {row['infer_mib']:.0f} |")
-    print(f"\n(×: speed relative to the peer, measured in this run.) Peer: `omnilearned.network.PET2("
-          f"{', '.join(f'{k}={v!r}' for k, v in PEER_KWARGS.items())}, **get_model_parameters('small'))`. "
-          f"Param-matched row: the width of hepfm `small` whose count is nearest the peer's "
-          f"({rows[-1]['params'] / peer['params'] - 1:+.1%}).\n")
+        print(
+            f"| {spec['name']} | {spec['n_features']} | {row['params'] / 1e6:.2f} M "
+            f"| {args.batch_size / row['train_s']:.1f} ({peer['train_s'] / row['train_s']:.2f}×) "
+            f"| {args.batch_size / row['infer_s']:.1f} ({peer['infer_s'] / row['infer_s']:.2f}×) "
+            f"| {row['train_mib']:.0f} | {row['infer_mib']:.0f} |"
+        )
+    print(
+        f"\n(×: speed relative to the peer, measured in this run.) Peer: `omnilearned.network.PET2("
+        f"{', '.join(f'{k}={v!r}' for k, v in PEER_KWARGS.items())}, **get_model_parameters('small'))`. "
+        f"Param-matched row: the width of hepfm `small` whose count is nearest the peer's "
+        f"({rows[-1]['params'] / peer['params'] - 1:+.1%}).\n"
+    )
 
     print(f"## FLOPs and achieved rate (ceiling {ceiling:.1f} GFLOP/s)\n")
-    print("FlopCounterMode counts matmuls and attention (CPU attention kernels registered here); elementwise ops,"
-          " norms and kNN selection are not counted.\n")
-    print("| model | features | train GFLOP/jet | train GFLOP/s | of ceiling | inference GFLOP/jet "
-          "| inference GFLOP/s | of ceiling |")
+    print(
+        "FlopCounterMode counts matmuls and attention (CPU attention kernels registered here); elementwise ops,"
+        " norms and kNN selection are not counted.\n"
+    )
+    print(
+        "| model | features | train GFLOP/jet | train GFLOP/s | of ceiling | inference GFLOP/jet "
+        "| inference GFLOP/s | of ceiling |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for spec, row in zip(specs, rows, strict=True):
         train_rate = row["train_flop"] * args.batch_size / row["train_s"] / 1e9
         infer_rate = row["infer_flop"] * args.batch_size / row["infer_s"] / 1e9
-        print(f"| {spec['name']} | {spec['n_features']} | {row['train_flop'] / 1e9:.3f} | {train_rate:.1f} "
-              f"| {train_rate / ceiling:.0%} | {row['infer_flop'] / 1e9:.3f} | {infer_rate:.1f} "
-              f"| {infer_rate / ceiling:.0%} |")
+        print(
+            f"| {spec['name']} | {spec['n_features']} | {row['train_flop'] / 1e9:.3f} | {train_rate:.1f} "
+            f"| {train_rate / ceiling:.0%} | {row['infer_flop'] / 1e9:.3f} | {infer_rate:.1f} "
+            f"| {infer_rate / ceiling:.0%} |"
+        )
 
     print("\nmeasuring ONNX export ...", file=sys.stderr, flush=True)
     onnx = onnx_check(args)
     verdict = "pass" if onnx["max_diff"] < 1e-5 else "FAIL"
     print(f"\n## ONNX (hepfm PET small, 13 features, dynamic batch and particle axes, opset {OPSET})\n")
-    print(f"max |logit difference| vs PyTorch: {onnx['max_diff']:.2e} ({verdict}, tolerance 1e-5) on a "
-          f"{onnx['check_shape'][0]} × {onnx['check_shape'][1]} batch, {onnx['check_padded']:.0%} of slots padded; "
-          f"model file {onnx['size_mib']:.1f} MiB.\n")
+    print(
+        f"max |logit difference| vs PyTorch: {onnx['max_diff']:.2e} ({verdict}, tolerance 1e-5) on a "
+        f"{onnx['check_shape'][0]} × {onnx['check_shape'][1]} batch, {onnx['check_padded']:.0%} of slots padded; "
+        f"model file {onnx['size_mib']:.1f} MiB.\n"
+    )
     print("| runtime | threads | inference jets/s |\n| --- | --- | --- |")
     print(f"| PyTorch {torch.__version__} (eval, no_grad) | {threads} | {args.batch_size / onnx['torch_s']:.1f} |")
     print(f"| ONNX Runtime {onnx['ort_version']} (CPU) | {threads} | {args.batch_size / onnx['ort_s']:.1f} |")

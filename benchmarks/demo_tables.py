@@ -44,14 +44,18 @@ def data(m: dict) -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, c in sorted(m["classes"].items()):
         window = c.get("mass_window")
-        print(f"| {name} | {c['n_jets']} | {c['mass']:.1f} | {window or '—'} | {c['ref_mass']:.1f} | "
-              f"{c['n_particles']:.1f} | {c['ref_n_particles']:.1f} | {c['multiplicity_ratio']:.2f} |")
+        print(
+            f"| {name} | {c['n_jets']} | {c['mass']:.1f} | {window or '—'} | {c['ref_mass']:.1f} | "
+            f"{c['n_particles']:.1f} | {c['ref_n_particles']:.1f} | {c['multiplicity_ratio']:.2f} |"
+        )
     print(f"\nall_mass_ok {m['all_mass_ok']}, all_multiplicity_ok {m['all_multiplicity_ok']}\n")
 
 
 def pretrain_jets(m: dict) -> None:
-    print(f"Notebook `01_pretrain_jets`, {m['checkpoint']} on {m['n_eval']} fresh jets: 10-class accuracy "
-          f"{m['accuracy']:.3f}, mean one-vs-rest AUC {m['mean_auc']:.3f}.\n")
+    print(
+        f"Notebook `01_pretrain_jets`, {m['checkpoint']} on {m['n_eval']} fresh jets: 10-class accuracy "
+        f"{m['accuracy']:.3f}, mean one-vs-rest AUC {m['mean_auc']:.3f}.\n"
+    )
 
 
 def finetune(name: str, m: dict) -> None:
@@ -59,12 +63,18 @@ def finetune(name: str, m: dict) -> None:
     print("| start | labelled jets | AUC | accuracy | rej30 | rej50 |\n| --- | --- | --- | --- | --- | --- |")
     for mode, sizes in m["summary"].items():
         for size, s in sizes.items():
-            print(f"| {mode} | {size} | {_pm(s['auc'])} | {_pm(s['accuracy'], 3)} | {_pm(s['rej30'], 1)} | "
-                  f"{_pm(s['rej50'], 1)} |")
-    ratios = ", ".join(f"{size}: {c['median_epoch_ratio']:.2f} ({c['reached']}/{c['of']} reached)"
-                       for size, c in m["convergence"].items())
-    print(f"\nEpochs the fine-tuned model needs to reach scratch's best validation loss over scratch's epochs "
-          f"(median over seeds): {ratios}.")
+            print(
+                f"| {mode} | {size} | {_pm(s['auc'])} | {_pm(s['accuracy'], 3)} | {_pm(s['rej30'], 1)} | "
+                f"{_pm(s['rej50'], 1)} |"
+            )
+    ratios = ", ".join(
+        f"{size}: {c['median_epoch_ratio']:.2f} ({c['reached']}/{c['of']} reached)"
+        for size, c in m["convergence"].items()
+    )
+    print(
+        f"\nEpochs the fine-tuned model needs to reach scratch's best validation loss over scratch's epochs "
+        f"(median over seeds): {ratios}."
+    )
     if m.get("real_two_fold"):
         real = m["real_two_fold"]
         parts = []
@@ -79,9 +89,11 @@ def finetune(name: str, m: dict) -> None:
 
 def pretrain_events(m: dict) -> None:
     mc, ml = m["multiclass"], m["multilabel"]
-    print(f"Notebook `04_pretrain_events` on {m['n_eval']} fresh events: multiclass accuracy {mc['accuracy']:.3f}, "
-          f"mean one-vs-rest AUC {mc['mean_auc']:.3f}; multilabel truth labels right "
-          f"{ml['label_accuracy']:.3f}.\n")
+    print(
+        f"Notebook `04_pretrain_events` on {m['n_eval']} fresh events: multiclass accuracy {mc['accuracy']:.3f}, "
+        f"mean one-vs-rest AUC {mc['mean_auc']:.3f}; multilabel truth labels right "
+        f"{ml['label_accuracy']:.3f}.\n"
+    )
     print("| label | " + " | ".join(ml["auc_per_label"]) + " |")
     print("| --- |" + " --- |" * len(ml["auc_per_label"]))
     print("| AUC | " + " | ".join(f"{v:.3f}" for v in ml["auc_per_label"].values()) + " |\n")
@@ -100,19 +112,25 @@ def finetune_events(m: dict) -> None:
 
 
 def generation(m: dict) -> None:
-    print(f"Notebook `06_generation` ({', '.join(m['classes'])}; {m['n_train']} training jets; {m['n_eval']} "
-          f"held-out jets; {m['steps']} sampler steps, guidance {m['guidance']}):\n")
+    print(
+        f"Notebook `06_generation` ({', '.join(m['classes'])}; {m['n_train']} training jets; {m['n_eval']} "
+        f"held-out jets; {m['steps']} sampler steps, guidance {m['guidance']}):\n"
+    )
     print("| generator | W1M [GeV] | W1P (mean) | W1EFP (mean of 5) | two-sample AUC |")
     print("| --- | --- | --- | --- | --- |")
     for name, s in m["scores"].items():
-        print(f"| {name} | {s['w1m']:.2f} | {s['w1p_mean']:.4f} | {s['w1efp_mean']:.2e} | "
-              f"{m['two_sample_auc'][name]:.3f} |")
+        print(
+            f"| {name} | {s['w1m']:.2f} | {s['w1p_mean']:.4f} | {s['w1efp_mean']:.2e} | "
+            f"{m['two_sample_auc'][name]:.3f} |"
+        )
     print()
 
 
 def unfolding(m: dict) -> None:
-    print(f"Notebook `07_unfolding` ({m['n_sim']} simulated and {m['n_data']} data jets; data settings "
-          f"{m['data_settings']}; {m['iterations']} iterations). W1 to the data's particle-level truth:\n")
+    print(
+        f"Notebook `07_unfolding` ({m['n_sim']} simulated and {m['n_data']} data jets; data settings "
+        f"{m['data_settings']}; {m['iterations']} iterations). W1 to the data's particle-level truth:\n"
+    )
     observables = list(m["w1"]["prior"])
     print("| | " + " | ".join(observables) + " |\n| --- |" + " --- |" * len(observables))
     for row, d in m["w1"].items():
@@ -123,16 +141,20 @@ def unfolding(m: dict) -> None:
         print(f"| {name} | " + " | ".join(f"{d[k]:.2f}" for k in observables) + " |")
     c = m.get("closure") or {}
     if c:
-        print(f"\nClosure (simulation unfolded onto itself, pretrained, one iteration): weights {c['weight_mean']:.3f} "
-              f"± {c['weight_std']:.3f}; W1 to its own truth over W1(simulation, data truth): "
-              + ", ".join(f"{k} {c['w1_to_sim_truth'][k] / c['w1_sim_vs_data_truth'][k]:.2f}" for k in observables)
-              + ".")
+        print(
+            f"\nClosure (simulation unfolded onto itself, pretrained, one iteration): weights {c['weight_mean']:.3f} "
+            f"± {c['weight_std']:.3f}; W1 to its own truth over W1(simulation, data truth): "
+            + ", ".join(f"{k} {c['w1_to_sim_truth'][k] / c['w1_sim_vs_data_truth'][k]:.2f}" for k in observables)
+            + "."
+        )
     print()
 
 
 def weak(m: dict) -> None:
-    print(f"Notebook `08_weak_supervision` (seeds {m['seeds']}; test: {m['n_test']['background']} background and "
-          f"{m['n_test']['signal']} signal events of the signal region). max SIC (mean ± std over seeds) and AUC:\n")
+    print(
+        f"Notebook `08_weak_supervision` (seeds {m['seeds']}; test: {m['n_test']['background']} background and "
+        f"{m['n_test']['signal']} signal events of the signal region). max SIC (mean ± std over seeds) and AUC:\n"
+    )
     methods = list(m["max_sic"])
     print("| injected | S/B in SR | " + " | ".join(f"{x} max SIC | {x} AUC" for x in methods) + " |")
     print("| --- | --- |" + " --- | --- |" * len(methods))
@@ -143,11 +165,16 @@ def weak(m: dict) -> None:
             cells.append(f"{s['max_sic_mean']:.2f} ± {s['max_sic_std']:.2f} | {s['auc_mean']:.3f}")
         print(f"| {n} | {m['s_over_b_signal_region'][n]:.3f} | " + " | ".join(cells) + " |")
     if "max_sic_limit" in m:
-        print(f"\nThe test sample bounds the max SIC at {m['max_sic_limit']:.2f} (every signal event kept at the "
-              "smallest background efficiency the SIC curve allows, 25 background events).")
+        print(
+            f"\nThe test sample bounds the max SIC at {m['max_sic_limit']:.2f} (every signal event kept at the "
+            "smallest background efficiency the SIC curve allows, 25 background events)."
+        )
     if m.get("lhco_real_auc"):
-        print("\nClassifiers of the largest injection on the real LHCO R&D signal-region events, AUC: "
-              + ", ".join(f"{k} {v:.3f}" for k, v in m["lhco_real_auc"].items()) + ".")
+        print(
+            "\nClassifiers of the largest injection on the real LHCO R&D signal-region events, AUC: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in m["lhco_real_auc"].items())
+            + "."
+        )
     if m.get("lhco_medians"):
         print("\n| sample | events | median m_jj [GeV] | median heavier-jet mass [GeV] |\n| --- | --- | --- | --- |")
         for k, v in m["lhco_medians"].items():
@@ -170,11 +197,18 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="the run directory, e.g. runs/demo")
     run = parser.parse_args().run
     timing(run)
-    printers = [("00_data", data), ("01_pretrain_jets", pretrain_jets),
-                ("02_finetune_top", lambda m: finetune("02_finetune_top", m)),
-                ("03_finetune_qg", lambda m: finetune("03_finetune_qg", m)), ("04_pretrain_events", pretrain_events),
-                ("05_finetune_events", finetune_events), ("06_generation", generation), ("07_unfolding", unfolding),
-                ("08_weak_supervision", weak), ("09_cka", cka)]
+    printers = [
+        ("00_data", data),
+        ("01_pretrain_jets", pretrain_jets),
+        ("02_finetune_top", lambda m: finetune("02_finetune_top", m)),
+        ("03_finetune_qg", lambda m: finetune("03_finetune_qg", m)),
+        ("04_pretrain_events", pretrain_events),
+        ("05_finetune_events", finetune_events),
+        ("06_generation", generation),
+        ("07_unfolding", unfolding),
+        ("08_weak_supervision", weak),
+        ("09_cka", cka),
+    ]
     for name, printer in printers:
         m = _load(run, name)
         if m is not None:

@@ -56,14 +56,17 @@ class _Boundary(TyperGroup):
             typer.echo(f"error: {_message(err)}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            typer.echo("interrupted: finished files are kept; re-run the command (with --resume for training) "
-                       "to continue", err=True)
+            typer.echo(
+                "interrupted: finished files are kept; re-run the command (with --resume for training) to continue",
+                err=True,
+            )
             raise typer.Exit(130) from None
 
 
 def _typer(help: str) -> typer.Typer:
-    return typer.Typer(help=help, no_args_is_help=True, cls=_Boundary, pretty_exceptions_enable=False,
-                       add_completion=False)
+    return typer.Typer(
+        help=help, no_args_is_help=True, cls=_Boundary, pretty_exceptions_enable=False, add_completion=False
+    )
 
 
 app = _typer("hepfm: foundation models for collider physics.")
@@ -74,8 +77,9 @@ app.add_typer(notebooks_app, name="notebooks")
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help=f"Show the traceback of an error (or set {DEBUG_ENV}=1)."),
-          ) -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help=f"Show the traceback of an error (or set {DEBUG_ENV}=1)."),
+) -> None:
     """hepfm: foundation models for collider physics."""
 
 
@@ -105,8 +109,11 @@ def recipe_options(**groups: tuple[type, tuple[str, ...]]):
     def wrap(command):
         sig = inspect.signature(command)
         hints = typing.get_type_hints(command)
-        params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
-                  if p.name not in groups]
+        params = [
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in sig.parameters.values()
+            if p.name not in groups
+        ]
         added = {}
         for group, (cls, names) in groups.items():
             cls_hints = typing.get_type_hints(cls)
@@ -117,8 +124,14 @@ def recipe_options(**groups: tuple[type, tuple[str, ...]]):
                 flag = f"{_flag(name)}/--no-{name.replace('_', '-')}" if hint is bool and f.default else _flag(name)
                 key = f"{group}__{name}"
                 added[key] = hint
-                params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, annotation=hint,
-                                                default=typer.Option(f.default, flag, help=f.metadata["help"])))
+                params.append(
+                    inspect.Parameter(
+                        key,
+                        inspect.Parameter.KEYWORD_ONLY,
+                        annotation=hint,
+                        default=typer.Option(f.default, flag, help=f.metadata["help"]),
+                    )
+                )
 
         @functools.wraps(command)
         def run(**kwargs):
@@ -146,16 +159,28 @@ def _finetune_config():
     return FinetuneConfig
 
 
-_TRAIN_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "warmup_epochs", "ema_decay", "patience",
-                 "seed", "device", "num_workers")
+_TRAIN_FIELDS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "weight_decay",
+    "warmup_epochs",
+    "ema_decay",
+    "patience",
+    "seed",
+    "device",
+    "num_workers",
+)
 # The options every data-producing command shares.
 _OUT = typer.Option(..., "--out", help="Dataset directory (created; re-running the same command resumes it).")
 _GEN_SEED = typer.Option(1, "--seed", help="Base seed; equal seeds give identical files.")
 _DETECTOR = typer.Option("cms", "--detector", help="Fast detector: cms, or none for particle level.")
 _WORKERS = typer.Option(1, "--workers", help="Dask LocalCluster worker processes (1 = in-process).")
 _SCHEDULER = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler.")
-_ALLOW_INCOMPLETE = typer.Option(False, "--allow-incomplete",
-                                 help="Read an unfinished hepfm production (the shards written so far).")
+_ALLOW_INCOMPLETE = typer.Option(
+    False, "--allow-incomplete", help="Read an unfinished hepfm production (the shards written so far)."
+)
 _RESUME = typer.Option(False, "--resume", help="Continue the interrupted run in --out (same data and recipe).")
 _OVERWRITE = typer.Option(False, "--overwrite", help="Replace the run already in --out.")
 
@@ -167,8 +192,10 @@ def _split(values: list[str] | None) -> list[str]:
 def _integers(text: str, option: str) -> list[int]:
     items = _split([text])
     if not items or not all(v.isdigit() and int(v) > 0 or (option == "seeds" and v.isdigit()) for v in items):
-        raise OptionError(option, f"expected comma-separated {'non-negative' if option == 'seeds' else 'positive'} "
-                          f"integers, got {text!r}")
+        raise OptionError(
+            option,
+            f"expected comma-separated {'non-negative' if option == 'seeds' else 'positive'} integers, got {text!r}",
+        )
     return [int(v) for v in items]
 
 
@@ -186,15 +213,22 @@ def generate_jets_command(
     classes: list[str] = typer.Option(None, "--classes", help="Comma-separated JetClass classes, e.g. Tbqq,QCD."),
     recipe: list[str] = typer.Option(None, "--recipe", help="Fine-tuning recipes: top, qcd, quark, gluon."),
     jets_per_class: int = typer.Option(None, "--jets-per-class", help="Jets per class."),
-    profile: str = typer.Option(None, "--profile", help="Size preset instead of --jets-per-class: "
-                                "smoke, demo, cpu, paper."),
+    profile: str = typer.Option(
+        None, "--profile", help="Size preset instead of --jets-per-class: smoke, demo, cpu, paper."
+    ),
     seed: int = _GEN_SEED,
     detector: str = _DETECTOR,
     jets_per_shard: int = typer.Option(1000, "--jets-per-shard", help="Jets per shard file."),
-    pythia_set: list[str] = typer.Option(None, "--set", help="An extra Pythia8 setting after the recipe's, e.g. "
-                                         "'TimeShower:alphaSvalue = 0.118' (repeatable)."),
-    paired: bool = typer.Option(False, "--paired", help="Also store each jet's particle-level partner "
-                                "(read with level='particle'), for unfolding."),
+    pythia_set: list[str] = typer.Option(
+        None,
+        "--set",
+        help="An extra Pythia8 setting after the recipe's, e.g. 'TimeShower:alphaSvalue = 0.118' (repeatable).",
+    ),
+    paired: bool = typer.Option(
+        False,
+        "--paired",
+        help="Also store each jet's particle-level partner (read with level='particle'), for unfolding.",
+    ),
     workers: int = _WORKERS,
     scheduler: str = _SCHEDULER,
 ) -> None:
@@ -207,26 +241,48 @@ def generate_jets_command(
         if profile not in SIZE_PRESETS:
             raise OptionError("jets_per_class", f"give --jets-per-class or --profile ({', '.join(SIZE_PRESETS)})")
         jets_per_class = SIZE_PRESETS[profile]
-    production = JetProduction(seed=seed, detector=detector, classes=tuple(names), jets_per_class=jets_per_class,
-                               jets_per_shard=jets_per_shard, settings=tuple(pythia_set or ()), paired=paired)
+    production = JetProduction(
+        seed=seed,
+        detector=detector,
+        classes=tuple(names),
+        jets_per_class=jets_per_class,
+        jets_per_shard=jets_per_shard,
+        settings=tuple(pythia_set or ()),
+        paired=paired,
+    )
     typer.echo(f"wrote {produce(production, out, workers=workers, scheduler=scheduler)}")
 
 
 @generate_app.command("events")
 def generate_events_command(
     out: Path = _OUT,
-    processes: list[str] = typer.Option(None, "--processes", help="Comma-separated processes, e.g. ttH,ttbar "
-                                        "(default: the twelve pretraining processes)."),
+    processes: list[str] = typer.Option(
+        None,
+        "--processes",
+        help="Comma-separated processes, e.g. ttH,ttbar (default: the twelve pretraining processes).",
+    ),
     events_per_process: int = typer.Option(..., "--events-per-process", help="Events per process."),
-    lhe: list[str] = typer.Option(None, "--lhe", help="NAME=FILE: a process read from a Les Houches Event file "
-                                  "(repeatable); NAME can then be listed in --processes."),
+    lhe: list[str] = typer.Option(
+        None,
+        "--lhe",
+        help="NAME=FILE: a process read from a Les Houches Event file "
+        "(repeatable); NAME can then be listed in --processes.",
+    ),
     seed: int = _GEN_SEED,
     detector: str = _DETECTOR,
     events_per_shard: int = typer.Option(1000, "--events-per-shard", help="Events per shard file."),
-    content: str = typer.Option("objects", "--content", help="objects (reconstructed objects and truth) or "
-                                "particles (every particle-flow candidate, as the LHC Olympics sets)."),
-    trigger_pt: float = typer.Option(0.0, "--trigger-pt", help="Keep events whose leading anti-kT R=1.0 jet has "
-                                     "pT above this, in GeV (1200 is the LHCO trigger; 0 keeps all)."),
+    content: str = typer.Option(
+        "objects",
+        "--content",
+        help="objects (reconstructed objects and truth) or "
+        "particles (every particle-flow candidate, as the LHC Olympics sets).",
+    ),
+    trigger_pt: float = typer.Option(
+        0.0,
+        "--trigger-pt",
+        help="Keep events whose leading anti-kT R=1.0 jet has "
+        "pT above this, in GeV (1200 is the LHCO trigger; 0 keeps all).",
+    ),
     workers: int = _WORKERS,
     scheduler: str = _SCHEDULER,
 ) -> None:
@@ -245,10 +301,16 @@ def generate_events_command(
         if not sep or not name or not file:
             raise OptionError("lhe", f"takes NAME=FILE, got {item!r}")
         files[name] = file
-    production = EventProduction(seed=seed, detector=detector, processes=tuple(_split(processes) or
-                                                                              PRETRAINING_PROCESSES),
-                                 events_per_process=events_per_process, events_per_shard=events_per_shard,
-                                 lhe=files, content=content, trigger_pt=trigger_pt)
+    production = EventProduction(
+        seed=seed,
+        detector=detector,
+        processes=tuple(_split(processes) or PRETRAINING_PROCESSES),
+        events_per_process=events_per_process,
+        events_per_shard=events_per_shard,
+        lhe=files,
+        content=content,
+        trigger_pt=trigger_pt,
+    )
     typer.echo(f"wrote {produce(production, out, workers=workers, scheduler=scheduler)}")
 
 
@@ -286,12 +348,16 @@ def inspect_command(
         if "type" in sample.particle_features:
             kinds = sample.feature("type")[sample.mask].astype(int)
             per_event = [(kinds == k).sum() / max(len(sample), 1) for k in range(len(OBJECT_TYPES))]
-            typer.echo("  objects per event: " + ", ".join(f"{t} {n:.2f}" for t, n in zip(OBJECT_TYPES, per_event,
-                                                                                          strict=True)))
+            typer.echo(
+                "  objects per event: "
+                + ", ".join(f"{t} {n:.2f}" for t, n in zip(OBJECT_TYPES, per_event, strict=True))
+            )
     else:
         for name, m in class_medians(sample).items():
-            typer.echo(f"  {name:8s} n={m['n_jets']:6d}  median mass {m['mass']:7.1f} GeV  "
-                       f"constituents {m['n_particles']:5.1f}  pT {m['pt']:7.1f} GeV")
+            typer.echo(
+                f"  {name:8s} n={m['n_jets']:6d}  median mass {m['mass']:7.1f} GeV  "
+                f"constituents {m['n_particles']:5.1f}  pT {m['pt']:7.1f} GeV"
+            )
 
 
 # -- training --------------------------------------------------------------------------------------------------
@@ -303,13 +369,15 @@ def pretrain_command(
     data: Path = typer.Option(..., "--data", help="Jet or event dataset (hepfm directory or a reader's format)."),
     out: Path = typer.Option(..., "--out", help="Checkpoint directory to write."),
     model: str = typer.Option("pet", "--model", help="pet (jets) or event_gnn (whole events)."),
-    config: str = typer.Option(None, "--config", help="Size: PET tiny (default), small, medium; event model "
-                               "default, small, tiny."),
+    config: str = typer.Option(
+        None, "--config", help="Size: PET tiny (default), small, medium; event model default, small, tiny."
+    ),
     task: str = typer.Option("multiclass", "--task", help="Event model: multiclass or multilabel."),
     max_jets: int = typer.Option(None, "--max-jets", "--max-events", help="Read at most this many jets (events)."),
     max_particles: int = typer.Option(128, "--max-particles", help="Constituents kept per jet."),
-    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Held out for validation (with --stream: "
-                                       "every round(1/f)-th shard)."),
+    val_fraction: float = typer.Option(
+        0.1, "--val-fraction", help="Held out for validation (with --stream: every round(1/f)-th shard)."
+    ),
     stream: bool = typer.Option(False, "--stream", help="Stream a hepfm dataset shard by shard (data > memory)."),
     resume: bool = _RESUME,
     overwrite: bool = _OVERWRITE,
@@ -328,27 +396,48 @@ def pretrain_command(
     _positive("max_particles", max_particles)
     size = config or ("tiny" if model == "pet" else "default")
     PETConfig.named(size) if model == "pet" else EventGNNConfig.named(size)  # an unknown size fails here
-    common = dict(val_fraction=val_fraction, resume=resume, overwrite=overwrite, train=train,
-                  allow_incomplete=allow_incomplete)
+    common = dict(
+        val_fraction=val_fraction, resume=resume, overwrite=overwrite, train=train, allow_incomplete=allow_incomplete
+    )
     if model == "pet":
-        metrics = pretrain(data, out, config=size, max_jets=max_jets, max_particles=max_particles, stream=stream,
-                           **common)
+        metrics = pretrain(
+            data, out, config=size, max_jets=max_jets, max_particles=max_particles, stream=stream, **common
+        )
     else:
         if stream:
             raise OptionError("stream", "streaming is for PET pretraining; the event model reads its data whole")
         metrics = pretrain_events(data, out, config=size, task=task, max_events=max_jets, **common)
     accuracy = metrics["val_accuracy"]
-    typer.echo(f"best epoch {metrics['best_epoch']}: val loss {metrics['best_val_loss']:.4f}, "
-               f"val accuracy {'n/a' if accuracy is None else f'{accuracy:.4f}'} -> {out}")
+    typer.echo(
+        f"best epoch {metrics['best_epoch']}: val loss {metrics['best_val_loss']:.4f}, "
+        f"val accuracy {'n/a' if accuracy is None else f'{accuracy:.4f}'} -> {out}"
+    )
 
 
 @app.command("finetune")
-@recipe_options(train=(_train_config(), _TRAIN_FIELDS),
-                recipe=(_finetune_config(), ("from_scratch", "freeze_backbone", "lr_factor", "head_init", "n_train",
-                                             "val_fraction", "max_particles", "use_jet_features", "signal")))
+@recipe_options(
+    train=(_train_config(), _TRAIN_FIELDS),
+    recipe=(
+        _finetune_config(),
+        (
+            "from_scratch",
+            "freeze_backbone",
+            "lr_factor",
+            "head_init",
+            "n_train",
+            "val_fraction",
+            "max_particles",
+            "use_jet_features",
+            "signal",
+        ),
+    ),
+)
 def finetune_command(
-    checkpoint: str = typer.Option(..., "--checkpoint", help="Pretrained checkpoint: a directory or a shipped "
-                                   "checkpoint's name (jet or event model)."),
+    checkpoint: str = typer.Option(
+        ...,
+        "--checkpoint",
+        help="Pretrained checkpoint: a directory or a shipped checkpoint's name (jet or event model).",
+    ),
     train_data: Path = typer.Option(..., "--train", help="Training jets (any read_jets format) or events."),
     test: Path = typer.Option(..., "--test", help="Test data (same classes)."),
     out: Path = typer.Option(..., "--out", help="Output directory: checkpoint and metrics.json."),
@@ -361,9 +450,11 @@ def finetune_command(
     from hepfm.train.finetune import finetune
 
     metrics = finetune(checkpoint, train_data, test, out, recipe, train=train, resume=resume, overwrite=overwrite)
-    typer.echo(f"AUC {metrics['auc']:.4f}  accuracy {metrics['accuracy']:.4f}  rej30 {_rej(metrics['rej30'])}  "
-               f"rej50 {_rej(metrics['rej50'])}  ({metrics['epochs_run']} epochs, {metrics['wall_seconds']:.0f} s)"
-               f" -> {out / 'metrics.json'}")
+    typer.echo(
+        f"AUC {metrics['auc']:.4f}  accuracy {metrics['accuracy']:.4f}  rej30 {_rej(metrics['rej30'])}  "
+        f"rej50 {_rej(metrics['rej50'])}  ({metrics['epochs_run']} epochs, {metrics['wall_seconds']:.0f} s)"
+        f" -> {out / 'metrics.json'}"
+    )
 
 
 def _rej(value: float | None) -> str:
@@ -371,8 +462,10 @@ def _rej(value: float | None) -> str:
 
 
 @app.command("scan")
-@recipe_options(train=(_train_config(), _TRAIN_FIELDS),
-                recipe=(_finetune_config(), ("lr_factor", "head_init", "val_fraction", "max_particles")))
+@recipe_options(
+    train=(_train_config(), _TRAIN_FIELDS),
+    recipe=(_finetune_config(), ("lr_factor", "head_init", "val_fraction", "max_particles")),
+)
 def scan_command(
     checkpoint: str = typer.Option(..., "--checkpoint", help="Pretrained checkpoint (directory or shipped name)."),
     train_data: Path = typer.Option(..., "--train", help="Labelled training data (each run draws its subset)."),
@@ -397,10 +490,22 @@ def scan_command(
 
     size_list, seed_list = _integers(sizes, "sizes"), _integers(seeds, "seeds")
     _positive("parallel_runs", parallel_runs)
-    options = {k: v for k, v in asdict(recipe).items() if k in ("lr_factor", "head_init", "val_fraction",
-                                                                "max_particles")}
-    rows = size_scan(checkpoint, train_data, test, size_list, seed_list, out, train, parallel_runs=parallel_runs,
-                     resume=resume, overwrite=overwrite, **options)
+    options = {
+        k: v for k, v in asdict(recipe).items() if k in ("lr_factor", "head_init", "val_fraction", "max_particles")
+    }
+    rows = size_scan(
+        checkpoint,
+        train_data,
+        test,
+        size_list,
+        seed_list,
+        out,
+        train,
+        parallel_runs=parallel_runs,
+        resume=resume,
+        overwrite=overwrite,
+        **options,
+    )
     typer.echo(scan_report(rows, out, checkpoint=str(checkpoint), train=str(train_data), test=str(test)))
 
 
@@ -409,8 +514,9 @@ def scan_command(
 
 @notebooks_app.command("run")
 def run_notebooks_command(
-    profile: str = typer.Option("demo", "--profile", help="smoke, demo, cpu, gpu-check or gpu "
-                                "(notebooks/params/*.yaml)."),
+    profile: str = typer.Option(
+        "demo", "--profile", help="smoke, demo, cpu, gpu-check or gpu (notebooks/params/*.yaml)."
+    ),
     only: list[str] = typer.Option(None, "--only", help="Run only these notebooks (name or prefix, e.g. 00)."),
     out: Path = typer.Option(None, "--out", help="Output directory (default runs/<profile>)."),
     notebooks: Path = typer.Option(None, "--notebooks", help="Notebook directory (default: the suite)."),

@@ -96,8 +96,12 @@ def _metric_lines(metrics: dict, prefix: str = "", limit: int = 60) -> list[str]
 
 def _write_index(out: Path, profile: str, results: list[NotebookResult]) -> None:
     """``OUT/index.md``: a summary table, then every notebook's figures and metrics on the same page."""
-    lines = [f"# hepfm notebooks — profile `{profile}`", "",
-             "| notebook | status | time (s) | metrics | figures |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        f"# hepfm notebooks — profile `{profile}`",
+        "",
+        "| notebook | status | time (s) | metrics | figures |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for r in results:
         rel = r.output_dir.relative_to(out)
         figures = " ".join(f"[{p.name}]({rel / p.name})" for p in sorted(r.output_dir.glob("*.png")))
@@ -123,8 +127,9 @@ def _write_index(out: Path, profile: str, results: list[NotebookResult]) -> None
     (out / "index.md").write_text("\n".join(lines) + "\n")
 
 
-def run_notebooks(profile: str, out: str | Path | None = None, only: list[str] | None = None,
-                  notebook_dir: Path = NOTEBOOK_DIR) -> list[NotebookResult]:
+def run_notebooks(
+    profile: str, out: str | Path | None = None, only: list[str] | None = None, notebook_dir: Path = NOTEBOOK_DIR
+) -> list[NotebookResult]:
     """Execute the notebooks with a profile's parameters; never stops at the first failure.
 
     Args:
@@ -157,12 +162,19 @@ def run_notebooks(profile: str, out: str | Path | None = None, only: list[str] |
         start = time.perf_counter()
         print(f"[hepfm] running {nb.name} ({profile}) -> {target}", flush=True)
         try:
-            papermill.execute_notebook(str(nb), str(target / nb.name), parameters=parameters, kernel_name=kernel,
-                                       language="python", cwd=str(nb.parent), progress_bar=False, log_output=False)
+            papermill.execute_notebook(
+                str(nb),
+                str(target / nb.name),
+                parameters=parameters,
+                kernel_name=kernel,
+                language="python",
+                cwd=str(nb.parent),
+                progress_bar=False,
+                log_output=False,
+            )
             results.append(NotebookResult(nb.stem, True, time.perf_counter() - start, target))
         except Exception:  # noqa: BLE001 - any failure is reported and the suite goes on
-            results.append(NotebookResult(nb.stem, False, time.perf_counter() - start, target,
-                                          traceback.format_exc()))
+            results.append(NotebookResult(nb.stem, False, time.perf_counter() - start, target, traceback.format_exc()))
             print(f"[hepfm] FAILED {nb.name}: see {out / 'index.md'}", flush=True)
         _write_index(out, profile, results)
     summary = {r.name: {"ok": r.ok, "seconds": round(r.seconds, 1)} for r in results}

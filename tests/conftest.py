@@ -51,9 +51,7 @@ def shared_data() -> Path:
     return SHARED_SAMPLES
 
 
-def write_toptagging(
-    path: Path, jets, labels, *, key: str = "table", format: str = "table", n_max: int = 200
-) -> Path:
+def write_toptagging(path: Path, jets, labels, *, key: str = "table", format: str = "table", n_max: int = 200) -> Path:
     """Write jets in the top-tagging reference layout (pandas HDF5, as the Zenodo 2603256 files are).
 
     Args:
@@ -120,8 +118,10 @@ def write_jetclass_tree(path: Path, jets, class_index, *, with_pid: bool = True,
         jagged["part_charge"] = [np.select([k == 0, k == 2], [1.0, -1.0], 0.0) for k in kind]
     if onehot is None:
         onehot = np.eye(len(JETCLASS_CLASSES), dtype=bool)[np.asarray(class_index)]
-    labels = {f"label_{name}": np.asarray(column, dtype=bool) for name, column in zip(
-        JETCLASS_CLASSES, np.asarray(onehot).T, strict=True)}
+    labels = {
+        f"label_{name}": np.asarray(column, dtype=bool)
+        for name, column in zip(JETCLASS_CLASSES, np.asarray(onehot).T, strict=True)
+    }
     branches = {name: ak.Array(v) for name, v in jagged.items()} | labels
     types = {name: "var * float64" for name in jagged} | {name: "bool" for name in labels}
     with uproot.recreate(path) as file:
@@ -133,8 +133,12 @@ def write_jetclass_tree(path: Path, jets, class_index, *, with_pid: bool = True,
 def public_layouts() -> SimpleNamespace:
     """The known jets and the writers above, for tests that plant bad values in a layout."""
     return SimpleNamespace(
-        KNOWN_JETS=KNOWN_JETS, KNOWN_JETNET_JETS=KNOWN_JETNET_JETS, write_toptagging=write_toptagging,
-        write_jetnet=write_jetnet, jetnet_arrays=jetnet_arrays, write_jetclass_tree=write_jetclass_tree,
+        KNOWN_JETS=KNOWN_JETS,
+        KNOWN_JETNET_JETS=KNOWN_JETNET_JETS,
+        write_toptagging=write_toptagging,
+        write_jetnet=write_jetnet,
+        jetnet_arrays=jetnet_arrays,
+        write_jetclass_tree=write_jetclass_tree,
     )
 
 
@@ -178,8 +182,9 @@ def physics_dataset(tmp_path_factory) -> Path:
     from hepfm.sim.factory import generate_jets
 
     out = tmp_path_factory.mktemp("physics") / "jets"
-    return generate_jets(["QCD", "Wqq", "Zqq", "Hbb", "Tbqq"], PHYSICS_JETS, out, seed=11,
-                         jets_per_shard=PHYSICS_JETS, progress=False)
+    return generate_jets(
+        ["QCD", "Wqq", "Zqq", "Hbb", "Tbqq"], PHYSICS_JETS, out, seed=11, jets_per_shard=PHYSICS_JETS, progress=False
+    )
 
 
 @pytest.fixture(scope="session")
@@ -211,8 +216,15 @@ def synthetic_jets(n: int = 64, seed: int = 0, max_particles: int = 40):
     charge = rng.choice([-1.0, 0.0, 1.0], total)
     pid = np.where(charge == 0, 22, 211 * charge).astype(np.int32)
     jag = [ak.unflatten(a, counts) for a in (px, py, pz, e, charge, pid)]
-    return build_jet_sample(*jag[:4], labels, ["narrow", "wide"], charge=jag[4], pid=jag[5],
-                            max_particles=max_particles, source=f"synthetic(seed={seed})")
+    return build_jet_sample(
+        *jag[:4],
+        labels,
+        ["narrow", "wide"],
+        charge=jag[4],
+        pid=jag[5],
+        max_particles=max_particles,
+        source=f"synthetic(seed={seed})",
+    )
 
 
 @pytest.fixture

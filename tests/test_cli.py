@@ -10,9 +10,20 @@ from hepfm.cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("args", [[], ["generate"], ["generate", "jets"], ["generate", "list"], ["inspect"],
-                                  ["notebooks"], ["notebooks", "run"], ["scan"],
-                                  ["finetune"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["generate"],
+        ["generate", "jets"],
+        ["generate", "list"],
+        ["inspect"],
+        ["notebooks"],
+        ["notebooks", "run"],
+        ["scan"],
+        ["finetune"],
+    ],
+)
 def test_every_command_has_help(args):
     result = runner.invoke(app, [*args, "--help"])
     assert result.exit_code == 0, result.output
@@ -21,8 +32,9 @@ def test_every_command_has_help(args):
 
 def test_generate_and_inspect(tmp_path):
     out = tmp_path / "jets"
-    result = runner.invoke(app, ["generate", "jets", "--recipe", "top,qcd", "--jets-per-class", "6", "--seed", "1",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app, ["generate", "jets", "--recipe", "top,qcd", "--jets-per-class", "6", "--seed", "1", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["inspect", str(out)])
     assert result.exit_code == 0, result.output
@@ -37,8 +49,9 @@ def test_inspect_real_sample(shared_data):
 
 
 def test_unknown_class_exits_with_message(tmp_path):
-    result = runner.invoke(app, ["generate", "jets", "--classes", "Tbqq,Nope", "--jets-per-class", "5",
-                                 "--out", str(tmp_path / "x")])
+    result = runner.invoke(
+        app, ["generate", "jets", "--classes", "Tbqq,Nope", "--jets-per-class", "5", "--out", str(tmp_path / "x")]
+    )
     assert result.exit_code == 2
     assert "unknown jet class or recipe 'Nope'" in result.output
     assert not (tmp_path / "x").exists()

@@ -99,8 +99,13 @@ def test_lepton_identification_and_muons_skip_calorimeters():
 
 def test_isolation_and_missing_pt():
     # event 0: an isolated muon and a far jet particle; event 1: a muon inside a hadron cluster
-    p = particles([13, 211, 13, 211, 211], [50.0, 20.0, 50.0, 20.0, 20.0], [0.0, 2.0, 0.0, 0.05, -0.05],
-                  [0.0, 3.0, 1.0, 1.05, 0.95], event=[0, 0, 1, 1, 1])
+    p = particles(
+        [13, 211, 13, 211, 211],
+        [50.0, 20.0, 50.0, 20.0, 20.0],
+        [0.0, 2.0, 0.0, 0.05, -0.05],
+        [0.0, 3.0, 1.0, 1.05, 0.95],
+        event=[0, 0, 1, 1, 1],
+    )
     c = simulate(DetectorConfig(enabled=False), np.random.default_rng(0), **p)
     iso = isolation(c, np.array([0, 2]), cone=0.3)
     assert iso[0] == pytest.approx(0.0)

@@ -132,15 +132,25 @@ def _objects(rows: list[list[tuple]]) -> EventSample:
     obj = np.zeros((len(rows), width, 7), np.float32)
     mask = np.zeros((len(rows), width), bool)
     for i, r in enumerate(rows):
-        obj[i, :len(r)] = r
-        mask[i, :len(r)] = True
-    return EventSample(obj, mask, np.zeros(len(rows), np.int64), ["x"], "toy",
-                       particle_features=("pt", "eta", "phi", "energy", "btag", "charge", "type"))
+        obj[i, : len(r)] = r
+        mask[i, : len(r)] = True
+    return EventSample(
+        obj,
+        mask,
+        np.zeros(len(rows), np.int64),
+        ["x"],
+        "toy",
+        particle_features=("pt", "eta", "phi", "energy", "btag", "charge", "type"),
+    )
 
 
 TOY = [
-    [(120, 0.5, 1.0, 140, 1, 0, JET), (80, -1.0, -2.0, 130, 0, 0, JET), (40, 0.2, 3.1, 41, 0, -1, 2),
-     (50, 0, 0.3, 50, 0, 0, MET)],
+    [
+        (120, 0.5, 1.0, 140, 1, 0, JET),
+        (80, -1.0, -2.0, 130, 0, 0, JET),
+        (40, 0.2, 3.1, 41, 0, -1, 2),
+        (50, 0, 0.3, 50, 0, 0, MET),
+    ],
     [(30, 0, 0, 30, 0, 0, MET)],  # no jets, no leptons: only MET
     [(60, 1.0, -3.1, 95, 0, 1, 1), (25, 2.0, 0.0, 95, 0, 0, 3), (20, 0, 1.5, 20, 0, 0, MET)],
 ]
@@ -169,8 +179,7 @@ def test_event_model_is_invariant_to_object_order_and_padding():
     out = model(EventGraphDataset(sample).collate([0, 1, 2]).graph)
     perm = np.array([3, 0, 5, 2, 1, 4])
     shuffled = dataclasses.replace(sample, particles=sample.particles[:, perm], mask=sample.mask[:, perm])
-    torch.testing.assert_close(model(EventGraphDataset(shuffled).collate([0, 1, 2]).graph), out, atol=1e-5,
-                               rtol=1e-5)
+    torch.testing.assert_close(model(EventGraphDataset(shuffled).collate([0, 1, 2]).graph), out, atol=1e-5, rtol=1e-5)
     # one event alone, or with different neighbours in the batch, gives the same output
     torch.testing.assert_close(model(EventGraphDataset(sample).collate([2]).graph)[0], out[2], atol=1e-5, rtol=1e-5)
 
@@ -190,9 +199,12 @@ def event_checkpoints(event_dataset, tmp_path_factory):
     from hepfm.train import TrainConfig, pretrain_events
 
     out = tmp_path_factory.mktemp("event-ckpt")
-    metrics = {task: pretrain_events(event_dataset, out / task, config="tiny", task=task, val_fraction=0.25,
-                                     train=TrainConfig(epochs=12, **FAST))
-               for task in ("multiclass", "multilabel")}
+    metrics = {
+        task: pretrain_events(
+            event_dataset, out / task, config="tiny", task=task, val_fraction=0.25, train=TrainConfig(epochs=12, **FAST)
+        )
+        for task in ("multiclass", "multilabel")
+    }
     return out, metrics
 
 
@@ -230,15 +242,18 @@ def test_event_finetuning_replaces_the_head_and_keeps_the_recipe(event_checkpoin
     m = finetune(out / "multilabel", event_dataset, event_dataset, tmp_path / "ft", train=cfg)
     assert {"auc", "accuracy", "rej30", "rej50", "epochs_run", "wall_seconds"} <= set(m)
     assert m["signal"] == "WZ" and m["auc"] > 0.8
-    frozen = finetune(out / "multiclass", event_dataset, event_dataset, tmp_path / "frozen", train=cfg,
-                      freeze_backbone=True)
+    frozen = finetune(
+        out / "multiclass", event_dataset, event_dataset, tmp_path / "frozen", train=cfg, freeze_backbone=True
+    )
     assert frozen["freeze_backbone"]
     before = load_weights(out / "multiclass" / "model.safetensors")
     after = load_weights(tmp_path / "frozen" / "model.safetensors")
     backbone = [k for k in before if not k.startswith("head.")]
     assert backbone and all(torch.equal(before[k], after[k]) for k in backbone)
-    assert not torch.equal(before["head.weight"], after["head.weight"]) or before["head.weight"].shape != \
-        after["head.weight"].shape
+    assert (
+        not torch.equal(before["head.weight"], after["head.weight"])
+        or before["head.weight"].shape != after["head.weight"].shape
+    )
     ckpt = load_checkpoint(tmp_path / "ft")
     assert ckpt.config["model"] == "event_gnn" and ckpt.model().config.n_outputs == 3
 
@@ -261,18 +276,68 @@ def test_cli_generates_pretrains_and_finetunes_events(tmp_path):
 
     runner = CliRunner()
     data = tmp_path / "ev"
-    r = runner.invoke(app, ["generate", "events", "--processes", "WZ,ttbar", "--events-per-process", "40",
-                            "--events-per-shard", "20", "--seed", "1", "--out", str(data)])
+    r = runner.invoke(
+        app,
+        [
+            "generate",
+            "events",
+            "--processes",
+            "WZ,ttbar",
+            "--events-per-process",
+            "40",
+            "--events-per-shard",
+            "20",
+            "--seed",
+            "1",
+            "--out",
+            str(data),
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["pretrain", "--model", "event_gnn", "--config", "tiny", "--task", "multilabel",
-                            "--data", str(data), "--out", str(tmp_path / "ck"), "--epochs", "2", "--batch-size", "16"])
+    r = runner.invoke(
+        app,
+        [
+            "pretrain",
+            "--model",
+            "event_gnn",
+            "--config",
+            "tiny",
+            "--task",
+            "multilabel",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "ck"),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["finetune", "--checkpoint", str(tmp_path / "ck"), "--train", str(data), "--test",
-                            str(data), "--out", str(tmp_path / "ft"), "--epochs", "1", "--batch-size", "16"])
+    r = runner.invoke(
+        app,
+        [
+            "finetune",
+            "--checkpoint",
+            str(tmp_path / "ck"),
+            "--train",
+            str(data),
+            "--test",
+            str(data),
+            "--out",
+            str(tmp_path / "ft"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "ft" / "metrics.json").exists() and "AUC" in r.output
-    r = runner.invoke(app, ["generate", "events", "--processes", "ttW", "--events-per-process", "5",
-                            "--out", str(tmp_path / "bad")])
+    r = runner.invoke(
+        app, ["generate", "events", "--processes", "ttW", "--events-per-process", "5", "--out", str(tmp_path / "bad")]
+    )
     assert r.exit_code == 2 and "ttW" in r.output
 
 
@@ -289,8 +354,9 @@ def _delphes_events(columns: dict[str, list]):
     src = Source()
     for collection, fields in columns.items():
         n = len(next(iter(fields.values())))
-        src[f"{collection}_size"] = ak.with_parameter(ak.Array([len(v) for v in next(iter(fields.values()))]),
-                                                      "__doc__", f"{collection}_size")
+        src[f"{collection}_size"] = ak.with_parameter(
+            ak.Array([len(v) for v in next(iter(fields.values()))]), "__doc__", f"{collection}_size"
+        )
         for field, values in fields.items():
             key = f"{collection}/{collection}.{field}"
             src[key] = ak.with_parameter(ak.Array(values), "__doc__", key)
@@ -302,16 +368,31 @@ def test_delphes_events_become_the_same_objects():
     from hepfm.data.formats.nanoaod import EventGraphProcessor, accumulated_to_events
     from hepfm.data.storage import events_to_sample
 
-    events = _delphes_events({
-        "Jet": {"PT": [[120.0, 40.0, 20.0], [], [60.0]], "Eta": [[0.5, -1.0, 0.0], [], [3.5]],
-                "Phi": [[1.0, -2.0, 0.0], [], [0.3]], "Mass": [[10.0, 5.0, 2.0], [], [6.0]],
-                "BTag": [[1, 0, 1], [], [1]]},
-        "Electron": {"PT": [[], [35.0], []], "Eta": [[], [0.2], []], "Phi": [[], [1.5], []], "Charge": [[], [-1], []]},
-        "Muon": {"PT": [[25.0], [], [5.0]], "Eta": [[1.0], [], [0.0]], "Phi": [[0.0], [], [0.0]],
-                 "Charge": [[1], [], [1]]},
-        "Photon": {"PT": [[], [], [15.0]], "Eta": [[], [], [0.4]], "Phi": [[], [], [2.0]], "E": [[], [], [16.2]]},
-        "MissingET": {"MET": [[30.0], [12.0], [55.0]], "Eta": [[0.0], [0.0], [0.0]], "Phi": [[0.7], [-0.7], [3.0]]},
-    })
+    events = _delphes_events(
+        {
+            "Jet": {
+                "PT": [[120.0, 40.0, 20.0], [], [60.0]],
+                "Eta": [[0.5, -1.0, 0.0], [], [3.5]],
+                "Phi": [[1.0, -2.0, 0.0], [], [0.3]],
+                "Mass": [[10.0, 5.0, 2.0], [], [6.0]],
+                "BTag": [[1, 0, 1], [], [1]],
+            },
+            "Electron": {
+                "PT": [[], [35.0], []],
+                "Eta": [[], [0.2], []],
+                "Phi": [[], [1.5], []],
+                "Charge": [[], [-1], []],
+            },
+            "Muon": {
+                "PT": [[25.0], [], [5.0]],
+                "Eta": [[1.0], [], [0.0]],
+                "Phi": [[0.0], [], [0.0]],
+                "Charge": [[1], [], [1]],
+            },
+            "Photon": {"PT": [[], [], [15.0]], "Eta": [[], [], [0.4]], "Phi": [[], [], [2.0]], "E": [[], [], [16.2]]},
+            "MissingET": {"MET": [[30.0], [12.0], [55.0]], "Eta": [[0.0], [0.0], [0.0]], "Phi": [[0.7], [-0.7], [3.0]]},
+        }
+    )
     out = EventGraphProcessor(schema="delphes").process(events)
     s = events_to_sample(accumulated_to_events(out), ["delphes"], source="toy")
     kind = np.where(s.mask, s.feature("type"), -1)

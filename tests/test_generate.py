@@ -48,8 +48,9 @@ def test_jets_are_in_window_and_truth_matched(physics_dataset):
         if recipe.match == "resonance":
             assert np.all(np.abs(jets.truth_pid) == recipe.resonance)
             # the resonance's own mass is the Breit-Wigner pole within a few widths
-            assert np.median(jets.truth_mass) == pytest.approx({6: 172.5, 23: 91.19, 24: 80.38, 25: 125.0}[
-                recipe.resonance], rel=0.02)
+            assert np.median(jets.truth_mass) == pytest.approx(
+                {6: 172.5, 23: 91.19, 24: 80.38, 25: 125.0}[recipe.resonance], rel=0.02
+            )
         # the jet four-momentum is the sum of its constituents
         px = ak.sum(jets.part_px, axis=1).to_numpy()
         py = ak.sum(jets.part_py, axis=1).to_numpy()
@@ -102,8 +103,15 @@ def test_dask_workers_and_external_scheduler_give_the_same_files(tmp_path):
     a = generate_jets(["Zqq", "QCD"], 10, tmp_path / "local", seed=2, jets_per_shard=5, progress=False)
     b = generate_jets(["Zqq", "QCD"], 10, tmp_path / "dask", seed=2, jets_per_shard=5, workers=2, progress=False)
     with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR) as cl:
-        c = generate_jets(["Zqq", "QCD"], 10, tmp_path / "external", seed=2, jets_per_shard=5,
-                          scheduler=cl.scheduler_address, progress=False)
+        c = generate_jets(
+            ["Zqq", "QCD"],
+            10,
+            tmp_path / "external",
+            seed=2,
+            jets_per_shard=5,
+            scheduler=cl.scheduler_address,
+            progress=False,
+        )
     names = sorted(p.name for p in (a / "shards").iterdir())
     assert len(names) == 4
     for other in (b, c):
@@ -114,8 +122,23 @@ def test_dask_workers_and_external_scheduler_give_the_same_files(tmp_path):
 
 def test_resume_after_kill_keeps_finished_shards(tmp_path):
     out = tmp_path / "jets"
-    cmd = [sys.executable, "-m", "hepfm.cli", "generate", "jets", "--classes", "Wqq", "--jets-per-class", "40",
-           "--jets-per-shard", "10", "--seed", "9", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hepfm.cli",
+        "generate",
+        "jets",
+        "--classes",
+        "Wqq",
+        "--jets-per-class",
+        "40",
+        "--jets-per-shard",
+        "10",
+        "--seed",
+        "9",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list((out / "shards").glob("*.parquet")):

@@ -66,8 +66,13 @@ def test_efps_of_two_particles_have_the_closed_form():
     r = 0.3
     z = np.array([[0.5, 0.5]])
     theta = np.array([[[0.0, r], [r, 0.0]]])
-    expected = {"square": r**4 / 8, "triangle+leg": 0.0, "path, doubled end": r**4 / 8,
-                "path, doubled middle": r**4 / 8, "star, doubled edge": r**4 / 8}
+    expected = {
+        "square": r**4 / 8,
+        "triangle+leg": 0.0,
+        "path, doubled end": r**4 / 8,
+        "path, doubled middle": r**4 / 8,
+        "star, doubled edge": r**4 / 8,
+    }
     for name, edges in EFP_GRAPHS.items():
         assert efp(z, theta, edges)[0] == pytest.approx(expected[name], rel=1e-12), name
 
@@ -93,12 +98,18 @@ def test_jet_observables_are_invariant_under_rotations_about_the_beam():
     pt, eta, phi = rng.uniform(1, 50, (20, 8)), rng.normal(0, 0.3, (20, 8)), rng.normal(0, 0.3, (20, 8))
     mask = rng.random((20, 8)) < 0.8
     energy = pt * np.cosh(eta)
-    np.testing.assert_allclose(jet_mass(pt, eta, phi + 1.0, energy, mask), jet_mass(pt, eta, phi, energy, mask),
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        jet_mass(pt, eta, phi + 1.0, energy, mask), jet_mass(pt, eta, phi, energy, mask), rtol=1e-9
+    )
     np.testing.assert_allclose(jet_efps(pt, eta, phi + 2.5, mask), jet_efps(pt, eta, phi, mask), rtol=1e-9)
     # two massless back-to-back-in-phi particles of equal pT at eta 0: m = 2 pT
-    m = jet_mass(np.array([[10.0, 10.0]]), np.zeros((1, 2)), np.array([[0.0, np.pi]]), np.array([[10.0, 10.0]]),
-                 np.ones((1, 2), bool))
+    m = jet_mass(
+        np.array([[10.0, 10.0]]),
+        np.zeros((1, 2)),
+        np.array([[0.0, np.pi]]),
+        np.array([[10.0, 10.0]]),
+        np.ones((1, 2), bool),
+    )
     assert m[0] == pytest.approx(20.0)
 
 

@@ -31,8 +31,15 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOTEBOOK = "07_unfolding"
 REPO = NOTEBOOK_DIR.parent
 # Chromium as root on a machine with a closed network: no sandbox, and none of its background connections.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _free_port() -> int:
@@ -46,8 +53,11 @@ def jupyterlab(tmp_path):
     """A JupyterLab server on localhost serving one smoke-parameterised notebook; yields (url, notebook, its
     output directory)."""
     params = yaml.safe_load((NOTEBOOK_DIR / "params" / "smoke.yaml").read_text())[NOTEBOOK]
-    params = {**params, "output_dir": str(tmp_path / "output"),
-              "checkpoint": str(REPO / "checkpoints" / "pet-tiny-jetclass")}
+    params = {
+        **params,
+        "output_dir": str(tmp_path / "output"),
+        "checkpoint": str(REPO / "checkpoints" / "pet-tiny-jetclass"),
+    }
     root = tmp_path / "lab"
     root.mkdir()
     notebook = root / f"{NOTEBOOK}.ipynb"
@@ -55,14 +65,35 @@ def jupyterlab(tmp_path):
     write_ipynb(parameterize_notebook(source, params), str(notebook))
     port, token = _free_port(), "hepfm-e2e"
     # a lab of its own: no workspace, settings or config of the user's restored into the page
-    env = {**os.environ, "JUPYTER_PLATFORM_DIRS": "1", "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
-           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"), "JUPYTER_CONFIG_DIR": str(tmp_path / "config")}
+    env = {
+        **os.environ,
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+    }
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False",
-         "--allow-root", "--ServerApp.port_retries=0", "--LabApp.news_url=",
-         "--LabServerApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env, cwd=root)
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.open_browser=False",
+            "--allow-root",
+            "--ServerApp.port_retries=0",
+            "--LabApp.news_url=",
+            "--LabServerApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=root,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -122,7 +153,8 @@ def test_notebook_runs_in_jupyterlab_without_errors(jupyterlab):
             deadline, quiet = time.monotonic() + 600, 0
             while time.monotonic() < deadline and quiet < 2:
                 ended = (output_dir / "metrics.json").exists() or page.locator(
-                    ".jp-OutputArea-output", has_text="Traceback (most recent call last)").count() > 0
+                    ".jp-OutputArea-output", has_text="Traceback (most recent call last)"
+                ).count() > 0
                 busy = "[*]:" in [t.strip() for t in page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()]
                 idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() > 0
                 quiet = quiet + 1 if ended and idle and not busy else 0

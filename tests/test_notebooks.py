@@ -93,8 +93,16 @@ def test_event_pretrain_notebook_metrics(smoke_run):
     assert metrics["n_eval"] == 12 * 15
     assert {m["epochs_run"] for m in metrics["pretraining"].values()} == {2}
     assert len(metrics["multiclass"]["auc_per_class"]) == 12 and 0 <= metrics["multiclass"]["accuracy"] <= 1
-    assert set(metrics["multilabel"]["auc_per_label"]) <= {"top", "W", "Z", "H", "bottom", "lepton", "neutrino",
-                                                          "photon"}
+    assert set(metrics["multilabel"]["auc_per_label"]) <= {
+        "top",
+        "W",
+        "Z",
+        "H",
+        "bottom",
+        "lepton",
+        "neutrino",
+        "photon",
+    }
     # physics of the generated events: ttH (4 b quarks + W decays) has far more jets and b-tags than WZ or Z+jet
     mult = metrics["multiplicities"]
     assert mult["ttH"]["jets"] > mult["WZ"]["jets"] + 1.5 and mult["ttH"]["btag"] > mult["Zjets"]["btag"] + 0.8
@@ -154,12 +162,15 @@ def test_cka_notebook_metrics(smoke_run):
 def test_runner_carries_on_past_a_failing_notebook(tmp_path):
     nbdir = tmp_path / "nbs"
     (nbdir / "params").mkdir(parents=True)
-    for name, body in (("00_bad", "raise RuntimeError('boom')"), ("01_good", "import json, pathlib\n"
-                       "pathlib.Path(output_dir, 'metrics.json').write_text(json.dumps({'x': x}))")):
+    for name, body in (
+        ("00_bad", "raise RuntimeError('boom')"),
+        ("01_good", "import json, pathlib\npathlib.Path(output_dir, 'metrics.json').write_text(json.dumps({'x': x}))"),
+    ):
         nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell("output_dir = ''  # out\nx = 1  # a number",
-                                              metadata={"tags": ["parameters"]}),
-                    nbformat.v4.new_code_cell(body)]
+        nb.cells = [
+            nbformat.v4.new_code_cell("output_dir = ''  # out\nx = 1  # a number", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell(body),
+        ]
         nbformat.write(nb, nbdir / f"{name}.ipynb")
     (nbdir / "params" / "smoke.yaml").write_text("01_good:\n  x: 5\n")
     results = run_notebooks("smoke", tmp_path / "out", notebook_dir=nbdir)

@@ -67,8 +67,16 @@ def paired_dataset(tmp_path_factory):
     from hepfm.sim import generate_jets
 
     out = tmp_path_factory.mktemp("paired") / "qcd"
-    return generate_jets(["QCD"], 30, out, seed=4, jets_per_shard=15, paired=True,
-                         settings=["TimeShower:alphaSvalue = 0.118"], progress=False)
+    return generate_jets(
+        ["QCD"],
+        30,
+        out,
+        seed=4,
+        jets_per_shard=15,
+        paired=True,
+        settings=["TimeShower:alphaSvalue = 0.118"],
+        progress=False,
+    )
 
 
 def test_paired_jets_hold_both_levels_of_the_same_jets(paired_dataset, tmp_path):
@@ -86,8 +94,15 @@ def test_paired_jets_hold_both_levels_of_the_same_jets(paired_dataset, tmp_path)
     manifest = read_manifest(paired_dataset)
     assert manifest["paired"] and manifest["settings"]["QCD"][-1] == "TimeShower:alphaSvalue = 0.118"
     # pairing draws no random numbers: the detector-level jets equal those of an unpaired production
-    plain = generate_jets(["QCD"], 30, tmp_path / "plain", seed=4, jets_per_shard=15,
-                          settings=["TimeShower:alphaSvalue = 0.118"], progress=False)
+    plain = generate_jets(
+        ["QCD"],
+        30,
+        tmp_path / "plain",
+        seed=4,
+        jets_per_shard=15,
+        settings=["TimeShower:alphaSvalue = 0.118"],
+        progress=False,
+    )
     np.testing.assert_array_equal(read_jets(plain).particles, reco.particles)
     with pytest.raises(DataError, match="gen_part_px"):
         read_jets(plain, level="particle")
@@ -130,8 +145,11 @@ def test_pet_classifier_learns_weighted_classes(tmp_path):
 
     jets = synthetic_jets(240, seed=3)
     narrow, wide = jets[jets.labels == 0], jets[jets.labels == 1]
-    classify = PETClassifier("checkpoints/pet-tiny-jetclass", tmp_path,
-                             train=TrainConfig(epochs=3, batch_size=32, lr=1e-3, patience=0, progress=False))
+    classify = PETClassifier(
+        "checkpoints/pet-tiny-jetclass",
+        tmp_path,
+        train=TrainConfig(epochs=3, batch_size=32, lr=1e-3, patience=0, progress=False),
+    )
     p = classify(narrow, np.ones(len(narrow)), wide, np.full(len(wide), 2.0), jets)
     assert p.shape == (len(jets),) and ((p >= 0) & (p <= 1)).all()
     assert p[jets.labels == 1].mean() > p[jets.labels == 0].mean() + 0.3

@@ -59,4 +59,14 @@ def test_mass_of_back_to_back_photons():
 
 def test_charges_of_common_particles():
     assert pdg_charge([211, -211, 321, 2212, -2212, 11, -13, 22, 130, 2112]).tolist() == [
-        1, -1, 1, 1, -1, -1, 1, 0, 0, 0]
+        1,
+        -1,
+        1,
+        1,
+        -1,
+        -1,
+        1,
+        0,
+        0,
+        0,
+    ]

@@ -29,8 +29,16 @@ ENERGYFLOW = "qg_jets_energyflow_format.npz"
 LHCO = "lhco_rnd_sample.h5"
 # README reference medians of the shared JetClass sample: jet mass (GeV), constituent multiplicity.
 JETCLASS_REFERENCE = {
-    "QCD": (66, 33), "Hbb": (122, 36), "Hcc": (123, 37), "Hgg": (124, 56), "H4q": (121, 47),
-    "Hqql": (96, 23), "Zqq": (93, 33), "Wqq": (87, 31), "Tbqq": (170, 51), "Tbl": (121, 25),
+    "QCD": (66, 33),
+    "Hbb": (122, 36),
+    "Hcc": (123, 37),
+    "Hgg": (124, 56),
+    "H4q": (121, 47),
+    "Hqql": (96, 23),
+    "Zqq": (93, 33),
+    "Wqq": (87, 31),
+    "Tbqq": (170, 51),
+    "Tbl": (121, 25),
 }
 
 
@@ -185,9 +193,7 @@ def test_energyflow_pid_gives_mass_and_charge(tmp_path):
 # ---------------------------------------------------------------------------------- format detection
 
 
-@pytest.mark.parametrize(
-    ("name", "expected"), [(JETCLASS, "jetclass"), (ENERGYFLOW, "energyflow"), (LHCO, "lhco")]
-)
+@pytest.mark.parametrize(("name", "expected"), [(JETCLASS, "jetclass"), (ENERGYFLOW, "energyflow"), (LHCO, "lhco")])
 def test_detect_real_samples_by_content(shared_data, tmp_path, name, expected):
     assert detect_format(shared_data / name) == expected
     renamed = tmp_path / "no_extension"  # the first bytes decide, not the name
@@ -205,8 +211,11 @@ def test_detect_tiny_layouts(toptagging_file, jetnet_file, jetnet_typed_file, je
 
 
 def test_explicit_format_equals_detected(shared_data, toptagging_file, jetnet_file):
-    for path, fmt in ((shared_data / ENERGYFLOW, "energyflow"), (toptagging_file, "toptagging"),
-                      (jetnet_file, "jetnet")):
+    for path, fmt in (
+        (shared_data / ENERGYFLOW, "energyflow"),
+        (toptagging_file, "toptagging"),
+        (jetnet_file, "jetnet"),
+    ):
         np.testing.assert_array_equal(read_jets(path, fmt).particles, read_jets(path).particles)
     explicit = read_events(shared_data / LHCO, "lhco", max_events=5)
     np.testing.assert_array_equal(explicit.particles, read_events(shared_data / LHCO, max_events=5).particles)
@@ -286,56 +295,78 @@ def two_labels() -> np.ndarray:
 BAD_INPUTS = {
     "truncated-root": (lambda c: (read_jets, truncated(c, JETCLASS, 300_000), None), ["cannot read"]),
     "truncated-root-explicit": (
-        lambda c: (read_jets, truncated(c, JETCLASS, 300_000), "jetclass"), ["cannot read", "tree 'tree'"]),
+        lambda c: (read_jets, truncated(c, JETCLASS, 300_000), "jetclass"),
+        ["cannot read", "tree 'tree'"],
+    ),
     "truncated-npz": (lambda c: (read_jets, truncated(c, ENERGYFLOW, 1_000_000), None), ["cannot read"]),
     "truncated-npz-explicit": (
-        lambda c: (read_jets, truncated(c, ENERGYFLOW, 1_000_000), "energyflow"), ["cannot read", "'X'"]),
+        lambda c: (read_jets, truncated(c, ENERGYFLOW, 1_000_000), "energyflow"),
+        ["cannot read", "'X'"],
+    ),
     "truncated-lhco": (lambda c: (read_events, truncated(c, LHCO, 1_000_000), None), ["cannot read"]),
     "truncated-lhco-explicit": (
-        lambda c: (read_events, truncated(c, LHCO, 1_000_000), "lhco"), ["cannot read", "'df'"]),
+        lambda c: (read_events, truncated(c, LHCO, 1_000_000), "lhco"),
+        ["cannot read", "'df'"],
+    ),
     "energyflow-nan": (
         lambda c: (read_jets, energyflow_file(c, np.full((2, 3, 4), np.nan), np.zeros(2)), None),
-        ["'X'", "NaN"]),
+        ["'X'", "NaN"],
+    ),
     "energyflow-3-features": (
         lambda c: (read_jets, energyflow_file(c, np.ones((2, 3, 3)), np.zeros(2)), None),
-        ["'X'", "(N, M, 4)"]),
+        ["'X'", "(N, M, 4)"],
+    ),
     "energyflow-label-2": (
-        lambda c: (read_jets, energyflow_file(c, y=np.array([0.0, 2.0])), None), ["'y'", "outside [0, 1]"]),
+        lambda c: (read_jets, energyflow_file(c, y=np.array([0.0, 2.0])), None),
+        ["'y'", "outside [0, 1]"],
+    ),
     "energyflow-label-half": (
-        lambda c: (read_jets, energyflow_file(c, y=np.array([0.0, 0.5])), None), ["'y'", "non-integer"]),
+        lambda c: (read_jets, energyflow_file(c, y=np.array([0.0, 0.5])), None),
+        ["'y'", "non-integer"],
+    ),
     "energyflow-label-nan": (
-        lambda c: (read_jets, energyflow_file(c, y=np.array([0.0, np.nan])), None), ["'y'", "NaN"]),
+        lambda c: (read_jets, energyflow_file(c, y=np.array([0.0, np.nan])), None),
+        ["'y'", "NaN"],
+    ),
     "energyflow-no-y": (lambda c: (read_jets, energyflow_file(c), "energyflow"), ["'y'"]),
     "toptagging-label-nan": (
-        lambda c: (read_jets, toptagging_file(c, labels=(0, np.nan, 1)), None), ["is_signal_new", "NaN"]),
+        lambda c: (read_jets, toptagging_file(c, labels=(0, np.nan, 1)), None),
+        ["is_signal_new", "NaN"],
+    ),
     "toptagging-label-3": (
-        lambda c: (read_jets, toptagging_file(c, labels=(0, 3, 1)), None), ["is_signal_new", "outside"]),
-    "toptagging-energy-inf": (
-        lambda c: (read_jets, toptagging_file(c, energy=np.inf), None), ["E_*", "NaN/inf"]),
+        lambda c: (read_jets, toptagging_file(c, labels=(0, 3, 1)), None),
+        ["is_signal_new", "outside"],
+    ),
+    "toptagging-energy-inf": (lambda c: (read_jets, toptagging_file(c, energy=np.inf), None), ["E_*", "NaN/inf"]),
     "toptagging-no-label": (
-        lambda c: (read_jets, toptagging_file(c, drop_label=True), "toptagging"), ["is_signal_new"]),
+        lambda c: (read_jets, toptagging_file(c, drop_label=True), "toptagging"),
+        ["is_signal_new"],
+    ),
     "jetnet-3-features": (
         lambda c: (read_jets, jetnet_file(c, particles_dim=3), "jetnet"),
-        ["particle_features", "(etarel, phirel, ptrel, mask)"]),
+        ["particle_features", "(etarel, phirel, ptrel, mask)"],
+    ),
     "jetnet-type-7": (lambda c: (read_jets, jetnet_file(c, jet_type=7), None), ["type", "outside"]),
     "jetnet-type-half": (lambda c: (read_jets, jetnet_file(c, jet_type=0.5), None), ["type", "non-integer"]),
-    "jetnet-inf": (
-        lambda c: (read_jets, jetnet_file(c, jet_type=0, inf=True), None), ["jet_features", "NaN/inf"]),
-    "jetnet-unknown-type": (
-        lambda c: (read_jets, jetnet_file(c, "mystery.hdf5"), None), ["jet_features", "jet type"]),
+    "jetnet-inf": (lambda c: (read_jets, jetnet_file(c, jet_type=0, inf=True), None), ["jet_features", "NaN/inf"]),
+    "jetnet-unknown-type": (lambda c: (read_jets, jetnet_file(c, "mystery.hdf5"), None), ["jet_features", "jet type"]),
     "jetclass-px-nan": (lambda c: (read_jets, jetclass_file(c, px=np.nan), None), ["px", "NaN"]),
     "jetclass-two-labels": (
-        lambda c: (read_jets, jetclass_file(c, onehot=two_labels()), None), ["label_", "jet 1 has 2 labels"]),
+        lambda c: (read_jets, jetclass_file(c, onehot=two_labels()), None),
+        ["label_", "jet 1 has 2 labels"],
+    ),
     "jetclass-no-label": (
         lambda c: (read_jets, jetclass_file(c, onehot=np.zeros((3, 10), bool)), None),
-        ["label_", "jet 0 has 0 labels"]),
+        ["label_", "jet 0 has 0 labels"],
+    ),
     "lhco-columns": (lambda c: (read_events, lhco_file(c, n_columns=12), None), ["12 columns", "3k + 1"]),
     "lhco-nan": (lambda c: (read_events, lhco_file(c, pt=np.nan), None), ["pt", "NaN"]),
     "lhco-label-2": (lambda c: (read_events, lhco_file(c, labels=(0, 2, 0)), None), ["label", "outside"]),
-    "jets-from-event-file": (
-        lambda c: (read_jets, c.shared / LHCO, None), ["'lhco'", "not among the jet formats"]),
+    "jets-from-event-file": (lambda c: (read_jets, c.shared / LHCO, None), ["'lhco'", "not among the jet formats"]),
     "events-from-jet-file": (
-        lambda c: (read_events, c.shared / JETCLASS, None), ["'jetclass'", "not among the event formats"]),
+        lambda c: (read_events, c.shared / JETCLASS, None),
+        ["'jetclass'", "not among the event formats"],
+    ),
 }
 
 

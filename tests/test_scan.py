@@ -26,14 +26,46 @@ def test_epochs_to_reach():
 
 def test_summary_and_convergence_bookkeeping():
     rows = [
-        {"mode": "scratch", "size": 100, "seed": 0, "auc": 0.70, "accuracy": 0.6, "rej30": 5.0, "rej50": 3.0,
-         "history": _history([0.9, 0.7, 0.6, 0.55, 0.5, 0.5])},
-        {"mode": "scratch", "size": 100, "seed": 1, "auc": 0.74, "accuracy": 0.62, "rej30": 6.0, "rej50": 3.2,
-         "history": _history([0.9, 0.7, 0.6, 0.52, 0.5, 0.49])},
-        {"mode": "pretrained", "size": 100, "seed": 0, "auc": 0.80, "accuracy": 0.7, "rej30": 9.0, "rej50": 4.0,
-         "history": _history([0.55, 0.48, 0.45])},
-        {"mode": "pretrained", "size": 100, "seed": 1, "auc": 0.82, "accuracy": 0.72, "rej30": 10.0, "rej50": 4.5,
-         "history": _history([0.6, 0.49, 0.47])},
+        {
+            "mode": "scratch",
+            "size": 100,
+            "seed": 0,
+            "auc": 0.70,
+            "accuracy": 0.6,
+            "rej30": 5.0,
+            "rej50": 3.0,
+            "history": _history([0.9, 0.7, 0.6, 0.55, 0.5, 0.5]),
+        },
+        {
+            "mode": "scratch",
+            "size": 100,
+            "seed": 1,
+            "auc": 0.74,
+            "accuracy": 0.62,
+            "rej30": 6.0,
+            "rej50": 3.2,
+            "history": _history([0.9, 0.7, 0.6, 0.52, 0.5, 0.49]),
+        },
+        {
+            "mode": "pretrained",
+            "size": 100,
+            "seed": 0,
+            "auc": 0.80,
+            "accuracy": 0.7,
+            "rej30": 9.0,
+            "rej50": 4.0,
+            "history": _history([0.55, 0.48, 0.45]),
+        },
+        {
+            "mode": "pretrained",
+            "size": 100,
+            "seed": 1,
+            "auc": 0.82,
+            "accuracy": 0.72,
+            "rej30": 10.0,
+            "rej50": 4.5,
+            "history": _history([0.6, 0.49, 0.47]),
+        },
     ]
     s = summarise(rows)
     assert s["scratch"][100]["auc"][0] == pytest.approx(0.72)
@@ -65,8 +97,7 @@ def test_scan_resumes_and_two_fold(tmp_path):
     assert [r["auc"] for r in again] == [r["auc"] for r in rows]
     # the same directory with another recipe: refused before anything is trained or mixed
     with pytest.raises(ValueError, match=r"n20-s0/metrics.json: finished with another recipe .*\(epochs=2 -> 7\)"):
-        size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", replace(FAST, epochs=7),
-                  resume=True)
+        size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", replace(FAST, epochs=7), resume=True)
     # without resume, a directory holding runs is refused and left as it was
     with pytest.raises(OutputError, match="scan: holds 4 run.*--resume"):
         size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", FAST)
@@ -76,8 +107,9 @@ def test_scan_resumes_and_two_fold(tmp_path):
     for mode in ("pretrained", "scratch"):
         assert len(folds[mode]["auc_per_fold"]) == 2
         assert folds[mode]["mean_auc"] == pytest.approx(sum(folds[mode]["auc_per_fold"]) / 2)
-        n_test = [json.loads((tmp_path / "folds" / f"{mode}-fold{k}" / "metrics.json").read_text())["n_test"]
-                  for k in (0, 1)]
+        n_test = [
+            json.loads((tmp_path / "folds" / f"{mode}-fold{k}" / "metrics.json").read_text())["n_test"] for k in (0, 1)
+        ]
         assert n_test == [30, 30]
 
 
@@ -88,7 +120,9 @@ def test_scan_plot_with_infinite_rejections():
     matplotlib.use("Agg")
     from hepfm.analysis.plots import scan_plot
 
-    summary = {"pretrained": {30: {"rej30": [None, None]}, 60: {"rej30": [None, None]}},
-               "scratch": {30: {"rej30": [5.0, 1.0]}, 60: {"rej30": [7.0, 1.0]}}}
+    summary = {
+        "pretrained": {30: {"rej30": [None, None]}, 60: {"rej30": [None, None]}},
+        "scratch": {30: {"rej30": [5.0, 1.0]}, 60: {"rej30": [7.0, 1.0]}},
+    }
     assert len(scan_plot(summary, "rej30").axes[0].lines) == 1
     assert not scan_plot({"pretrained": summary["pretrained"]}, "rej30").axes[0].lines

@@ -21,15 +21,18 @@ def toy_jets(n=5):
     px, py = rng.normal(0, 20, total), rng.normal(0, 20, total)
     pz = rng.normal(0, 50, total)
     e = np.sqrt(px**2 + py**2 + pz**2)
-    return ak.zip({
-        "label": np.arange(n, dtype=np.int32) % 2,
-        "part_px": ak.unflatten(px.astype(np.float32), counts),
-        "part_py": ak.unflatten(py.astype(np.float32), counts),
-        "part_pz": ak.unflatten(pz.astype(np.float32), counts),
-        "part_energy": ak.unflatten(e.astype(np.float32), counts),
-        "part_charge": ak.unflatten(np.ones(total, np.int8), counts),
-        "part_pid": ak.unflatten(np.full(total, 211, np.int32), counts),
-    }, depth_limit=1)
+    return ak.zip(
+        {
+            "label": np.arange(n, dtype=np.int32) % 2,
+            "part_px": ak.unflatten(px.astype(np.float32), counts),
+            "part_py": ak.unflatten(py.astype(np.float32), counts),
+            "part_pz": ak.unflatten(pz.astype(np.float32), counts),
+            "part_energy": ak.unflatten(e.astype(np.float32), counts),
+            "part_charge": ak.unflatten(np.ones(total, np.int8), counts),
+            "part_pid": ak.unflatten(np.full(total, 211, np.int32), counts),
+        },
+        depth_limit=1,
+    )
 
 
 def test_round_trip(tmp_path):

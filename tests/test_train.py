@@ -159,8 +159,14 @@ def test_pretrain_then_finetune_and_scratch(tmp_path):
     assert {"val_ce", "val_ce_noised", "val_diffusion", "val_jet"} <= set(metrics["history"][0])
     train, test = synthetic_jets(64, seed=2), synthetic_jets(64, seed=3)
     ft = finetune(tmp_path / "pre", train, test, tmp_path / "ft", train=TrainConfig(epochs=3, patience=0, **FAST))
-    sc = finetune(tmp_path / "pre", train, test, tmp_path / "sc", from_scratch=True,
-                  train=TrainConfig(epochs=3, patience=0, **FAST))
+    sc = finetune(
+        tmp_path / "pre",
+        train,
+        test,
+        tmp_path / "sc",
+        from_scratch=True,
+        train=TrainConfig(epochs=3, patience=0, **FAST),
+    )
     for m in (ft, sc):
         assert {"auc", "accuracy", "rej30", "rej50", "epochs_run", "wall_seconds"} <= set(m)
         assert 0 <= m["auc"] <= 1 and m["epochs_run"] == 3
@@ -175,8 +181,9 @@ def test_model_outputs_keep_the_input_order():
     out = model_outputs(model, ds, batch_size=8, device="cpu")
     for i in (0, 7, 21, 39):
         batch = ds.collate([ds[i]])
-        torch.testing.assert_close(torch.from_numpy(out[i]), model(batch.x, batch.mask)[0].detach(), atol=1e-5,
-                                   rtol=1e-5)
+        torch.testing.assert_close(
+            torch.from_numpy(out[i]), model(batch.x, batch.mask)[0].detach(), atol=1e-5, rtol=1e-5
+        )
 
 
 def test_probe_head_is_the_penalised_logistic_regression_optimum():
@@ -208,8 +215,14 @@ def test_probe_head_is_the_penalised_logistic_regression_optimum():
 def test_freeze_backbone_changes_only_the_head(tmp_path):
     pretrain(synthetic_jets(32, seed=1), tmp_path / "pre", train=TrainConfig(epochs=1, patience=0, **FAST))
     before = load_weights(tmp_path / "pre" / "model.safetensors")
-    finetune(tmp_path / "pre", synthetic_jets(48, seed=2), synthetic_jets(16, seed=3), tmp_path / "probe",
-             freeze_backbone=True, train=TrainConfig(epochs=2, patience=0, ema_decay=0, **FAST))
+    finetune(
+        tmp_path / "pre",
+        synthetic_jets(48, seed=2),
+        synthetic_jets(16, seed=3),
+        tmp_path / "probe",
+        freeze_backbone=True,
+        train=TrainConfig(epochs=2, patience=0, ema_decay=0, **FAST),
+    )
     after = load_weights(tmp_path / "probe" / "model.safetensors")
     for k, v in after.items():
         if k.startswith("head."):
@@ -233,9 +246,29 @@ def test_ddp_on_two_cpu_processes(small_dataset, tmp_path, stream):
     # streamed: 6 shards of 8 jets, every 5th held out -> 5 training shards (3 and 2 per rank) and one
     # validation shard (rank 1 has none); the ranks must still step together and agree on the weights
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--rdzv-backend=c10d",
-           "--rdzv-endpoint=localhost:0", "-m", "hepfm.cli", "pretrain", "--data", str(small_dataset), "--out",
-           str(out), "--epochs", "2", "--batch-size", "8", "--patience", "0", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--rdzv-backend=c10d",
+        "--rdzv-endpoint=localhost:0",
+        "-m",
+        "hepfm.cli",
+        "pretrain",
+        "--data",
+        str(small_dataset),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--patience",
+        "0",
+        "--device",
+        "cpu",
+    ]
     if stream:
         cmd += ["--stream", "--val-fraction", "0.2"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -248,8 +281,9 @@ def test_ddp_on_two_cpu_processes(small_dataset, tmp_path, stream):
 
 
 def test_streamed_pretraining_holds_out_whole_shards(small_dataset, tmp_path):
-    metrics = pretrain(small_dataset, tmp_path / "s", stream=True, val_fraction=0.3,
-                       train=TrainConfig(epochs=1, patience=0, **FAST))
+    metrics = pretrain(
+        small_dataset, tmp_path / "s", stream=True, val_fraction=0.3, train=TrainConfig(epochs=1, patience=0, **FAST)
+    )
     # 6 shards of 8 jets: every 3rd shard is validation
     assert (metrics["n_train"], metrics["n_val"]) == (32, 16)
     assert np.isfinite(metrics["best_val_loss"])
@@ -261,21 +295,64 @@ def test_cli_pretrain_and_finetune(small_dataset, tmp_path):
     from hepfm.cli import app
 
     runner = CliRunner()
-    r = runner.invoke(app, ["pretrain", "--data", str(small_dataset), "--out", str(tmp_path / "p"), "--epochs", "1",
-                            "--batch-size", "16"])
+    r = runner.invoke(
+        app,
+        ["pretrain", "--data", str(small_dataset), "--out", str(tmp_path / "p"), "--epochs", "1", "--batch-size", "16"],
+    )
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["finetune", "--checkpoint", str(tmp_path / "p"), "--train", str(small_dataset),
-                            "--test", str(small_dataset), "--out", str(tmp_path / "f"), "--epochs", "1",
-                            "--batch-size", "16", "--seed", "3"])
+    r = runner.invoke(
+        app,
+        [
+            "finetune",
+            "--checkpoint",
+            str(tmp_path / "p"),
+            "--train",
+            str(small_dataset),
+            "--test",
+            str(small_dataset),
+            "--out",
+            str(tmp_path / "f"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--seed",
+            "3",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "AUC" in r.output and (tmp_path / "f" / "metrics.json").exists()
     assert json.loads((tmp_path / "f" / "metrics.json").read_text())["head_init"] == "probe"
     # bad input: a message naming the file and status 2, not a traceback
-    r = runner.invoke(app, ["finetune", "--checkpoint", str(tmp_path / "no-ckpt"), "--train", str(small_dataset),
-                            "--test", str(small_dataset), "--out", str(tmp_path / "g")])
+    r = runner.invoke(
+        app,
+        [
+            "finetune",
+            "--checkpoint",
+            str(tmp_path / "no-ckpt"),
+            "--train",
+            str(small_dataset),
+            "--test",
+            str(small_dataset),
+            "--out",
+            str(tmp_path / "g"),
+        ],
+    )
     assert r.exit_code == 2 and "no-ckpt: checkpoint directory not found" in r.output
-    r = runner.invoke(app, ["finetune", "--checkpoint", str(tmp_path / "p"), "--train", str(tmp_path / "none.h5"),
-                            "--test", str(small_dataset), "--out", str(tmp_path / "g")])
+    r = runner.invoke(
+        app,
+        [
+            "finetune",
+            "--checkpoint",
+            str(tmp_path / "p"),
+            "--train",
+            str(tmp_path / "none.h5"),
+            "--test",
+            str(small_dataset),
+            "--out",
+            str(tmp_path / "g"),
+        ],
+    )
     assert r.exit_code == 2 and "none.h5" in r.output
     r = runner.invoke(app, ["pretrain", "--data", str(tmp_path / "none.h5"), "--out", str(tmp_path / "q")])
     assert r.exit_code == 2 and "none.h5" in r.output
@@ -288,16 +365,36 @@ def test_cli_scan_in_parallel_processes(small_dataset, tmp_path):
     from hepfm.cli import app
 
     runner = CliRunner()
-    r = runner.invoke(app, ["pretrain", "--data", str(small_dataset), "--out", str(tmp_path / "p"), "--epochs", "1",
-                            "--batch-size", "16"])
+    r = runner.invoke(
+        app,
+        ["pretrain", "--data", str(small_dataset), "--out", str(tmp_path / "p"), "--epochs", "1", "--batch-size", "16"],
+    )
     assert r.exit_code == 0, r.output
-    args = ["scan", "--checkpoint", str(tmp_path / "p"), "--train", str(small_dataset), "--test", str(small_dataset),
-            "--sizes", "20,40", "--seeds", "0,1", "--epochs", "2", "--batch-size", "8", "--device", "cpu"]
+    args = [
+        "scan",
+        "--checkpoint",
+        str(tmp_path / "p"),
+        "--train",
+        str(small_dataset),
+        "--test",
+        str(small_dataset),
+        "--sizes",
+        "20,40",
+        "--seeds",
+        "0,1",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+    ]
     r = runner.invoke(app, [*args, "--out", str(tmp_path / "s"), "--parallel-runs", "3"])
     assert r.exit_code == 0, r.output
     metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
     assert {(m["mode"], m["size"], m["seed"]) for m in metrics["runs"]} == {
-        (m, n, s) for m in ("pretrained", "scratch") for n in (20, 40) for s in (0, 1)}
+        (m, n, s) for m in ("pretrained", "scratch") for n in (20, 40) for s in (0, 1)
+    }
     assert all(m["n_train"] + m["n_val"] == m["size"] and m["epochs_run"] == 2 for m in metrics["runs"])
     assert metrics["summary"]["pretrained"]["40"]["n_seeds"] == 2
     assert (tmp_path / "s" / "scan.png").exists() and (tmp_path / "s" / "convergence.png").exists()
@@ -305,8 +402,10 @@ def test_cli_scan_in_parallel_processes(small_dataset, tmp_path):
     # the same runs trained one after the other draw the same subsets and train alike
     r = runner.invoke(app, [*args, "--out", str(tmp_path / "serial")])
     assert r.exit_code == 0, r.output
-    serial = {(m["mode"], m["size"], m["seed"]): m for m in
-              json.loads((tmp_path / "serial" / "metrics.json").read_text())["runs"]}
+    serial = {
+        (m["mode"], m["size"], m["seed"]): m
+        for m in json.loads((tmp_path / "serial" / "metrics.json").read_text())["runs"]
+    }
     for m in metrics["runs"]:
         twin = serial[(m["mode"], m["size"], m["seed"])]
         assert m["n_train"] == twin["n_train"] and m["auc"] == pytest.approx(twin["auc"], abs=0.05)
@@ -323,8 +422,13 @@ def test_pretrain_can_continue_from_a_checkpoint_in_its_label_space(tmp_path):
     # with a vanishing learning rate, the continued run keeps the checkpoint's weights; scratch does not
     frozen = TrainConfig(epochs=1, patience=0, ema_decay=0, **{**FAST, "lr": 1e-30})
     pretrain(only, tmp_path / "tuned", init=tmp_path / "pre", train=frozen)
-    pretrain(only, tmp_path / "scratch", init=tmp_path / "pre", init_weights=False,
-             train=TrainConfig(epochs=1, patience=0, seed=1, ema_decay=0, **{**FAST, "lr": 1e-30}))
+    pretrain(
+        only,
+        tmp_path / "scratch",
+        init=tmp_path / "pre",
+        init_weights=False,
+        train=TrainConfig(epochs=1, patience=0, seed=1, ema_decay=0, **{**FAST, "lr": 1e-30}),
+    )
     for run in ("tuned", "scratch"):
         ckpt = load_checkpoint(tmp_path / run)
         assert ckpt.class_names == base.class_names and ckpt.model().config.n_classes == 2

@@ -87,8 +87,8 @@ def _events(rng, n_events, two_jets=True):
     particles = np.zeros((n_events, width, 4), np.float32)
     mask = np.zeros((n_events, width), bool)
     for i, r in enumerate(rows):
-        particles[i, :len(r), :3], particles[i, :len(r), 3] = r, r[:, 0] * np.cosh(r[:, 1])
-        mask[i, :len(r)] = True
+        particles[i, : len(r), :3], particles[i, : len(r), 3] = r, r[:, 0] * np.cosh(r[:, 1])
+        mask[i, : len(r)] = True
     return particles, mask
 
 
@@ -99,8 +99,8 @@ def test_dijets_clusters_two_jets_and_rescales():
     width = max(p2.shape[1], p1.shape[1])
     particles = np.zeros((8, width, 4), np.float32)
     mask = np.zeros((8, width), bool)
-    particles[:6, :p2.shape[1]], mask[:6, :p2.shape[1]] = p2, m2
-    particles[6:, :p1.shape[1]], mask[6:, :p1.shape[1]] = p1, m1
+    particles[:6, : p2.shape[1]], mask[:6, : p2.shape[1]] = p2, m2
+    particles[6:, : p1.shape[1]], mask[6:, : p1.shape[1]] = p1, m1
     events = EventSample(particles, mask, np.r_[np.zeros(6), np.ones(2)].astype(np.int64), ["two", "one"], "toy")
     out = dijets(events, pt_scale=1000.0)
     assert isinstance(out, Dijets) and len(out) == 6 and out.event_index.tolist() == list(range(6))
@@ -119,8 +119,16 @@ def test_dijets_clusters_two_jets_and_rescales():
     relabelled = out.relabel(1, ["bg", "sig"])
     assert relabelled.jets[1].class_names == ["bg", "sig"] and (relabelled.as_jets().labels == 1).all()
     with pytest.raises(ValueError, match="objects"):
-        dijets(EventSample(particles, mask, events.labels, events.class_names, "objs",
-                           particle_features=("pt", "eta", "phi", "energy", "btag", "charge", "type")[3:]))
+        dijets(
+            EventSample(
+                particles,
+                mask,
+                events.labels,
+                events.class_names,
+                "objs",
+                particle_features=("pt", "eta", "phi", "energy", "btag", "charge", "type")[3:],
+            )
+        )
 
 
 def test_dijets_of_the_real_lhco_sample(shared_data):
@@ -137,8 +145,16 @@ def test_particle_level_events_with_the_lhco_trigger(tmp_path):
     from hepfm.sim.factory import generate_events
     from hepfm.sim.processes import LHCO_TRIGGER_PT
 
-    path = generate_events(["Wprime_XY"], 24, tmp_path / "wprime", seed=3, content="particles",
-                           trigger_pt=LHCO_TRIGGER_PT, events_per_shard=12, progress=False)
+    path = generate_events(
+        ["Wprime_XY"],
+        24,
+        tmp_path / "wprime",
+        seed=3,
+        content="particles",
+        trigger_pt=LHCO_TRIGGER_PT,
+        events_per_shard=12,
+        progress=False,
+    )
     events = read_events(path)
     assert events.particle_features == ("pt", "eta", "phi", "energy") and len(events) == 24
     assert events.truth is None and (events.mask.sum(1) > 50).all()
@@ -159,12 +175,22 @@ def test_cwola_learns_a_localised_signal(tmp_path):
     def toy(n_bkg, n_sig, seed, signal_region):
         jets = synthetic_jets(2 * (n_bkg + n_sig) * 2, seed=seed, max_particles=40)
         narrow, wide = jets[jets.labels == 0], jets[jets.labels == 1]
-        pick = [JetSample.concatenate([narrow[k * n_bkg:(k + 1) * n_bkg], wide[k * n_sig:(k + 1) * n_sig]])
-                for k in range(2)]
+        pick = [
+            JetSample.concatenate([narrow[k * n_bkg : (k + 1) * n_bkg], wide[k * n_sig : (k + 1) * n_sig]])
+            for k in range(2)
+        ]
         labels = np.r_[np.zeros(n_bkg, np.int64), np.ones(n_sig, np.int64)]
         mjj = np.r_[rng.uniform(2900, 4100, n_bkg), rng.uniform(*signal_region, n_sig)]
-        return Dijets((pick[0], pick[1]), mjj, np.full((len(labels), 2), 1500.0), np.full((len(labels), 2), 100.0),
-                      labels, ["background", "signal"], np.arange(len(labels)), "toy")
+        return Dijets(
+            (pick[0], pick[1]),
+            mjj,
+            np.full((len(labels), 2), 1500.0),
+            np.full((len(labels), 2), 100.0),
+            labels,
+            ["background", "signal"],
+            np.arange(len(labels)),
+            "toy",
+        )
 
     data = toy(600, 90, 1, (3300, 3700))
     in_sr = regions(data.mjj)[0]

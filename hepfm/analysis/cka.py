@@ -55,8 +55,11 @@ def hsic_unbiased(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:  # noqa: E7
     k = k - torch.diag(torch.diag(k))
     l = l - torch.diag(torch.diag(l))  # noqa: E741
     ones = torch.ones(n, 1, dtype=k.dtype, device=k.device)
-    term = (k * l).sum() + (ones.T @ k @ ones) * (ones.T @ l @ ones) / ((n - 1) * (n - 2)) \
+    term = (
+        (k * l).sum()
+        + (ones.T @ k @ ones) * (ones.T @ l @ ones) / ((n - 1) * (n - 2))
         - 2.0 / (n - 2) * (ones.T @ k @ l @ ones)
+    )
     return term.squeeze() / (n * (n - 3))
 
 
@@ -93,8 +96,9 @@ class MinibatchCKA:
 
 
 @torch.no_grad()
-def layer_activations(model: nn.Module, layers: dict[str, nn.Module], batch, call: Callable | None = None,
-                      pool: Callable | None = None) -> dict[str, torch.Tensor]:
+def layer_activations(
+    model: nn.Module, layers: dict[str, nn.Module], batch, call: Callable | None = None, pool: Callable | None = None
+) -> dict[str, torch.Tensor]:
     """Per-example activations (n, features) of ``layers`` for one batch, collected with forward hooks.
 
     Args:
@@ -125,6 +129,7 @@ def layer_activations(model: nn.Module, layers: dict[str, nn.Module], batch, cal
     missing = [n for n in layers if n not in store]
     if missing:
         raise ValueError(f"layers {missing} did not run in the forward pass")
+
     def default(out):
         out = out[0] if isinstance(out, tuple | list) else out
         return out.reshape(out.shape[0], -1)
@@ -132,9 +137,15 @@ def layer_activations(model: nn.Module, layers: dict[str, nn.Module], batch, cal
     return {n: (pool or default)(store[n]).detach().double() for n in layers}
 
 
-def cka_matrix(model_a: nn.Module, layers_a: dict[str, nn.Module], model_b: nn.Module,
-               layers_b: dict[str, nn.Module], batches: Iterable, call: Callable | None = None,
-               pool: Callable | None = None) -> np.ndarray:
+def cka_matrix(
+    model_a: nn.Module,
+    layers_a: dict[str, nn.Module],
+    model_b: nn.Module,
+    layers_b: dict[str, nn.Module],
+    batches: Iterable,
+    call: Callable | None = None,
+    pool: Callable | None = None,
+) -> np.ndarray:
     """Minibatch CKA of every layer of ``model_a`` against every layer of ``model_b`` over ``batches``."""
     acc = MinibatchCKA()
     for batch in batches:

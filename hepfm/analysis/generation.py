@@ -26,8 +26,20 @@ from hepfm.data.sample import build_jet_sample
 from hepfm.data.schema import JET_FEATURES, PARTICLE_FEATURES
 from hepfm.train.diffusion import alpha_sigma
 
-__all__ = ["sample", "pet_velocity", "generate_like", "to_sample", "efp", "EFP_GRAPHS", "jet_efps", "w1", "w1m",
-           "w1p", "w1efp", "jet_mass"]
+__all__ = [
+    "sample",
+    "pet_velocity",
+    "generate_like",
+    "to_sample",
+    "efp",
+    "EFP_GRAPHS",
+    "jet_efps",
+    "w1",
+    "w1m",
+    "w1p",
+    "w1efp",
+    "jet_mass",
+]
 
 #: The five connected multigraphs with 4 vertices and 4 edges: JetNet's W1EFP set.
 EFP_GRAPHS = {
@@ -42,8 +54,13 @@ Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
-def sample(velocity: Velocity, shape: tuple[int, ...], mask: torch.Tensor, steps: int = 50,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+def sample(
+    velocity: Velocity,
+    shape: tuple[int, ...],
+    mask: torch.Tensor,
+    steps: int = 50,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Draw samples by DDIM integration of a v-prediction diffusion.
 
     Args:
@@ -91,8 +108,16 @@ def pet_velocity(model, mask: torch.Tensor, jet: torch.Tensor, label: torch.Tens
 
 
 @torch.no_grad()
-def generate_like(model, reference, normaliser, steps: int = 25, guidance: float = 0.0, batch_size: int = 256,
-                  seed: int = 0, device: str = "cpu"):
+def generate_like(
+    model,
+    reference,
+    normaliser,
+    steps: int = 25,
+    guidance: float = 0.0,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: str = "cpu",
+):
     """Generate one jet per reference jet: same class, same jet features, same number of constituents.
 
     Args:
@@ -113,8 +138,11 @@ def generate_like(model, reference, normaliser, steps: int = 25, guidance: float
         x, mask, jet, label = batch.x, batch.mask, batch.jet, batch.y
         mask, jet, label = mask.to(device), jet.to(device), label.to(device)
         v = pet_velocity(model, mask, jet, label, guidance)
-        out.append(sample(lambda z, t, v=v: v(z.to(device), t.to(device)).cpu(), tuple(x.shape), mask.cpu(), steps,
-                          gen).numpy())
+        out.append(
+            sample(
+                lambda z, t, v=v: v(z.to(device), t.to(device)).cpu(), tuple(x.shape), mask.cpu(), steps, gen
+            ).numpy()
+        )
     width = reference.particles.shape[1]
     x = np.concatenate([np.pad(o, ((0, 0), (0, width - o.shape[1]), (0, 0))) for o in out])
     return to_sample(x, reference.mask, reference, normaliser)
@@ -139,9 +167,16 @@ def to_sample(x: np.ndarray, mask: np.ndarray, reference, normaliser):
     def jag(a):
         return ak.unflatten(a[mask].astype(np.float64), counts)
 
-    return build_jet_sample(jag(pt * np.cos(phi)), jag(pt * np.sin(phi)), jag(pt * np.sinh(eta)), jag(energy),
-                            reference.labels, list(reference.class_names), max_particles=reference.particles.shape[1],
-                            source=f"generated like {reference.source}")
+    return build_jet_sample(
+        jag(pt * np.cos(phi)),
+        jag(pt * np.sin(phi)),
+        jag(pt * np.sinh(eta)),
+        jag(energy),
+        reference.labels,
+        list(reference.class_names),
+        max_particles=reference.particles.shape[1],
+        source=f"generated like {reference.source}",
+    )
 
 
 def jet_mass(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, energy: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -33,8 +33,7 @@ from hepfm.train.config import TrainConfig
 from hepfm.train.finetune import REWEIGHTING_HEAD_INIT, fit_classifier
 from hepfm.train.inference import predict
 
-__all__ = ["omnifold", "OmniFoldResult", "LogisticClassifier", "PETClassifier", "likelihood_ratio",
-           "bootstrap_weights"]
+__all__ = ["omnifold", "OmniFoldResult", "LogisticClassifier", "PETClassifier", "likelihood_ratio", "bootstrap_weights"]
 
 FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
@@ -174,23 +173,38 @@ class PETClassifier:
     ``x_eval``. Inputs are :class:`~hepfm.data.sample.JetSample` objects.
     """
 
-    def __init__(self, checkpoint: str | Path | Checkpoint, out: str | Path, *, from_scratch: bool = False,
-                 train: TrainConfig | None = None, lr_factor: float = 10.0):
+    def __init__(
+        self,
+        checkpoint: str | Path | Checkpoint,
+        out: str | Path,
+        *,
+        from_scratch: bool = False,
+        train: TrainConfig | None = None,
+        lr_factor: float = 10.0,
+    ):
         self.checkpoint, self.out = load_checkpoint(checkpoint), Path(out)
         self.from_scratch, self.train, self.lr_factor = from_scratch, train, lr_factor
         self.calls = 0
 
     def __call__(self, x0, w0, x1, w1, x_eval) -> np.ndarray:
         names = ["class 0", "class 1"]
-        parts = [replace(x, labels=np.full(len(x), k, dtype=np.int64), class_names=names, weights=None)
-                 for k, x in enumerate((x0, x1))]
+        parts = [
+            replace(x, labels=np.full(len(x), k, dtype=np.int64), class_names=names, weights=None)
+            for k, x in enumerate((x0, x1))
+        ]
         sample = JetSample.concatenate(parts)
         w = np.concatenate([np.asarray(w0, dtype=np.float64), np.asarray(w1, dtype=np.float64)])
         sample.weights = w / w.mean()
         self.calls += 1
-        model, _, _ = fit_classifier(self.checkpoint, sample, self.out / f"step-{self.calls}", train=self.train,
-                                     overwrite=True, from_scratch=self.from_scratch, lr_factor=self.lr_factor,
-                                     head_init=REWEIGHTING_HEAD_INIT)
+        model, _, _ = fit_classifier(
+            self.checkpoint,
+            sample,
+            self.out / f"step-{self.calls}",
+            train=self.train,
+            overwrite=True,
+            from_scratch=self.from_scratch,
+            lr_factor=self.lr_factor,
+            head_init=REWEIGHTING_HEAD_INIT,
+        )
         device = self.train.device if self.train is not None else "auto"
         return predict(model, self.checkpoint.dataset(x_eval), device=device)[:, 1]
-

@@ -25,8 +25,7 @@ def use_style() -> None:
     hep.style.use("CMS")
 
 
-def compare_classes(samples: dict[str, JetSample], feature: str, classes: list[str] | None = None,
-                    ncols: int = 5):
+def compare_classes(samples: dict[str, JetSample], feature: str, classes: list[str] | None = None, ncols: int = 5):
     """Density histograms of one jet feature, one panel per class, one line per sample.
 
     Args:
@@ -38,8 +37,7 @@ def compare_classes(samples: dict[str, JetSample], feature: str, classes: list[s
     first = next(iter(samples.values()))
     classes = classes or list(first.class_names)
     nrows = -(-len(classes) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.8 * nrows), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.8 * nrows), squeeze=False, constrained_layout=True)
     for ax, name in zip(axes.flat, classes, strict=False):
         for label, sample in samples.items():
             if name not in sample.class_names:
@@ -53,7 +51,7 @@ def compare_classes(samples: dict[str, JetSample], feature: str, classes: list[s
         ax.set_xlabel(title, fontsize=12)
         ax.tick_params(labelsize=10)
         ax.legend(fontsize=9)
-    for ax in list(axes.flat)[len(classes):]:
+    for ax in list(axes.flat)[len(classes) :]:
         ax.set_visible(False)
     return fig
 
@@ -67,11 +65,17 @@ def save(fig, output_dir: str | Path, name: str) -> Path:
     return path
 
 
-_LABELS = {"pretrained": "fine-tuned from pretrained", "scratch": "from scratch",
-           "multiclass": "fine-tuned, multiclass-pretrained", "multilabel": "fine-tuned, multilabel-pretrained",
-           "frozen": "frozen multiclass backbone (linear probe)",
-           "auc": "AUC", "accuracy": "Accuracy", "rej30": r"Rejection $1/\epsilon_B$ at $\epsilon_S=0.3$",
-           "rej50": r"Rejection $1/\epsilon_B$ at $\epsilon_S=0.5$"}
+_LABELS = {
+    "pretrained": "fine-tuned from pretrained",
+    "scratch": "from scratch",
+    "multiclass": "fine-tuned, multiclass-pretrained",
+    "multilabel": "fine-tuned, multilabel-pretrained",
+    "frozen": "frozen multiclass backbone (linear probe)",
+    "auc": "AUC",
+    "accuracy": "Accuracy",
+    "rej30": r"Rejection $1/\epsilon_B$ at $\epsilon_S=0.3$",
+    "rej50": r"Rejection $1/\epsilon_B$ at $\epsilon_S=0.5$",
+}
 
 
 def scan_plot(summary: dict, metric: str, ax=None, title: str = "", xlabel: str = "Labelled training jets"):
@@ -88,7 +92,7 @@ def scan_plot(summary: dict, metric: str, ax=None, title: str = "", xlabel: str 
         if not ok.any():
             continue
         x = sizes.astype(float)[ok]
-        line, = ax.plot(x, mean[ok], marker="o", label=_LABELS.get(mode, mode))
+        (line,) = ax.plot(x, mean[ok], marker="o", label=_LABELS.get(mode, mode))
         ax.fill_between(x, mean[ok] - std[ok], mean[ok] + std[ok], alpha=0.25, color=line.get_color())
         bound = np.array([bool(per_size[n].get(f"{metric}_lower_bound")) for n in sizes])[ok]
         if bound.any():  # some seeds had no background passing: the mean is a lower bound

@@ -27,8 +27,18 @@ from hepfm.train.config import TrainConfig
 from hepfm.train.finetune import finetune
 from hepfm.train.state import has_state, recipe_changes
 
-__all__ = ["size_scan", "summarise", "epochs_to_reach", "convergence_summary", "two_fold", "time_to_accuracy",
-           "scan_report", "scan_targets", "ScanReport", "MODES"]
+__all__ = [
+    "size_scan",
+    "summarise",
+    "epochs_to_reach",
+    "convergence_summary",
+    "two_fold",
+    "time_to_accuracy",
+    "scan_report",
+    "scan_targets",
+    "ScanReport",
+    "MODES",
+]
 
 MODES = ("pretrained", "scratch")
 
@@ -83,13 +93,16 @@ def size_scan(
         variants = {m: {"checkpoint": checkpoint, "from_scratch": m == "scratch"} for m in modes}
     out = Path(out)
     if checkpoint is not None and any(_inside(out, load_checkpoint(v["checkpoint"]).path) for v in variants.values()):
-        raise OutputError(f"{out}: the scan directory is, holds or lies inside a checkpoint it starts from; "
-                          "choose another --out")
+        raise OutputError(
+            f"{out}: the scan directory is, holds or lies inside a checkpoint it starts from; choose another --out"
+        )
     runs = [(m, n, s) for n in sizes for s in seeds for m in variants]
     started = [r for r in runs if (out / _name(*r)).exists() and any((out / _name(*r)).iterdir())]
     if started and not (resume or overwrite):
-        raise OutputError(f"{out}: holds {len(started)} run(s) of an earlier scan (e.g. {_name(*started[0])}); pass "
-                          "--resume (resume=True) to reuse and continue them or --overwrite to replace them")
+        raise OutputError(
+            f"{out}: holds {len(started)} run(s) of an earlier scan (e.g. {_name(*started[0])}); pass "
+            "--resume (resume=True) to reuse and continue them or --overwrite to replace them"
+        )
 
     def setup(mode, seed):
         options = {**finetune_kwargs, **variants[mode]}
@@ -110,9 +123,19 @@ def size_scan(
             futures = []
             for mode, size, seed in sorted(todo, key=lambda r: -r[1]):
                 ckpt, cfg, options = setup(mode, seed)
-                futures.append(pool.submit(_finetune_run, ckpt, train, test, out / _name(mode, size, seed), cfg,
-                                           size, min(parallel_runs, len(todo)),
-                                           {**options, **run_options(out / _name(mode, size, seed))}))
+                futures.append(
+                    pool.submit(
+                        _finetune_run,
+                        ckpt,
+                        train,
+                        test,
+                        out / _name(mode, size, seed),
+                        cfg,
+                        size,
+                        min(parallel_runs, len(todo)),
+                        {**options, **run_options(out / _name(mode, size, seed))},
+                    )
+                )
             for future in tqdm(as_completed(futures), total=len(futures), desc="scan", unit="run"):
                 future.result()
         done = todo + done
@@ -142,8 +165,10 @@ def _check_recipe(path: Path, stored: dict | None, cfg: TrainConfig) -> None:
     recorded are taken as they are)."""
     changes = None if stored is None else recipe_changes(stored, cfg)
     if changes:
-        raise DataError(f"{path}: finished with another recipe than this scan asks for ({changes}); "
-                        "give the scan another output directory")
+        raise DataError(
+            f"{path}: finished with another recipe than this scan asks for ({changes}); "
+            "give the scan another output directory"
+        )
 
 
 def time_to_accuracy(rows: list[dict], target: float) -> dict:
@@ -155,8 +180,9 @@ def time_to_accuracy(rows: list[dict], target: float) -> dict:
     out: dict = {}
     for r in rows:
         hit = next((e for e in r["history"] if e.get("val_accuracy", -1) >= target), None)
-        entry = out.setdefault(r["mode"], {}).setdefault(r["size"], {"seconds": [], "epochs": [], "reached": 0,
-                                                                      "of": 0})
+        entry = out.setdefault(r["mode"], {}).setdefault(
+            r["size"], {"seconds": [], "epochs": [], "reached": 0, "of": 0}
+        )
         entry["seconds"].append(hit["wall_seconds"] if hit else None)
         entry["epochs"].append(hit["epoch"] + 1 if hit else None)
         entry["reached"] += hit is not None
@@ -184,8 +210,11 @@ def summarise(rows: list[dict], metrics: tuple[str, ...] = ("auc", "accuracy", "
                     values[unbounded] = [sel[i]["n_background"] for i in np.flatnonzero(unbounded)]
                     entry[f"{m}_lower_bound"] = int(unbounded.sum())
                 values = values[np.isfinite(values)]
-                entry[m] = [float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0] \
-                    if len(values) else [None, None]
+                entry[m] = (
+                    [float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0]
+                    if len(values)
+                    else [None, None]
+                )
             out[mode][size] = entry
     return out
 
@@ -212,18 +241,37 @@ def convergence_summary(rows: list[dict]) -> dict:
             n_pre = epochs_to_reach(pre["history"], target)
             n_scratch = epochs_to_reach(scratch["history"], target)
             wall = pre["history"][n_pre - 1]["wall_seconds"] if n_pre else None
-            per_seed.append({"seed": seed, "scratch_best_val_loss": target, "scratch_epochs": n_scratch,
-                             "pretrained_epochs": n_pre, "pretrained_wall_seconds": wall,
-                             "scratch_wall_seconds": scratch["history"][n_scratch - 1]["wall_seconds"],
-                             "epoch_ratio": n_pre / n_scratch if n_pre else None})
+            per_seed.append(
+                {
+                    "seed": seed,
+                    "scratch_best_val_loss": target,
+                    "scratch_epochs": n_scratch,
+                    "pretrained_epochs": n_pre,
+                    "pretrained_wall_seconds": wall,
+                    "scratch_wall_seconds": scratch["history"][n_scratch - 1]["wall_seconds"],
+                    "epoch_ratio": n_pre / n_scratch if n_pre else None,
+                }
+            )
         ratios = [p["epoch_ratio"] for p in per_seed if p["epoch_ratio"] is not None]
-        out[size] = {"runs": per_seed, "reached": len(ratios), "of": len(per_seed),
-                     "median_epoch_ratio": float(np.median(ratios)) if ratios else None}
+        out[size] = {
+            "runs": per_seed,
+            "reached": len(ratios),
+            "of": len(per_seed),
+            "median_epoch_ratio": float(np.median(ratios)) if ratios else None,
+        }
     return out
 
 
-def two_fold(checkpoint: str | Path | Checkpoint, sample: JetSample, out: str | Path, train_config: TrainConfig,
-             modes: tuple[str, ...] = MODES, split_seed: int = 0, resume: bool = True, **finetune_kwargs) -> dict:
+def two_fold(
+    checkpoint: str | Path | Checkpoint,
+    sample: JetSample,
+    out: str | Path,
+    train_config: TrainConfig,
+    modes: tuple[str, ...] = MODES,
+    split_seed: int = 0,
+    resume: bool = True,
+    **finetune_kwargs,
+) -> dict:
     """Fixed two-fold evaluation: train on one half, test on the other, then swap.
 
     The halves come from a permutation fixed by ``split_seed`` (chosen before looking at results). Folds
@@ -233,7 +281,7 @@ def two_fold(checkpoint: str | Path | Checkpoint, sample: JetSample, out: str | 
         ``{mode: {"auc_per_fold": [a, b], "mean_auc": m, "accuracy_per_fold": [...]}}``.
     """
     order = np.random.default_rng(split_seed).permutation(len(sample))
-    halves = (np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:]))
+    halves = (np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :]))
     out = Path(out)
     result = {}
     for mode in modes:
@@ -243,9 +291,16 @@ def two_fold(checkpoint: str | Path | Checkpoint, sample: JetSample, out: str | 
             if resume and (run / "metrics.json").exists():
                 metrics = read_json_object(run / "metrics.json")
             else:
-                metrics = finetune(checkpoint, sample[halves[fold]], sample[halves[1 - fold]], run,
-                                   from_scratch=mode == "scratch", train=replace(train_config, progress=False),
-                                   overwrite=True, **finetune_kwargs)
+                metrics = finetune(
+                    checkpoint,
+                    sample[halves[fold]],
+                    sample[halves[1 - fold]],
+                    run,
+                    from_scratch=mode == "scratch",
+                    train=replace(train_config, progress=False),
+                    overwrite=True,
+                    **finetune_kwargs,
+                )
             aucs.append(metrics["auc"])
             accs.append(metrics["accuracy"])
         result[mode] = {"auc_per_fold": aucs, "mean_auc": float(np.mean(aucs)), "accuracy_per_fold": accs}
@@ -278,13 +333,17 @@ def scan_targets(summary: dict, convergence: dict) -> dict:
         entry = summary.get(mode, {}).get(n) if n is not None else None
         return None if entry is None else entry["auc"][0]
 
-    return {"pretrained_auc_at_smallest": auc("pretrained", small), "scratch_auc_at_smallest": auc("scratch", small),
-            "scratch_auc_at_10x": auc("scratch", large),
-            "epoch_ratio_at_smallest": convergence.get(small, {}).get("median_epoch_ratio")}
+    return {
+        "pretrained_auc_at_smallest": auc("pretrained", small),
+        "scratch_auc_at_smallest": auc("scratch", small),
+        "scratch_auc_at_10x": auc("scratch", large),
+        "epoch_ratio_at_smallest": convergence.get(small, {}).get("median_epoch_ratio"),
+    }
 
 
-def scan_report(rows: list[dict], out: str | Path, *, title: str = "", unit: str = "jets",
-                keep_history: bool = True, **info) -> ScanReport:
+def scan_report(
+    rows: list[dict], out: str | Path, *, title: str = "", unit: str = "jets", keep_history: bool = True, **info
+) -> ScanReport:
     """Summarise a scan (:func:`summarise`, :func:`convergence_summary`), draw ``scan.png`` (AUC, accuracy and
     rej30 against the training size) and ``convergence.png``, and write ``metrics.json`` into ``out``.
 
@@ -307,19 +366,38 @@ def scan_report(rows: list[dict], out: str | Path, *, title: str = "", unit: str
     save(figures["convergence"], out, "convergence")
     targets = scan_targets(summary, convergence)
     runs = rows if keep_history else [{k: v for k, v in r.items() if k != "history"} for r in rows]
-    write_metrics(out, {"summary": summary, "convergence": convergence, "targets": targets, "sizes": sizes,
-                        "seeds": sorted({r["seed"] for r in rows}), **info, "runs": runs})
-    lines = ["| start | size | AUC | accuracy | rej30 | rej50 | epochs (median) | wall s (median) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    write_metrics(
+        out,
+        {
+            "summary": summary,
+            "convergence": convergence,
+            "targets": targets,
+            "sizes": sizes,
+            "seeds": sorted({r["seed"] for r in rows}),
+            **info,
+            "runs": runs,
+        },
+    )
+    lines = [
+        "| start | size | AUC | accuracy | rej30 | rej50 | epochs (median) | wall s (median) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for mode, per_size in summary.items():
         for size, e in per_size.items():
             sel = [r for r in rows if r["mode"] == mode and r["size"] == size]
-            cells = " | ".join("no finite value" if e[m][0] is None else
-                               f"{'≥ ' if e.get(m + '_lower_bound') else ''}{e[m][0]:.4g} ± {e[m][1]:.2g}"
-                               for m in ("auc", "accuracy", "rej30", "rej50"))
-            lines.append(f"| {mode} | {size} | {cells} | {np.median([r['epochs_run'] for r in sel]):.0f} | "
-                         f"{np.median([r['wall_seconds'] for r in sel]):.0f} |")
+            cells = " | ".join(
+                "no finite value"
+                if e[m][0] is None
+                else f"{'≥ ' if e.get(m + '_lower_bound') else ''}{e[m][0]:.4g} ± {e[m][1]:.2g}"
+                for m in ("auc", "accuracy", "rej30", "rej50")
+            )
+            lines.append(
+                f"| {mode} | {size} | {cells} | {np.median([r['epochs_run'] for r in sel]):.0f} | "
+                f"{np.median([r['wall_seconds'] for r in sel]):.0f} |"
+            )
     for size, c in convergence.items():
-        lines.append(f"{size}: fine-tuned reaches scratch's best validation loss in {c['reached']}/{c['of']} seeds; "
-                     f"median epoch ratio {c['median_epoch_ratio']}")
+        lines.append(
+            f"{size}: fine-tuned reaches scratch's best validation loss in {c['reached']}/{c['of']} seeds; "
+            f"median epoch ratio {c['median_epoch_ratio']}"
+        )
     return ScanReport(summary, convergence, "\n".join(lines), targets, figures)

@@ -38,8 +38,9 @@ def class_medians(sample: JetSample) -> dict[str, dict[str, float]]:
     return out
 
 
-def compare_to_reference(generated: JetSample, reference: JetSample | None = None,
-                         multiplicity_tolerance: float = 0.25) -> dict:
+def compare_to_reference(
+    generated: JetSample, reference: JetSample | None = None, multiplicity_tolerance: float = 0.25
+) -> dict:
     """Per-class checks: median mass in :data:`MASS_WINDOWS`, multiplicity within tolerance of reference.
 
     Returns:
@@ -57,9 +58,13 @@ def compare_to_reference(generated: JetSample, reference: JetSample | None = Non
             entry["mass_ok"] = bool(lo <= m["mass"] <= hi)
         if name in ref:
             ratio = m["n_particles"] / ref[name]["n_particles"]
-            entry.update(ref_mass=ref[name]["mass"], ref_n_particles=ref[name]["n_particles"],
-                         ref_pt=ref[name]["pt"], multiplicity_ratio=ratio,
-                         multiplicity_ok=bool(abs(ratio - 1) <= multiplicity_tolerance))
+            entry.update(
+                ref_mass=ref[name]["mass"],
+                ref_n_particles=ref[name]["n_particles"],
+                ref_pt=ref[name]["pt"],
+                multiplicity_ratio=ratio,
+                multiplicity_ok=bool(abs(ratio - 1) <= multiplicity_tolerance),
+            )
         classes[name] = entry
     return {
         "classes": classes,

@@ -27,8 +27,16 @@ from hepfm.train.config import TrainConfig
 from hepfm.train.finetune import REWEIGHTING_HEAD_INIT, fit_classifier
 from hepfm.train.inference import model_outputs
 
-__all__ = ["SIGNAL_REGION", "SIDEBAND_WIDTH", "regions", "balanced_weights", "sic_curve", "max_sic",
-           "train_dijet_classifier", "dijet_scores"]
+__all__ = [
+    "SIGNAL_REGION",
+    "SIDEBAND_WIDTH",
+    "regions",
+    "balanced_weights",
+    "sic_curve",
+    "max_sic",
+    "train_dijet_classifier",
+    "dijet_scores",
+]
 
 #: Signal region in m_jj (GeV) around the 3.5 TeV resonance of the LHCO R&D set.
 SIGNAL_REGION = (3300.0, 3700.0)
@@ -36,8 +44,9 @@ SIGNAL_REGION = (3300.0, 3700.0)
 SIDEBAND_WIDTH = 400.0
 
 
-def regions(mjj: np.ndarray, signal_region: tuple[float, float] = SIGNAL_REGION,
-            sideband_width: float = SIDEBAND_WIDTH) -> tuple[np.ndarray, np.ndarray]:
+def regions(
+    mjj: np.ndarray, signal_region: tuple[float, float] = SIGNAL_REGION, sideband_width: float = SIDEBAND_WIDTH
+) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks (signal region, sidebands) of ``mjj``."""
     lo, hi = signal_region
     sr = (mjj >= lo) & (mjj < hi)
@@ -78,10 +87,17 @@ def max_sic(labels: np.ndarray, scores: np.ndarray, min_background: int = 25) ->
     return float(curve["sic"].max()) if len(curve["sic"]) else float("nan")
 
 
-def train_dijet_classifier(checkpoint: str | Path | Checkpoint, dijets: Dijets, labels: np.ndarray,
-                           out: str | Path, *,
-                           from_scratch: bool = False, train: TrainConfig | None = None, lr_factor: float = 10.0,
-                           balance: bool = True) -> torch.nn.Module:
+def train_dijet_classifier(
+    checkpoint: str | Path | Checkpoint,
+    dijets: Dijets,
+    labels: np.ndarray,
+    out: str | Path,
+    *,
+    from_scratch: bool = False,
+    train: TrainConfig | None = None,
+    lr_factor: float = 10.0,
+    balance: bool = True,
+) -> torch.nn.Module:
     """Train one jet classifier on both jets of every event, each jet labelled by its event's ``labels``
     (0/1: e.g. sidebands / signal region), from the pretrained ``checkpoint`` or from scratch.
 
@@ -92,14 +108,23 @@ def train_dijet_classifier(checkpoint: str | Path | Checkpoint, dijets: Dijets, 
     sample = dijets.as_jets(labels, ["class 0", "class 1"])
     if balance:
         sample.weights = np.concatenate([balanced_weights(labels)] * 2)
-    model, _, _ = fit_classifier(checkpoint, sample, out, train=train, overwrite=True, from_scratch=from_scratch,
-                                 lr_factor=lr_factor, head_init=REWEIGHTING_HEAD_INIT)
+    model, _, _ = fit_classifier(
+        checkpoint,
+        sample,
+        out,
+        train=train,
+        overwrite=True,
+        from_scratch=from_scratch,
+        lr_factor=lr_factor,
+        head_init=REWEIGHTING_HEAD_INIT,
+    )
     return model
 
 
 @torch.no_grad()
-def dijet_scores(model: torch.nn.Module, dijets: Dijets, checkpoint: str | Path | Checkpoint,
-                 device: str = "auto") -> np.ndarray:
+def dijet_scores(
+    model: torch.nn.Module, dijets: Dijets, checkpoint: str | Path | Checkpoint, device: str = "auto"
+) -> np.ndarray:
     """Event scores: the sum over the two jets of log p(1 | jet) / p(0 | jet) (N,).
 
     ``checkpoint``: the pretrained checkpoint whose feature normalisation the model was trained with.

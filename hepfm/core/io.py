@@ -191,10 +191,14 @@ def directory_lock(path: str | Path, what: str = "writing") -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
-            raise OutputError(f"{directory}: {holder} is {what} this directory; wait for it to finish or "
-                              "choose another output directory") from None
-        info = f"hepfm pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')} " \
-               f"({' '.join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv))[:300]})"
+            raise OutputError(
+                f"{directory}: {holder} is {what} this directory; wait for it to finish or "
+                "choose another output directory"
+            ) from None
+        info = (
+            f"hepfm pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')} "
+            f"({' '.join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv))[:300]})"
+        )
         os.ftruncate(fd, 0)
         os.pwrite(fd, info.encode(), 0)
         yield directory

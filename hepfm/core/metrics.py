@@ -78,7 +78,14 @@ def multiclass_metrics(labels, probabilities, class_names: list[str]) -> dict:
     confusion = np.zeros((n, n))
     np.add.at(confusion, (labels, pred), 1)
     confusion /= np.maximum(confusion.sum(1, keepdims=True), 1)
-    aucs = {name: roc_auc(labels == i, probabilities[:, i]) for i, name in enumerate(class_names)
-            if 0 < (labels == i).sum() < len(labels)}
-    return {"accuracy": float((pred == labels).mean()), "auc_per_class": aucs,
-            "mean_auc": float(np.mean(list(aucs.values()))) if aucs else None, "confusion": confusion.tolist()}
+    aucs = {
+        name: roc_auc(labels == i, probabilities[:, i])
+        for i, name in enumerate(class_names)
+        if 0 < (labels == i).sum() < len(labels)
+    }
+    return {
+        "accuracy": float((pred == labels).mean()),
+        "auc_per_class": aucs,
+        "mean_auc": float(np.mean(list(aucs.values()))) if aucs else None,
+        "confusion": confusion.tolist(),
+    }

@@ -71,8 +71,9 @@ def dask_client(workers: int, scheduler: str | None = None) -> Iterator[Any]:
 
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.ERROR)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
+        )
     client = Client(scheduler or cluster)
     try:
         yield client

@@ -35,24 +35,48 @@ _TARGET_SCALE = 10.0  # GeV; kinematic targets are learnt as log(1 + x / 10 GeV)
 def event_features(sample: EventSample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Node features (N, P, F), the mask (N, P) and global features (N, G) of an object-level sample."""
     if tuple(sample.particle_features) != OBJECT_COLUMNS:
-        raise DataError(f"{sample.source}: event graphs need objects with columns {OBJECT_COLUMNS}, got "
-                        f"{tuple(sample.particle_features)} (particle-level events such as LHCO are not objects)")
+        raise DataError(
+            f"{sample.source}: event graphs need objects with columns {OBJECT_COLUMNS}, got "
+            f"{tuple(sample.particle_features)} (particle-level events such as LHCO are not objects)"
+        )
     obj, mask = sample.particles.astype(np.float32), sample.mask
     pt, eta, phi, energy, btag, charge, kind = (obj[..., i] for i in range(7))
     kind = np.where(mask, kind, -1).astype(np.int64)
     if ((kind >= len(OBJECT_TYPES)) | ((kind < 0) & mask)).any():
         raise DataError(f"{sample.source}: field 'type' holds codes outside 0..{len(OBJECT_TYPES) - 1}")
     onehot = (kind[..., None] == np.arange(len(OBJECT_TYPES))).astype(np.float32)
-    nodes = np.concatenate([
-        np.stack([np.log(np.maximum(pt, 1e-3)) - _LOG_PT_SHIFT, eta, np.sin(phi), np.cos(phi),
-                  np.log(np.maximum(energy, 1e-3)) - _LOG_PT_SHIFT, btag, charge], -1),
-        onehot], -1) * mask[..., None]
+    nodes = (
+        np.concatenate(
+            [
+                np.stack(
+                    [
+                        np.log(np.maximum(pt, 1e-3)) - _LOG_PT_SHIFT,
+                        eta,
+                        np.sin(phi),
+                        np.cos(phi),
+                        np.log(np.maximum(energy, 1e-3)) - _LOG_PT_SHIFT,
+                        btag,
+                        charge,
+                    ],
+                    -1,
+                ),
+                onehot,
+            ],
+            -1,
+        )
+        * mask[..., None]
+    )
     is_type = onehot.transpose(2, 0, 1)  # (T, N, P)
     code = {t: i for i, t in enumerate(OBJECT_TYPES)}
     met = (pt * is_type[code["met"]]).sum(1)
     ht = (pt * is_type[code["jet"]]).sum(1)
-    counts = [mask.sum(1), is_type[code["jet"]].sum(1), (btag * is_type[code["jet"]]).sum(1),
-              is_type[code["electron"]].sum(1) + is_type[code["muon"]].sum(1), is_type[code["photon"]].sum(1)]
+    counts = [
+        mask.sum(1),
+        is_type[code["jet"]].sum(1),
+        (btag * is_type[code["jet"]]).sum(1),
+        is_type[code["electron"]].sum(1) + is_type[code["muon"]].sum(1),
+        is_type[code["photon"]].sum(1),
+    ]
     glob = np.stack([np.log1p(c) for c in counts] + [np.log1p(met), np.log1p(ht)], -1)
     return nodes.astype(np.float32), mask, glob.astype(np.float32)
 
@@ -74,8 +98,11 @@ class EventGraphDataset(Dataset):
         self.labels = torch.from_numpy(sample.labels.astype(np.int64))
         self.weights = None if sample.weights is None else torch.as_tensor(sample.weights, dtype=torch.float32)
         self.truth = None if sample.truth is None else torch.from_numpy(sample.truth.astype(np.float32))
-        self.targets = None if sample.targets is None else torch.from_numpy(
-            np.log1p(np.maximum(sample.targets, 0) / _TARGET_SCALE).astype(np.float32))
+        self.targets = (
+            None
+            if sample.targets is None
+            else torch.from_numpy(np.log1p(np.maximum(sample.targets, 0) / _TARGET_SCALE).astype(np.float32))
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -97,15 +124,16 @@ class EventGraphDataset(Dataset):
         dphi = torch.remainder(phi[g, i] - phi[g, j] + torch.pi, 2 * torch.pi) - torch.pi
         counts = mask.sum(1)
         graph = Batch(
-            x=nodes[mask], edge_index=torch.stack([flat[g, j], flat[g, i]]),
+            x=nodes[mask],
+            edge_index=torch.stack([flat[g, j], flat[g, i]]),
             edge_attr=torch.stack([deta, dphi, torch.hypot(deta, dphi)], -1),
-            u=self.globals[idx], batch=torch.repeat_interleave(torch.arange(b), counts),
+            u=self.globals[idx],
+            batch=torch.repeat_interleave(torch.arange(b), counts),
             ptr=torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)]),
         )
         truth = None if self.truth is None else self.truth[idx]
         targets = None if self.targets is None else self.targets[idx]
-        return EventBatch(graph, self.labels[idx], truth, targets,
-                          None if self.weights is None else self.weights[idx])
+        return EventBatch(graph, self.labels[idx], truth, targets, None if self.weights is None else self.weights[idx])
 
 
 @dataclass
@@ -131,5 +159,9 @@ class EventBatch:
         return len(self.y)
 
     def to(self, device, non_blocking: bool = True) -> EventBatch:
-        return EventBatch(*(None if t is None else t.to(device, non_blocking=non_blocking)
-                            for t in (self.graph, self.y, self.truth, self.targets, self.weight)))
+        return EventBatch(
+            *(
+                None if t is None else t.to(device, non_blocking=non_blocking)
+                for t in (self.graph, self.y, self.truth, self.targets, self.weight)
+            )
+        )

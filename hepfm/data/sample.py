@@ -18,6 +18,7 @@ from hepfm.data.schema import JET_FEATURES, MAX_PARTICLES, PARTICLE_FEATURES
 
 __all__ = ["JetSample", "EventSample", "build_jet_sample", "pid_from_flags"]
 
+
 @dataclass
 class JetSample:
     """Jets as padded constituents plus jet-level features and integer labels.
@@ -50,8 +51,15 @@ class JetSample:
     def __getitem__(self, index) -> JetSample:
         """A subset of the jets (slice, integer array or boolean mask)."""
         return JetSample(
-            self.particles[index], self.mask[index], self.jets[index], self.labels[index],
-            list(self.class_names), self.has_pid, self.source, self.particle_features, self.jet_features,
+            self.particles[index],
+            self.mask[index],
+            self.jets[index],
+            self.labels[index],
+            list(self.class_names),
+            self.has_pid,
+            self.source,
+            self.particle_features,
+            self.jet_features,
             None if self.weights is None else self.weights[index],
         )
 
@@ -73,15 +81,22 @@ class JetSample:
         first = samples[0]
         for s in samples[1:]:
             if s.class_names != first.class_names or s.particles.shape[1:] != first.particles.shape[1:]:
-                raise DataError(f"{s.source}: classes {s.class_names} / shape {s.particles.shape[1:]} differ from "
-                                f"{first.class_names} / {first.particles.shape[1:]} of {first.source}")
+                raise DataError(
+                    f"{s.source}: classes {s.class_names} / shape {s.particles.shape[1:]} differ from "
+                    f"{first.class_names} / {first.particles.shape[1:]} of {first.source}"
+                )
         weights = None
         if any(s.weights is not None for s in samples):
             weights = np.concatenate([np.ones(len(s)) if s.weights is None else s.weights for s in samples])
-        return JetSample(*(np.concatenate([getattr(s, k) for s in samples])
-                           for k in ("particles", "mask", "jets", "labels")),
-                         list(first.class_names), all(s.has_pid for s in samples), first.source,
-                         first.particle_features, first.jet_features, weights)
+        return JetSample(
+            *(np.concatenate([getattr(s, k) for s in samples]) for k in ("particles", "mask", "jets", "labels")),
+            list(first.class_names),
+            all(s.has_pid for s in samples),
+            first.source,
+            first.particle_features,
+            first.jet_features,
+            weights,
+        )
 
 
 @dataclass
@@ -121,15 +136,23 @@ class EventSample:
         def take(a):
             return None if a is None else a[index]
 
-        return replace(self, particles=self.particles[index], mask=self.mask[index], labels=self.labels[index],
-                       truth=take(self.truth), targets=take(self.targets), weights=take(self.weights))
+        return replace(
+            self,
+            particles=self.particles[index],
+            mask=self.mask[index],
+            labels=self.labels[index],
+            truth=take(self.truth),
+            targets=take(self.targets),
+            weights=take(self.weights),
+        )
 
     def __repr__(self) -> str:
         counts = np.bincount(self.labels, minlength=len(self.class_names))
         per_class = ", ".join(f"{c}={n}" for c, n in zip(self.class_names, counts, strict=True))
         what = "objects" if "type" in self.particle_features else "particles"
-        return (f"EventSample({len(self)} events x {self.particles.shape[1]} {what}, {per_class}, "
-                f"source={self.source!r})")
+        return (
+            f"EventSample({len(self)} events x {self.particles.shape[1]} {what}, {per_class}, source={self.source!r})"
+        )
 
     def feature(self, name: str) -> np.ndarray:
         """One per-particle (per-object) column by name, e.g. ``sample.feature("pt")`` (N, P)."""
@@ -193,11 +216,12 @@ def build_jet_sample(
         raise DataError(f"{source}: {len(labels)} labels for {n} jets")
     if n and (labels.min() < 0 or labels.max() >= len(class_names)):
         raise DataError(
-            f"{source}: field 'labels' holds values outside [0, {len(class_names) - 1}] "
-            f"for classes {class_names}"
+            f"{source}: field 'labels' holds values outside [0, {len(class_names) - 1}] for classes {class_names}"
         )
-    flat = {k: ak.to_numpy(ak.flatten(v)).astype(np.float64) for k, v in
-            {"px": px, "py": py, "pz": pz, "energy": energy}.items()}
+    flat = {
+        k: ak.to_numpy(ak.flatten(v)).astype(np.float64)
+        for k, v in {"px": px, "py": py, "pz": pz, "energy": energy}.items()
+    }
     for k, v in flat.items():
         _check_finite(k, v, source)
     has_pid = charge is not None and pid is not None

@@ -78,8 +78,16 @@ OBJECT_COLUMNS = tuple(f.removeprefix("obj_") for f in OBJECT_FIELDS)
 #: Multilabel truth: is there at least one such particle in the hard process?
 TRUTH_LABELS = ("top", "W", "Z", "H", "bottom", "lepton", "neutrino", "photon")
 #: |PDG id| of the particles behind each truth label.
-TRUTH_GROUPS = {"top": (6,), "W": (24,), "Z": (23,), "H": (25,), "bottom": (5,), "lepton": (11, 13, 15),
-                "neutrino": (12, 14, 16), "photon": (22,)}
+TRUTH_GROUPS = {
+    "top": (6,),
+    "W": (24,),
+    "Z": (23,),
+    "H": (25,),
+    "bottom": (5,),
+    "lepton": (11, 13, 15),
+    "neutrino": (12, 14, 16),
+    "photon": (22,),
+}
 #: Kinematic truth targets in GeV.
 TRUTH_TARGETS = ("top_pt", "W_pt", "Z_pt", "H_pt", "true_met")
 #: Per-particle fields of a particle-level event record (``content="particles"``): every particle-flow
@@ -93,14 +101,21 @@ EVENT_SCHEMA = 1
 MAX_OBJECTS = {"jet": 12, "electron": 4, "muon": 4, "photon": 4}
 
 #: Node features of the event graphs: log pT, eta, sin phi, cos phi, log E, b-tag, charge, one-hot type.
-NODE_FEATURES = ("log_pt", "eta", "sin_phi", "cos_phi", "log_energy", "btag", "charge",
-                 *(f"is_{t}" for t in OBJECT_TYPES))
+NODE_FEATURES = (
+    "log_pt",
+    "eta",
+    "sin_phi",
+    "cos_phi",
+    "log_energy",
+    "btag",
+    "charge",
+    *(f"is_{t}" for t in OBJECT_TYPES),
+)
 #: Edge features of the event graphs, between the two objects an edge joins.
 EDGE_FEATURES = ("delta_eta", "delta_phi", "delta_r")
 #: Global features of an event graph: log(1 + count) of objects, jets, b-tagged jets, leptons, photons, and
 #: log(1 + MET / GeV), log(1 + HT / GeV).
-GLOBAL_FEATURES = ("log_n_objects", "log_n_jets", "log_n_btag", "log_n_leptons", "log_n_photons", "log_met",
-                   "log_ht")
+GLOBAL_FEATURES = ("log_n_objects", "log_n_jets", "log_n_btag", "log_n_leptons", "log_n_photons", "log_met", "log_ht")
 
 # -- storage ---------------------------------------------------------------------------------------------------
 

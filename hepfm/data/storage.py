@@ -46,6 +46,7 @@ __all__ = [
     "events_to_sample",
 ]
 
+
 def write_shard(array: ak.Array, path: str | Path, attrs: dict) -> None:
     """Write one shard atomically; ``attrs`` (JSON-serialisable) go into the parquet metadata."""
     meta = json.dumps({"schema_version": SCHEMA_VERSION, **attrs})
@@ -122,9 +123,11 @@ def shard_paths(path: str | Path, allow_incomplete: bool = False) -> list[Path]:
         if manifest.get("complete") is not True:
             if not allow_incomplete:
                 done = sum(s.exists() for s in shards)
-                raise DataError(f"{path / MANIFEST}: field 'complete' is {manifest.get('complete')!r}: the production "
-                                f"is unfinished ({done} of {len(shards)} shards written); re-run its generate command "
-                                "to finish it, or pass allow_incomplete=True (--allow-incomplete) to read those")
+                raise DataError(
+                    f"{path / MANIFEST}: field 'complete' is {manifest.get('complete')!r}: the production "
+                    f"is unfinished ({done} of {len(shards)} shards written); re-run its generate command "
+                    "to finish it, or pass allow_incomplete=True (--allow-incomplete) to read those"
+                )
             shards = [s for s in shards if s.exists()]
         missing = [s.name for s in shards if not s.exists()]
         if missing:
@@ -150,8 +153,10 @@ def _check_finite_fields(array: ak.Array, fields, path: Path) -> None:
 def _check_labels(array: ak.Array, class_names: list, path: Path) -> None:
     labels = ak.to_numpy(array.label)
     if len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):
-        raise DataError(f"{path}: field 'label' holds values outside [0, {len(class_names) - 1}] for classes "
-                        f"{class_names} (found {labels.min()} to {labels.max()})")
+        raise DataError(
+            f"{path}: field 'label' holds values outside [0, {len(class_names) - 1}] for classes "
+            f"{class_names} (found {labels.min()} to {labels.max()})"
+        )
 
 
 def _check_jet_fields(array: ak.Array, path: Path) -> None:
@@ -180,25 +185,41 @@ def read_jet_shard(shard: Path) -> tuple[ak.Array, dict]:
 LEVELS = {"detector": "", "particle": "gen_"}
 
 
-def shard_to_sample(array: ak.Array, attrs: dict, *, max_particles: int, source: str,
-                    level: str = "detector") -> JetSample:
+def shard_to_sample(
+    array: ak.Array, attrs: dict, *, max_particles: int, source: str, level: str = "detector"
+) -> JetSample:
     """Features and padding for one shard's jets (see :func:`hepfm.data.sample.build_jet_sample`)."""
     if level not in LEVELS:
         raise ValueError(f"unknown jet level {level!r}; use one of {list(LEVELS)}")
     p = LEVELS[level]
     if f"{p}part_px" not in array.fields:
-        raise DataError(f"{source}: no {level}-level jets (field '{p}part_px' missing); particle-level partners "
-                        "are stored by generate_jets(..., paired=True)")
+        raise DataError(
+            f"{source}: no {level}-level jets (field '{p}part_px' missing); particle-level partners "
+            "are stored by generate_jets(..., paired=True)"
+        )
     return build_jet_sample(
-        array[f"{p}part_px"], array[f"{p}part_py"], array[f"{p}part_pz"], array[f"{p}part_energy"],
-        ak.to_numpy(array.label), attrs["class_names"],
-        charge=array[f"{p}part_charge"], pid=array[f"{p}part_pid"], max_particles=max_particles, source=source,
+        array[f"{p}part_px"],
+        array[f"{p}part_py"],
+        array[f"{p}part_pz"],
+        array[f"{p}part_energy"],
+        ak.to_numpy(array.label),
+        attrs["class_names"],
+        charge=array[f"{p}part_charge"],
+        pid=array[f"{p}part_pid"],
+        max_particles=max_particles,
+        source=source,
     )
 
 
-def read_jet_shards(path: str | Path, *, max_particles: int = MAX_PARTICLES, max_jets: int | None = None,
-                    max_jets_per_shard: int | None = None, level: str = "detector",
-                    allow_incomplete: bool = False) -> JetSample:
+def read_jet_shards(
+    path: str | Path,
+    *,
+    max_particles: int = MAX_PARTICLES,
+    max_jets: int | None = None,
+    max_jets_per_shard: int | None = None,
+    level: str = "detector",
+    allow_incomplete: bool = False,
+) -> JetSample:
     """Read a hepfm jet dataset (directory or one shard) into a :class:`JetSample`.
 
     All shards must agree on the class names. ``max_jets`` stops reading once that many jets
@@ -208,12 +229,14 @@ def read_jet_shards(path: str | Path, *, max_particles: int = MAX_PARTICLES, max
     refused unless ``allow_incomplete`` (see :func:`shard_paths`).
     """
     array, class_names = _gather(iter_jet_shards(path, allow_incomplete), max_jets, max_jets_per_shard)
-    return shard_to_sample(array, {"class_names": class_names}, max_particles=max_particles, source=str(path),
-                           level=level)
+    return shard_to_sample(
+        array, {"class_names": class_names}, max_particles=max_particles, source=str(path), level=level
+    )
 
 
-def _gather(shards: Iterator[tuple[Path, ak.Array, dict]], limit: int | None,
-            per_shard: int | None) -> tuple[ak.Array, list[str]]:
+def _gather(
+    shards: Iterator[tuple[Path, ak.Array, dict]], limit: int | None, per_shard: int | None
+) -> tuple[ak.Array, list[str]]:
     """Concatenate shards (all with the same class names): the first ``per_shard`` records of each, and
     at most ``limit`` records in all (reading stops once that many are in)."""
     arrays, class_names, first, n = [], None, None, 0
@@ -221,8 +244,9 @@ def _gather(shards: Iterator[tuple[Path, ak.Array, dict]], limit: int | None,
         if class_names is None:
             class_names, first = attrs["class_names"], shard
         elif attrs["class_names"] != class_names:
-            raise DataError(f"{shard}: field 'class_names' {attrs['class_names']} differs from "
-                            f"{class_names} in {first}")
+            raise DataError(
+                f"{shard}: field 'class_names' {attrs['class_names']} differs from {class_names} in {first}"
+            )
         arrays.append(array if per_shard is None else array[:per_shard])
         n += len(arrays[-1])
         if limit is not None and n >= limit:
@@ -235,8 +259,9 @@ def _pad(jagged: ak.Array, width: int) -> np.ndarray:
     return ak.to_numpy(ak.fill_none(ak.pad_none(jagged, width, clip=True), 0)).astype(np.float32)
 
 
-def events_to_sample(array: ak.Array, class_names: list[str], *, max_particles: int | None = None,
-                     source: str = "") -> EventSample:
+def events_to_sample(
+    array: ak.Array, class_names: list[str], *, max_particles: int | None = None, source: str = ""
+) -> EventSample:
     """Padded objects (or particles), labels and truth of event records (the layouts of :mod:`hepfm.data.schema`)."""
     fields = set(array.fields)
     columns = OBJECT_FIELDS if OBJECT_FIELDS[0] in fields else PARTICLE_FIELDS
@@ -245,35 +270,56 @@ def events_to_sample(array: ak.Array, class_names: list[str], *, max_particles: 
     width = max(1, min(width, max_particles) if max_particles else width)
     objects = np.stack([_pad(array[f], width) for f in columns], axis=-1)
     mask = np.arange(width)[None, :] < counts[:, None]
-    truth = np.stack([ak.to_numpy(array[f"truth_{n}"]) for n in TRUTH_LABELS], -1).astype(np.float32) \
-        if f"truth_{TRUTH_LABELS[0]}" in fields else None
-    targets = np.stack([ak.to_numpy(array[f"target_{n}"]) for n in TRUTH_TARGETS], -1).astype(np.float32) \
-        if f"target_{TRUTH_TARGETS[0]}" in fields else None
+    truth = (
+        np.stack([ak.to_numpy(array[f"truth_{n}"]) for n in TRUTH_LABELS], -1).astype(np.float32)
+        if f"truth_{TRUTH_LABELS[0]}" in fields
+        else None
+    )
+    targets = (
+        np.stack([ak.to_numpy(array[f"target_{n}"]) for n in TRUTH_TARGETS], -1).astype(np.float32)
+        if f"target_{TRUTH_TARGETS[0]}" in fields
+        else None
+    )
     return EventSample(
-        objects, mask, ak.to_numpy(array.label).astype(np.int64), list(class_names), source,
-        particle_features=tuple(f.split("_", 1)[1] for f in columns), truth=truth,
-        truth_names=TRUTH_LABELS if truth is not None else (), targets=targets,
+        objects,
+        mask,
+        ak.to_numpy(array.label).astype(np.int64),
+        list(class_names),
+        source,
+        particle_features=tuple(f.split("_", 1)[1] for f in columns),
+        truth=truth,
+        truth_names=TRUTH_LABELS if truth is not None else (),
+        targets=targets,
         target_names=TRUTH_TARGETS if targets is not None else (),
         weights=ak.to_numpy(array.weight).astype(np.float64) if "weight" in fields else None,
     )
 
 
-def read_event_shards(path: str | Path, *, max_particles: int | None = None, max_events: int | None = None,
-                      max_events_per_shard: int | None = None, allow_incomplete: bool = False) -> EventSample:
+def read_event_shards(
+    path: str | Path,
+    *,
+    max_particles: int | None = None,
+    max_events: int | None = None,
+    max_events_per_shard: int | None = None,
+    allow_incomplete: bool = False,
+) -> EventSample:
     """Read a hepfm event dataset (directory or one shard) into an :class:`EventSample`.
 
     ``max_particles`` caps the objects (particles) per event; ``max_events_per_shard`` takes the first events of
     every shard (a subset covering every process). Every field of every shard must be finite and the labels
     within the class names; an unfinished production is refused unless ``allow_incomplete``.
     """
+
     def checked():
         for shard in shard_paths(path, allow_incomplete):
             array, attrs = read_shard(shard)
             columns = PARTICLE_FIELDS if attrs.get("content") == "particles" else OBJECT_FIELDS
             missing = [f for f in ("label", *columns) if f not in array.fields]
             if missing:
-                raise DataError(f"{shard}: missing field(s) {missing}; an event shard has "
-                                f"{['label', *columns]} (is this a jet dataset? use read_jets)")
+                raise DataError(
+                    f"{shard}: missing field(s) {missing}; an event shard has "
+                    f"{['label', *columns]} (is this a jet dataset? use read_jets)"
+                )
             _check_finite_fields(array, array.fields, shard)
             _check_labels(array, attrs["class_names"], shard)
             yield shard, array, attrs

@@ -70,8 +70,9 @@ class EventGNNConfig:
 
 
 def _mlp(n_in: int, n_out: int, width: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(n_in, width), nn.SiLU(), nn.Dropout(dropout), nn.Linear(width, n_out),
-                         nn.LayerNorm(n_out))
+    return nn.Sequential(
+        nn.Linear(n_in, width), nn.SiLU(), nn.Dropout(dropout), nn.Linear(width, n_out), nn.LayerNorm(n_out)
+    )
 
 
 class _Block(nn.Module):
@@ -117,8 +118,9 @@ class EventGNN(nn.Module):
         self.edge_encoder = _mlp(c.n_edge_features, h, width, 0.0)
         self.global_encoder = _mlp(c.n_global_features, h, width, 0.0)
         self.blocks = nn.ModuleList(_Block(h, width, c.dropout) for _ in range(c.steps))
-        self.decoder = nn.Sequential(nn.Linear(2 * h, width), nn.SiLU(), nn.Dropout(c.dropout), nn.Linear(width, h),
-                                     nn.SiLU())
+        self.decoder = nn.Sequential(
+            nn.Linear(2 * h, width), nn.SiLU(), nn.Dropout(c.dropout), nn.Linear(width, h), nn.SiLU()
+        )
         self.head = nn.Linear(h, c.n_outputs)
 
     def num_parameters(self) -> int:

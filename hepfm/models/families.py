@@ -112,8 +112,10 @@ class Family:
     def dataset(self, sample, normaliser: FeatureNormaliser | None = None):
         """The torch dataset of ``sample`` (jets need the model's ``normaliser``)."""
         if not isinstance(sample, self.sample_type):
-            raise DataError(f"{getattr(sample, 'source', sample)}: a {self.name} model reads a "
-                            f"{self.sample_type.__name__}, got a {type(sample).__name__}")
+            raise DataError(
+                f"{getattr(sample, 'source', sample)}: a {self.name} model reads a "
+                f"{self.sample_type.__name__}, got a {type(sample).__name__}"
+            )
         return self.make_dataset(sample, normaliser)
 
     def fit_normaliser(self, sample) -> FeatureNormaliser | None:
@@ -122,8 +124,9 @@ class Family:
 
 
 JETS = Family("jets", "pet", JetSample, MAX_PARTICLES, _pet, _read_jets, _jet_dataset, _jet_logits)
-EVENTS = Family("events", "event_gnn", EventSample, MAX_EVENT_PARTICLES, _event_gnn, _read_events, _event_dataset,
-                _event_logits)
+EVENTS = Family(
+    "events", "event_gnn", EventSample, MAX_EVENT_PARTICLES, _event_gnn, _read_events, _event_dataset, _event_logits
+)
 #: The families by name.
 FAMILIES = {f.name: f for f in (JETS, EVENTS)}
 #: The families by checkpoint model name.

@@ -181,16 +181,18 @@ class Block(nn.Module):
         self.proj = nn.Linear(d, d)
         self.ls1 = LayerScale(d, cfg.layer_scale_init)
         self.norm2 = nn.LayerNorm(d)
-        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Dropout(cfg.dropout),
-                                 nn.Linear(cfg.mlp_ratio * d, d))
+        self.mlp = nn.Sequential(
+            nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.mlp_ratio * d, d)
+        )
         self.ls2 = LayerScale(d, cfg.layer_scale_init)
         self.dropout = cfg.dropout
 
     def forward(self, h: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
         b, n, d = h.shape
         q, k, v = self.qkv(self.norm1(h)).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        a = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
         h = h + self.ls1(self.proj(a.transpose(1, 2).reshape(b, n, d)))
         return h + self.ls2(self.mlp(self.norm2(h)))
 
@@ -237,8 +239,7 @@ class PET(nn.Module):
         self.embed = nn.Sequential(nn.Linear(cfg.n_features, d), nn.GELU(), nn.Linear(d, d))
         self.time = FourierTime(cfg.time_frequencies, d)
         self.time_film = FiLM(d, d)
-        self.local = nn.ModuleList(
-            [EdgeBlock(cfg.n_features if i == 0 else d, d, cfg.k) for i in range(cfg.n_local)])
+        self.local = nn.ModuleList([EdgeBlock(cfg.n_features if i == 0 else d, d, cfg.k) for i in range(cfg.n_local)])
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_blocks)])
         self.norm = nn.LayerNorm(d)
         # classifier head
@@ -278,8 +279,9 @@ class PET(nn.Module):
         keep[list(PID_FEATURES)] = 0
         return torch.where(drop, x * keep, x)
 
-    def body(self, x: torch.Tensor, mask: torch.Tensor,
-             t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def body(
+        self, x: torch.Tensor, mask: torch.Tensor, t: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Backbone. Returns (h (B, N, D) particle representations, temb (B, D) time embedding).
 
         PID dropout (in training) acts on clean jets only (``t`` None): noised jets keep their PID
@@ -315,8 +317,9 @@ class PET(nn.Module):
         z = self.cls_norm(cls[:, 0])
         return self.head(z), self.jet_head(z)
 
-    def velocity(self, h: torch.Tensor, mask: torch.Tensor, jet: torch.Tensor, temb: torch.Tensor,
-                 label: torch.Tensor) -> torch.Tensor:
+    def velocity(
+        self, h: torch.Tensor, mask: torch.Tensor, jet: torch.Tensor, temb: torch.Tensor, label: torch.Tensor
+    ) -> torch.Tensor:
         """Generative head: predicted diffusion velocity v (B, N, F); ``label == n_classes`` is no label."""
         cond = torch.cat([temb, self.jet_embed(jet), self.label_embed(label)], dim=-1)
         g = self.gen_film(h, cond)
@@ -349,5 +352,7 @@ class PET(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"dim={c.dim}, blocks={c.n_blocks}, heads={c.n_heads}, k={c.k}, classes={c.n_classes}, "
-                f"generative={c.generative}, params={self.num_parameters() / 1e6:.2f}M")
+        return (
+            f"dim={c.dim}, blocks={c.n_blocks}, heads={c.n_heads}, k={c.k}, classes={c.n_classes}, "
+            f"generative={c.generative}, params={self.num_parameters() / 1e6:.2f}M"
+        )

@@ -123,8 +123,7 @@ class Candidates:
         return np.bincount(self.event, minlength=n_events)
 
     def take(self, index: np.ndarray) -> Candidates:
-        return Candidates(*(getattr(self, k)[index] for k in
-                            ("event", "px", "py", "pz", "energy", "charge", "pid")))
+        return Candidates(*(getattr(self, k)[index] for k in ("event", "px", "py", "pz", "energy", "charge", "pid")))
 
 
 def _track_efficiency(cfg: DetectorConfig, pt: np.ndarray, abs_eta: np.ndarray) -> np.ndarray:
@@ -187,8 +186,15 @@ def simulate(
     visible = ~np.isin(apid, _INVISIBLE)
     if not cfg.enabled:
         idx = np.flatnonzero(visible)
-        return Candidates(event[idx].astype(np.int64), px[idx], py[idx], pz[idx], energy[idx],
-                          charge[idx].astype(np.float32), pid[idx].astype(np.int32))
+        return Candidates(
+            event[idx].astype(np.int64),
+            px[idx],
+            py[idx],
+            pz[idx],
+            energy[idx],
+            charge[idx].astype(np.float32),
+            pid[idx].astype(np.int32),
+        )
 
     pt, eta, phi = pt_eta_phi(px, py, pz)
     abs_eta = np.abs(eta)
@@ -274,6 +280,7 @@ def btag(
     Returns:
         (tagged (J,) bool, flavour (J,) int).
     """
+
     def near(eta, phi):
         if len(eta) == 0:
             return np.zeros(len(jet_eta), dtype=bool)

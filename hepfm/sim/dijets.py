@@ -56,9 +56,15 @@ class Dijets:
 
     def __getitem__(self, index) -> Dijets:
         """A subset of the events (slice, integer array or boolean mask)."""
-        return replace(self, jets=(self.jets[0][index], self.jets[1][index]), mjj=self.mjj[index],
-                       jet_pt=self.jet_pt[index], jet_mass=self.jet_mass[index], labels=self.labels[index],
-                       event_index=self.event_index[index])
+        return replace(
+            self,
+            jets=(self.jets[0][index], self.jets[1][index]),
+            mjj=self.mjj[index],
+            jet_pt=self.jet_pt[index],
+            jet_mass=self.jet_mass[index],
+            labels=self.labels[index],
+            event_index=self.event_index[index],
+        )
 
     def __repr__(self) -> str:
         counts = np.bincount(self.labels, minlength=len(self.class_names))
@@ -69,9 +75,14 @@ class Dijets:
     def concatenate(cls, parts: list[Dijets]) -> Dijets:
         """The events of several :class:`Dijets` with the same classes, in order."""
         first = parts[0]
-        return replace(first, jets=tuple(JetSample.concatenate([p.jets[k] for p in parts]) for k in range(2)),
-                       **{k: np.concatenate([getattr(p, k) for p in parts])
-                          for k in ("mjj", "jet_pt", "jet_mass", "labels", "event_index")})
+        return replace(
+            first,
+            jets=tuple(JetSample.concatenate([p.jets[k] for p in parts]) for k in range(2)),
+            **{
+                k: np.concatenate([getattr(p, k) for p in parts])
+                for k in ("mjj", "jet_pt", "jet_mass", "labels", "event_index")
+            },
+        )
 
     def relabel(self, labels: np.ndarray | int, class_names: list[str]) -> Dijets:
         """The same events with other labels (one for all, or one per event) and class names."""
@@ -88,8 +99,14 @@ class Dijets:
         return both
 
 
-def dijets(events: EventSample, *, radius: float = 1.0, jet_pt_min: float = 20.0, max_particles: int = 128,
-           pt_scale: float | None = 1000.0) -> Dijets:
+def dijets(
+    events: EventSample,
+    *,
+    radius: float = 1.0,
+    jet_pt_min: float = 20.0,
+    max_particles: int = 128,
+    pt_scale: float | None = 1000.0,
+) -> Dijets:
     """Cluster particle-level events into their two leading anti-kT jets.
 
     Args:
@@ -105,15 +122,18 @@ def dijets(events: EventSample, *, radius: float = 1.0, jet_pt_min: float = 20.0
     """
     need = ("pt", "eta", "phi", "energy")
     if tuple(events.particle_features[:4]) != need:
-        raise DataError(f"{events.source}: dijets need particles with columns {need}, got "
-                        f"{events.particle_features} (reconstructed objects are already jets)")
+        raise DataError(
+            f"{events.source}: dijets need particles with columns {need}, got "
+            f"{events.particle_features} (reconstructed objects are already jets)"
+        )
     counts = events.mask.sum(1)
     real = events.particles[events.mask].astype(np.float64)  # (M, 4), event by event
     pt, eta, phi, energy = real.T
     p4 = {"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pt * np.sinh(eta), "E": energy}
     with quiet_stdout():
-        sequence = fastjet.ClusterSequence(ak.unflatten(ak.zip(p4), counts),
-                                           fastjet.JetDefinition(fastjet.antikt_algorithm, radius))
+        sequence = fastjet.ClusterSequence(
+            ak.unflatten(ak.zip(p4), counts), fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
+        )
         jets = sequence.inclusive_jets(jet_pt_min)
         index = sequence.constituent_index(jet_pt_min)
     order = ak.argsort(np.hypot(jets.px, jets.py), axis=1, ascending=False)[:, :2]
@@ -134,8 +154,16 @@ def dijets(events: EventSample, *, radius: float = 1.0, jet_pt_min: float = 20.0
         rows = ak.to_numpy(ak.flatten(constituents)) + np.repeat(offsets, n)
         scale = np.repeat(pt_scale / jet_pt[:, k], n) if pt_scale else 1.0
         parts = [ak.unflatten(p4[c][rows] * scale, n) for c in ("px", "py", "pz", "E")]
-        samples.append(build_jet_sample(*parts, labels, events.class_names, max_particles=max_particles,
-                                        source=events.source))
-    return Dijets((samples[0], samples[1]), mjj, jet_pt,
-                  np.stack([mass(j["px"][:, k], j["py"][:, k], j["pz"][:, k], j["E"][:, k]) for k in range(2)], 1),
-                  labels, list(events.class_names), keep, events.source)
+        samples.append(
+            build_jet_sample(*parts, labels, events.class_names, max_particles=max_particles, source=events.source)
+        )
+    return Dijets(
+        (samples[0], samples[1]),
+        mjj,
+        jet_pt,
+        np.stack([mass(j["px"][:, k], j["py"][:, k], j["pz"][:, k], j["E"][:, k]) for k in range(2)], 1),
+        labels,
+        list(events.class_names),
+        keep,
+        events.source,
+    )

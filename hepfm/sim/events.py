@@ -94,8 +94,9 @@ def hard_process_truth(batch: EventBatch) -> tuple[np.ndarray, np.ndarray]:
     return flags, targets
 
 
-def reconstruct(detector: DetectorConfig, rng: np.random.Generator, cand: Candidates,
-                batch: EventBatch) -> dict[str, np.ndarray]:
+def reconstruct(
+    detector: DetectorConfig, rng: np.random.Generator, cand: Candidates, batch: EventBatch
+) -> dict[str, np.ndarray]:
     """Reconstructed objects of every event of a batch, from its particle-flow candidates ``cand``, as flat
     columns plus per-event counts.
 
@@ -132,7 +133,7 @@ def reconstruct(detector: DetectorConfig, rng: np.random.Generator, cand: Candid
     h_bounds = np.searchsorted(h_event, np.arange(n + 1))
     for e in np.flatnonzero(np.diff(j_bounds)):
         js = slice(j_bounds[e], j_bounds[e + 1])
-        hs = heavy[h_bounds[e]:h_bounds[e + 1]]
+        hs = heavy[h_bounds[e] : h_bounds[e + 1]]
         b, c = hs[flavour[hs] == 5], hs[flavour[hs] == 4]
         tagged[js], _ = btag(detector, rng, j_eta[js], j_phi[js], h_eta[b], h_phi[b], h_eta[c], h_phi[c])
 
@@ -147,8 +148,7 @@ def reconstruct(detector: DetectorConfig, rng: np.random.Generator, cand: Candid
         "energy": [j_e, cand.energy[lep], cand.energy[pho], met],
         "btag": [tagged, np.zeros(len(lep)), np.zeros(len(pho)), np.zeros(n)],
         "charge": [np.zeros(len(j_pt)), cand.charge[lep], np.zeros(len(pho)), np.zeros(n)],
-        "type": [np.full(len(j_pt), code["jet"]), lep_type, np.full(len(pho), code["photon"]),
-                 np.full(n, code["met"])],
+        "type": [np.full(len(j_pt), code["jet"]), lep_type, np.full(len(pho), code["photon"]), np.full(n, code["met"])],
     }
     flat = {k: np.concatenate([np.asarray(v, dtype=np.float64) for v in vs]) for k, vs in columns.items()}
     event = flat.pop("event").astype(np.int64)
@@ -201,8 +201,10 @@ def _event_batches(settings: tuple[str, ...], seed: int, n_events: int, batch_si
             if batch.n_events == 0:
                 empty += 1
                 if empty >= 3:  # an exhausted LHE file, or a set-up that never yields an event
-                    raise DataError(f"Pythia8 stopped producing events before {n_events} "
-                                    f"(settings {[s for s in settings if 'LHEF' in s] or 'process'})")
+                    raise DataError(
+                        f"Pythia8 stopped producing events before {n_events} "
+                        f"(settings {[s for s in settings if 'LHEF' in s] or 'process'})"
+                    )
                 continue
             yield batch
 
@@ -255,7 +257,7 @@ def make_events(
         if trigger_pt > 0:
             jets, _ = cluster(cand, batch.n_events, _TRIGGER_RADIUS, trigger_pt)
             keep = np.flatnonzero(ak.to_numpy(ak.num(jets, axis=1)) > 0)
-        keep = keep[:n_events - made]
+        keep = keep[: n_events - made]
         if content == "objects":
             columns = _select(reconstruct(detector, rng, cand, batch), keep, OBJECT_FIELDS)
             flags, targets = hard_process_truth(batch)
@@ -276,8 +278,13 @@ def _particle_columns(cand, n: int) -> dict[str, np.ndarray]:
     """Every candidate of every event, hardest first within an event, as flat columns plus counts."""
     pt, eta, phi = pt_eta_phi(cand.px, cand.py, cand.pz)
     order = np.lexsort((-pt, cand.event))
-    return {"counts": np.bincount(cand.event, minlength=n), "pt": pt[order], "eta": eta[order],
-            "phi": phi[order], "energy": cand.energy[order]}
+    return {
+        "counts": np.bincount(cand.event, minlength=n),
+        "pt": pt[order],
+        "eta": eta[order],
+        "phi": phi[order],
+        "energy": cand.energy[order],
+    }
 
 
 def _select(columns: dict[str, np.ndarray], keep: np.ndarray, fields: tuple[str, ...]) -> dict:
@@ -293,8 +300,10 @@ def _to_awkward(parts: list[dict], label: int, fields: tuple[str, ...]) -> ak.Ar
     counts = np.concatenate([p["counts"] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
     n = len(counts)
     dtypes = {"obj_btag": np.int8, "obj_charge": np.int8, "obj_type": np.int8}
-    record = {"label": np.full(n, label, dtype=np.int32),
-              "weight": np.concatenate([p["weight"] for p in parts]) if parts else np.zeros(0)}
+    record = {
+        "label": np.full(n, label, dtype=np.int32),
+        "weight": np.concatenate([p["weight"] for p in parts]) if parts else np.zeros(0),
+    }
     for f in fields:
         values = np.concatenate([p[f] for p in parts]) if parts else np.zeros(0)
         record[f] = ak.unflatten(values.astype(dtypes.get(f, np.float32)), counts)

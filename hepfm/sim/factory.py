@@ -208,10 +208,17 @@ class JetProduction(_Production):
     def make(self, spec: ShardSpec, progress) -> tuple[Any, dict, dict]:
         from hepfm.sim.jets import make_jets
 
-        array, stats = make_jets(get_recipe(spec.class_name), spec.size, label=spec.label, seed=spec.seed,
-                                 detector=DetectorConfig(**_detector(self.detector)[1]),
-                                 shard_index=spec.shard_index, extra_settings=self.settings, paired=self.paired,
-                                 progress=progress)
+        array, stats = make_jets(
+            get_recipe(spec.class_name),
+            spec.size,
+            label=spec.label,
+            seed=spec.seed,
+            detector=DetectorConfig(**_detector(self.detector)[1]),
+            shard_index=spec.shard_index,
+            extra_settings=self.settings,
+            paired=self.paired,
+            progress=progress,
+        )
         return array, stats, {}
 
 
@@ -260,8 +267,9 @@ class EventProduction(_Production):
         for name in self.processes:
             get_event_process(name, self.lhe)
             if name in self.lhe and (n := count_lhe_events(self.lhe[name])) < self.events_per_process:
-                raise DataError(f"{self.lhe[name]}: holds {n} events, fewer than the {self.events_per_process} "
-                                f"asked for {name}")
+                raise DataError(
+                    f"{self.lhe[name]}: holds {n} events, fewer than the {self.events_per_process} asked for {name}"
+                )
 
     @property
     def class_names(self) -> list[str]:
@@ -279,8 +287,12 @@ class EventProduction(_Production):
         procs = {p: get_event_process(p, self.lhe) for p in self.processes}
         content: dict = {"content": self.content, "trigger_pt": self.trigger_pt}
         if self.content == "objects":
-            content.update(object_fields=list(OBJECT_FIELDS), object_types=list(OBJECT_TYPES),
-                           truth_labels=list(TRUTH_LABELS), truth_targets=list(TRUTH_TARGETS))
+            content.update(
+                object_fields=list(OBJECT_FIELDS),
+                object_types=list(OBJECT_TYPES),
+                truth_labels=list(TRUTH_LABELS),
+                truth_targets=list(TRUTH_TARGETS),
+            )
         else:
             content.update(particle_fields=list(PARTICLE_FIELDS))
         name, det = _detector(self.detector)
@@ -302,9 +314,16 @@ class EventProduction(_Production):
         from hepfm.sim.events import make_events
 
         settings = event_settings(get_event_process(spec.class_name, self.lhe), spec.skip)
-        array, stats = make_events(settings, spec.size, label=spec.label, seed=spec.seed,
-                                   detector=DetectorConfig(**_detector(self.detector)[1]), content=self.content,
-                                   trigger_pt=self.trigger_pt, progress=progress)
+        array, stats = make_events(
+            settings,
+            spec.size,
+            label=spec.label,
+            seed=spec.seed,
+            detector=DetectorConfig(**_detector(self.detector)[1]),
+            content=self.content,
+            trigger_pt=self.trigger_pt,
+            progress=progress,
+        )
         return array, stats, {"event_schema": EVENT_SCHEMA, "content": self.content}
 
 
@@ -314,8 +333,13 @@ def run_shard(production: _Production, spec: ShardSpec, progress: bool = False) 
     array, stats, extra = production.make(spec, bar)
     bar.close()
     # Wall time stays out of the file so that equal seeds give byte-identical shards.
-    attrs = {"class_names": production.class_names, "shard": spec.attrs(),
-             "detector": _detector(production.detector)[1], "events": stats["events"], **extra}
+    attrs = {
+        "class_names": production.class_names,
+        "shard": spec.attrs(),
+        "detector": _detector(production.detector)[1],
+        "events": stats["events"],
+        **extra,
+    }
     write_shard(array, spec.path, attrs)
     return {"path": spec.path, "size": len(array), **stats}
 
@@ -340,17 +364,22 @@ def _check_reusable(out: Path, existing: dict, production: _Production, specs: l
     old = {k: existing.get(k) for k in identity}
     if old != identity and (started or existing.get("complete")):
         diff = sorted(k for k in identity if old.get(k) != identity[k])
-        raise DataError(f"{out / MANIFEST}: holds a production with other settings (fields {diff}); "
-                        "choose another --out or delete it")
+        raise DataError(
+            f"{out / MANIFEST}: holds a production with other settings (fields {diff}); "
+            "choose another --out or delete it"
+        )
     stored = existing.get(f"{production.kind}_per_class")
     if old == identity and isinstance(stored, dict) and stored and max(stored.values()) > production.per_class:
-        raise DataError(f"{out / MANIFEST}: holds {max(stored.values())} {production.kind} per class, more than the "
-                        f"{production.per_class} asked for; a smaller production would overwrite its shards "
-                        f"(read fewer with max_jets, or choose another --out)")
+        raise DataError(
+            f"{out / MANIFEST}: holds {max(stored.values())} {production.kind} per class, more than the "
+            f"{production.per_class} asked for; a smaller production would overwrite its shards "
+            f"(read fewer with max_jets, or choose another --out)"
+        )
 
 
-def produce(production: _Production, out: str | Path, *, workers: int = 1, scheduler: str | None = None,
-            progress: bool = True) -> Path:
+def produce(
+    production: _Production, out: str | Path, *, workers: int = 1, scheduler: str | None = None, progress: bool = True
+) -> Path:
     """Produce (or complete) ``production`` in the dataset directory ``out``.
 
     Args:
@@ -383,9 +412,12 @@ def produce(production: _Production, out: str | Path, *, workers: int = 1, sched
         if "last_run" in existing:
             manifest["last_run"] = existing["last_run"]
         if stats:
-            manifest["last_run"] = {"shards": len(stats), "generated_events": sum(s["events"] for s in stats),
-                                    kind: sum(s["size"] for s in stats),
-                                    "cpu_seconds": round(sum(s["seconds"] for s in stats), 2)}
+            manifest["last_run"] = {
+                "shards": len(stats),
+                "generated_events": sum(s["events"] for s in stats),
+                kind: sum(s["size"] for s in stats),
+                "cpu_seconds": round(sum(s["seconds"] for s in stats), 2),
+            }
         if kind == "jets":
             manifest["normalisation"] = existing.get("normalisation")
             if manifest["normalisation"] is None or todo:
@@ -399,8 +431,9 @@ def produce(production: _Production, out: str | Path, *, workers: int = 1, sched
     return out
 
 
-def _run(production: _Production, todo: list[ShardSpec], workers: int, scheduler: str | None,
-         progress: bool) -> list[dict]:
+def _run(
+    production: _Production, todo: list[ShardSpec], workers: int, scheduler: str | None, progress: bool
+) -> list[dict]:
     bar = tqdm(total=sum(s.size for s in todo), desc=production.kind, unit=production.kind[:-1], disable=not progress)
     results = []
     try:
@@ -446,8 +479,15 @@ def generate_jets(
     Returns:
         The dataset directory.
     """
-    production = JetProduction(seed=seed, detector=detector, classes=tuple(classes), jets_per_class=jets_per_class,
-                               jets_per_shard=jets_per_shard, settings=tuple(settings), paired=paired)
+    production = JetProduction(
+        seed=seed,
+        detector=detector,
+        classes=tuple(classes),
+        jets_per_class=jets_per_class,
+        jets_per_shard=jets_per_shard,
+        settings=tuple(settings),
+        paired=paired,
+    )
     return produce(production, out, workers=workers, scheduler=scheduler, progress=progress)
 
 
@@ -477,8 +517,14 @@ def generate_events(
     Returns:
         The dataset directory.
     """
-    production = EventProduction(seed=seed, detector=detector, processes=tuple(processes),
-                                 events_per_process=events_per_process, events_per_shard=events_per_shard,
-                                 lhe=dict(lhe or {}), content=content, trigger_pt=trigger_pt)
+    production = EventProduction(
+        seed=seed,
+        detector=detector,
+        processes=tuple(processes),
+        events_per_process=events_per_process,
+        events_per_shard=events_per_shard,
+        lhe=dict(lhe or {}),
+        content=content,
+        trigger_pt=trigger_pt,
+    )
     return produce(production, out, workers=workers, scheduler=scheduler, progress=progress)
-

@@ -46,8 +46,15 @@ def final_state(batch: EventBatch, charges: ChargeTable) -> tuple[np.ndarray, ..
     """The final-state particles of a batch as :func:`hepfm.sim.detector.simulate` takes them:
     (event, pid, charge, px, py, pz, energy)."""
     final = np.flatnonzero(batch.status > 0)
-    return (batch.event_index[final], batch.pid[final], charges(batch.pid[final]), batch.px[final],
-            batch.py[final], batch.pz[final], batch.energy[final])
+    return (
+        batch.event_index[final],
+        batch.pid[final],
+        charges(batch.pid[final]),
+        batch.px[final],
+        batch.py[final],
+        batch.pz[final],
+        batch.energy[final],
+    )
 
 
 def _candidates_to_awkward(cand: Candidates, n_events: int) -> ak.Array:
@@ -143,10 +150,16 @@ def truth_targets(recipe: JetRecipe, batch: EventBatch, e: int) -> list[dict]:
         i, leaves = t["index"], t["leaves"]
         pt, eta, phi = pt_eta_phi(px[i], py[i], pz[i])
         l_pt, l_eta, l_phi = pt_eta_phi(px[leaves], py[leaves], pz[leaves])
-        out.append({
-            "pid": int(pid[i]), "pt": float(pt), "eta": float(eta), "phi": float(phi),
-            "mass": float(mass(px[i], py[i], pz[i], en[i])), "leaves": (l_eta, l_phi),
-        })
+        out.append(
+            {
+                "pid": int(pid[i]),
+                "pt": float(pt),
+                "eta": float(eta),
+                "phi": float(phi),
+                "mass": float(mass(px[i], py[i], pz[i], en[i])),
+                "leaves": (l_eta, l_phi),
+            }
+        )
     return out
 
 
@@ -189,7 +202,7 @@ class _Clustered:
 
     def rows(self, e: int, k: int) -> np.ndarray:
         """Candidate rows of jet k (a batch-wide jet index) of event e."""
-        return self.cand_offsets[e] + self.flat_index[self.index_offsets[k]:self.index_offsets[k + 1]]
+        return self.cand_offsets[e] + self.flat_index[self.index_offsets[k] : self.index_offsets[k + 1]]
 
     def kinematics(self, k: int) -> tuple:
         return (self.pt[k], self.eta[k], self.phi[k], mass(self.px[k], self.py[k], self.pz[k], self.e[k]), self.e[k])
@@ -198,19 +211,23 @@ class _Clustered:
 _PARTICLE_LEVEL = DetectorConfig(enabled=False)
 
 
-def _process_batch(recipe: JetRecipe, detector: DetectorConfig, rng, charges: ChargeTable,
-                   batch: EventBatch, paired: bool = False) -> dict[str, list]:
+def _process_batch(
+    recipe: JetRecipe, detector: DetectorConfig, rng, charges: ChargeTable, batch: EventBatch, paired: bool = False
+) -> dict[str, list]:
     columns = final_state(batch, charges)
     n_events = batch.n_events
     reco = _Clustered(simulate(detector, rng, *columns), n_events, recipe.radius, recipe.pt_min)
     # particle level: the visible final state, no random numbers drawn (the detector's stream is unchanged)
-    gen = _Clustered(simulate(_PARTICLE_LEVEL, rng, *columns), n_events, recipe.radius, 0.5 * recipe.pt_min) \
-        if paired else None
+    gen = (
+        _Clustered(simulate(_PARTICLE_LEVEL, rng, *columns), n_events, recipe.radius, 0.5 * recipe.pt_min)
+        if paired
+        else None
+    )
 
     out: dict[str, list] = {k: [] for k in ("rows", "jet", "truth", "gen_rows", "gen_jet")}
     in_window = (reco.pt >= recipe.pt_min) & (reco.pt < recipe.pt_max) & (np.abs(reco.eta) < recipe.eta_max)
     for e in np.flatnonzero(np.bincount(reco.event[in_window], minlength=n_events)):
-        sel = np.flatnonzero(in_window[reco.offsets[e]:reco.offsets[e + 1]])
+        sel = np.flatnonzero(in_window[reco.offsets[e] : reco.offsets[e + 1]])
         targets = truth_targets(recipe, batch, e)
         if not targets:
             continue
@@ -283,8 +300,19 @@ def make_jets(
                 break
             for p in levels:
                 cand, rows = out[f"{p}cand"], out[f"{p}rows"][i]
-                cols[f"{p}part"].append(np.stack([cand.px[rows], cand.py[rows], cand.pz[rows], cand.energy[rows],
-                                                  cand.charge[rows], cand.pid[rows]], axis=1))
+                cols[f"{p}part"].append(
+                    np.stack(
+                        [
+                            cand.px[rows],
+                            cand.py[rows],
+                            cand.pz[rows],
+                            cand.energy[rows],
+                            cand.charge[rows],
+                            cand.pid[rows],
+                        ],
+                        axis=1,
+                    )
+                )
                 cols[f"{p}jet"].append(out[f"{p}jet"][i])
             cols["truth"].append(out["truth"][i])
             made += 1
@@ -303,8 +331,15 @@ def make_jets(
     }
     for p in levels:
         record.update(_jet_columns(cols[f"{p}part"], cols[f"{p}jet"], p))
-    order = sorted(record, key=lambda k: (k.startswith("gen_"), not k.startswith("label"),
-                                          not k.startswith("jet_"), not k.startswith("truth_")))
+    order = sorted(
+        record,
+        key=lambda k: (
+            k.startswith("gen_"),
+            not k.startswith("label"),
+            not k.startswith("jet_"),
+            not k.startswith("truth_"),
+        ),
+    )
     record = {k: record[k] for k in order}  # label, jet_*, truth_*, part_*, then gen_*
     stats = {"events": n_events, "jets": int(len(truth)), "seconds": time.perf_counter() - start}
     return ak.zip(record, depth_limit=1), stats
@@ -322,8 +357,16 @@ def _jet_columns(parts: list[np.ndarray], jets: list[tuple], prefix: str) -> dic
 
     columns = {f"jet_{k}": jet[:, i].astype(np.float32) for i, k in enumerate(("pt", "eta", "phi", "mass", "energy"))}
     columns["jet_nparticles"] = counts.astype(np.int32)
-    for i, (k, dtype) in enumerate((("px", np.float32), ("py", np.float32), ("pz", np.float32),
-                                    ("energy", np.float32), ("charge", np.int8), ("pid", np.int32))):
+    for i, (k, dtype) in enumerate(
+        (
+            ("px", np.float32),
+            ("py", np.float32),
+            ("pz", np.float32),
+            ("energy", np.float32),
+            ("charge", np.int8),
+            ("pid", np.int32),
+        )
+    ):
         columns[f"part_{k}"] = jagged(part[:, i], dtype)
     return {f"{prefix}{k}": v for k, v in columns.items()}
 

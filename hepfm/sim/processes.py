@@ -138,10 +138,8 @@ PROCESSES: dict[str, Process] = {
         Process("zh_bb", (*_ZH, "25:onMode = off", "25:onIfAny = 5"), "Z(->nunu) H(->bb)"),
         Process("zh_cc", (*_ZH, "25:onMode = off", "25:onIfAny = 4"), "Z(->nunu) H(->cc)"),
         Process("zh_gg", (*_ZH, "25:onMode = off", "25:onIfAny = 21"), "Z(->nunu) H(->gg)"),
-        Process("zh_4q", (*_ZH, "25:onMode = off", "25:onIfMatch = 24 -24", *_W_HADRONIC),
-                "Z(->nunu) H(->WW*->4q)"),
-        Process("zh_lvqq", (*_ZH, "25:onMode = off", "25:onIfMatch = 24 -24"),
-                "Z(->nunu) H(->WW*->l nu q q')"),
+        Process("zh_4q", (*_ZH, "25:onMode = off", "25:onIfMatch = 24 -24", *_W_HADRONIC), "Z(->nunu) H(->WW*->4q)"),
+        Process("zh_lvqq", (*_ZH, "25:onMode = off", "25:onIfMatch = 24 -24"), "Z(->nunu) H(->WW*->l nu q q')"),
         Process("zjet_qq", (*_V_JET, *_Z_HADRONIC), "Z(->qq) + jet"),
         Process("wjet_qq", (*_W_JET, *_W_HADRONIC), "W(->qq') + jet"),
         Process("ttbar_had", (*_TTBAR, *_W_HADRONIC), "ttbar, both W->qq'"),
@@ -172,15 +170,44 @@ JET_RECIPES: dict[str, JetRecipe] = {
         JetRecipe("Tbl", "ttbar_lep", "resonance", resonance=6, decay="lv"),
         # Fine-tuning samples. Top tagging follows the reference dataset of Kasieczka et al.
         # (arXiv 1902.09914): R=0.8, pT 550-650 GeV, |eta|<2, top and its decay quarks inside the jet.
-        JetRecipe("top", "ttbar_had", "resonance", resonance=6, decay="qq",
-                  pt_min=550.0, pt_max=650.0, pt_hat_min=500.0, pt_hat_max=700.0),
+        JetRecipe(
+            "top",
+            "ttbar_had",
+            "resonance",
+            resonance=6,
+            decay="qq",
+            pt_min=550.0,
+            pt_max=650.0,
+            pt_hat_min=500.0,
+            pt_hat_max=700.0,
+        ),
         JetRecipe("qcd", "dijet", "parton", pt_min=550.0, pt_max=650.0, pt_hat_min=500.0, pt_hat_max=700.0),
         # Quark/gluon follows the EnergyFlow sample (Komiske, Metodiev, Thaler, arXiv 1810.05165):
         # Z(->nunu) + light quark or gluon, R=0.4, pT 500-550 GeV, |y|<1.7.
-        JetRecipe("quark", "zq_nunu", "parton", partons=(1, 2, 3), radius=0.4,
-                  pt_min=500.0, pt_max=550.0, eta_max=1.7, pt_hat_min=450.0, pt_hat_max=650.0),
-        JetRecipe("gluon", "zg_nunu", "parton", partons=(21,), radius=0.4,
-                  pt_min=500.0, pt_max=550.0, eta_max=1.7, pt_hat_min=450.0, pt_hat_max=650.0),
+        JetRecipe(
+            "quark",
+            "zq_nunu",
+            "parton",
+            partons=(1, 2, 3),
+            radius=0.4,
+            pt_min=500.0,
+            pt_max=550.0,
+            eta_max=1.7,
+            pt_hat_min=450.0,
+            pt_hat_max=650.0,
+        ),
+        JetRecipe(
+            "gluon",
+            "zg_nunu",
+            "parton",
+            partons=(21,),
+            radius=0.4,
+            pt_min=500.0,
+            pt_max=550.0,
+            eta_max=1.7,
+            pt_hat_min=450.0,
+            pt_hat_max=650.0,
+        ),
     ]
 }
 
@@ -216,24 +243,75 @@ EVENT_PROCESSES: dict[str, Process] = {
         Process("Wjets", (*_W_JET, *_VJET_PTHAT), "W + jet, pT(hat) > 20 GeV"),
         Process("Zjets", (*_V_JET, "WeakZ0:gmZmode = 2", *_VJET_PTHAT), "Z + jet, pT(hat) > 20 GeV"),
         # beyond the Standard Model
-        Process("Zprime_ttbar", ("NewGaugeBoson:ffbar2gmZZprime = on", "Zprime:gmZmode = 3", "32:m0 = 750.",
-                                 "32:onMode = off", "32:onIfAny = 6"), "Z'(750 GeV) -> ttbar"),
-        Process("Zprime_WW", ("NewGaugeBoson:ffbar2gmZZprime = on", "Zprime:gmZmode = 3", "Zprime:coup2WW = 1.",
-                              "32:m0 = 1000.", "32:onMode = off", "32:onIfMatch = 24 -24"), "Z'(1 TeV) -> WW"),
-        Process("Wprime_WZ", ("NewGaugeBoson:ffbar2Wprime = on", "Wprime:coup2WZ = 1.", "34:m0 = 600.",
-                              "34:onMode = off", "34:onIfMatch = 24 23"), "W'(600 GeV) -> WZ"),
-        Process("H2_ZZ", ("Higgs:useBSM = on", "HiggsBSM:gg2H2 = on", "35:m0 = 400.", "35:onMode = off",
-                          "35:onIfMatch = 23 23"), "heavy CP-even Higgs H2 (400 GeV, 2HDM) -> ZZ"),
+        Process(
+            "Zprime_ttbar",
+            (
+                "NewGaugeBoson:ffbar2gmZZprime = on",
+                "Zprime:gmZmode = 3",
+                "32:m0 = 750.",
+                "32:onMode = off",
+                "32:onIfAny = 6",
+            ),
+            "Z'(750 GeV) -> ttbar",
+        ),
+        Process(
+            "Zprime_WW",
+            (
+                "NewGaugeBoson:ffbar2gmZZprime = on",
+                "Zprime:gmZmode = 3",
+                "Zprime:coup2WW = 1.",
+                "32:m0 = 1000.",
+                "32:onMode = off",
+                "32:onIfMatch = 24 -24",
+            ),
+            "Z'(1 TeV) -> WW",
+        ),
+        Process(
+            "Wprime_WZ",
+            (
+                "NewGaugeBoson:ffbar2Wprime = on",
+                "Wprime:coup2WZ = 1.",
+                "34:m0 = 600.",
+                "34:onMode = off",
+                "34:onIfMatch = 24 23",
+            ),
+            "W'(600 GeV) -> WZ",
+        ),
+        Process(
+            "H2_ZZ",
+            ("Higgs:useBSM = on", "HiggsBSM:gg2H2 = on", "35:m0 = 400.", "35:onMode = off", "35:onIfMatch = 23 23"),
+            "heavy CP-even Higgs H2 (400 GeV, 2HDM) -> ZZ",
+        ),
         # resonant anomaly detection as in the LHC Olympics 2020 R&D set (Kasieczka et al., arXiv 2101.08320)
-        Process("qcd_dijet", ("HardQCD:all = on", "PhaseSpace:pTHatMin = 1000.", "PhaseSpace:mHatMin = 2700.",
-                              "PhaseSpace:mHatMax = 4500."),
-                "QCD dijets, pT(hat) > 1 TeV, 2.7 < m(hat) < 4.5 TeV (LHCO background)"),
-        Process("Wprime_XY", ("NewGaugeBoson:ffbar2Wprime = on", "Wprime:coup2WZ = 1.", "34:m0 = 3500.",
-                              "34:onMode = off", "34:onIfMatch = 24 23", "23:m0 = 500.", "23:onMode = off",
-                              "23:onIfAny = 1 2 3 4 5", "WeakZ0:gmZmode = 2", "24:m0 = 100.", "24:onMode = off",
-                              "24:onIfAny = 1 2 3 4 5"),
-                "W'(3.5 TeV) -> X(500 GeV) Y(100 GeV), X, Y -> qq (LHCO signal; X, Y are Pythia8's Z and W "
-                "with these masses)"),
+        Process(
+            "qcd_dijet",
+            (
+                "HardQCD:all = on",
+                "PhaseSpace:pTHatMin = 1000.",
+                "PhaseSpace:mHatMin = 2700.",
+                "PhaseSpace:mHatMax = 4500.",
+            ),
+            "QCD dijets, pT(hat) > 1 TeV, 2.7 < m(hat) < 4.5 TeV (LHCO background)",
+        ),
+        Process(
+            "Wprime_XY",
+            (
+                "NewGaugeBoson:ffbar2Wprime = on",
+                "Wprime:coup2WZ = 1.",
+                "34:m0 = 3500.",
+                "34:onMode = off",
+                "34:onIfMatch = 24 23",
+                "23:m0 = 500.",
+                "23:onMode = off",
+                "23:onIfAny = 1 2 3 4 5",
+                "WeakZ0:gmZmode = 2",
+                "24:m0 = 100.",
+                "24:onMode = off",
+                "24:onIfAny = 1 2 3 4 5",
+            ),
+            "W'(3.5 TeV) -> X(500 GeV) Y(100 GeV), X, Y -> qq (LHCO signal; X, Y are Pythia8's Z and W "
+            "with these masses)",
+        ),
     ]
 }
 #: The twelve Standard-Model processes of event-level pretraining, in label order.
@@ -298,8 +376,11 @@ def get_event_process(name: str, lhe: dict[str, str] | None = None) -> Process:
     try:
         return EVENT_PROCESSES[name]
     except KeyError:
-        raise OptionError("processes", f"unknown event process {name!r}; known: {', '.join(EVENT_PROCESSES)} "
-                          "(or give an LHE file with --lhe NAME=FILE)") from None
+        raise OptionError(
+            "processes",
+            f"unknown event process {name!r}; known: {', '.join(EVENT_PROCESSES)} "
+            "(or give an LHE file with --lhe NAME=FILE)",
+        ) from None
 
 
 def event_settings(process: Process, skip: int = 0) -> tuple[str, ...]:

@@ -46,8 +46,11 @@ def check_settings(settings: Iterable[str], option: str = "settings") -> None:
         pythia = pythia8mc.Pythia("", False)
         rejected = [line for line in settings if not pythia.readString(line)]
     if rejected:
-        raise OptionError(option, f"Pythia8 rejected the setting {rejected[0]!r} (expected 'Name = value' with a "
-                          "name from Pythia8's settings)")
+        raise OptionError(
+            option,
+            f"Pythia8 rejected the setting {rejected[0]!r} (expected 'Name = value' with a "
+            "name from Pythia8's settings)",
+        )
 
 
 def make_pythia(settings: Iterable[str], seed: int):

@@ -89,13 +89,16 @@ def load_weights(path: str | Path, sha256: str | None = None) -> dict[str, torch
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: corrupt or not a safetensors file ({err})") from err
     if sha256 is not None and (actual := _sha256(path)) != sha256:
-        raise CheckpointError(f"{path}: changed since it was written: sha256 {actual[:16]}... differs from the "
-                              f"{sha256[:16]}... that config.json records")
+        raise CheckpointError(
+            f"{path}: changed since it was written: sha256 {actual[:16]}... differs from the "
+            f"{sha256[:16]}... that config.json records"
+        )
     return tensors
 
 
-def save_checkpoint(out: str | Path, model: nn.Module, meta: dict,
-                    state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+def save_checkpoint(
+    out: str | Path, model: nn.Module, meta: dict, state_dict: dict[str, torch.Tensor] | None = None
+) -> Path:
     """Write ``model.safetensors`` then ``config.json`` (with the weights' sha256) into ``out``.
 
     Args:
@@ -106,14 +109,24 @@ def save_checkpoint(out: str | Path, model: nn.Module, meta: dict,
     """
     out = Path(out)
     sha = save_weights(state_dict if state_dict is not None else model.state_dict(), out / "model.safetensors")
-    config = {"format": FORMAT, "model": family_of(model).model_name, "model_config": model.config.to_dict(),
-              **meta, "weights_sha256": sha}
+    config = {
+        "format": FORMAT,
+        "model": family_of(model).model_name,
+        "model_config": model.config.to_dict(),
+        **meta,
+        "weights_sha256": sha,
+    }
     atomic_write_json(out / "config.json", config)
     return out
 
 
-def check_weights(own: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], source: Path | str,
-                  ignore=(), skip: tuple[str, ...] = ()) -> None:
+def check_weights(
+    own: dict[str, torch.Tensor],
+    weights: dict[str, torch.Tensor],
+    source: Path | str,
+    ignore=(),
+    skip: tuple[str, ...] = (),
+) -> None:
     """Check that ``weights`` fit a model whose state dict is ``own``; the message names the file and tensor.
 
     Args:
@@ -129,12 +142,15 @@ def check_weights(own: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]
         raise CheckpointError(f"{source}: unexpected tensor(s) {unexpected[:5]} — checkpoint and model config differ")
     for k, v in weights.items():
         if k in own and not k.startswith(skip) and own[k].shape != v.shape:
-            raise CheckpointError(f"{source}: tensor {k!r} has shape {tuple(v.shape)}, the model expects "
-                                  f"{tuple(own[k].shape)} — checkpoint and model config differ")
+            raise CheckpointError(
+                f"{source}: tensor {k!r} has shape {tuple(v.shape)}, the model expects "
+                f"{tuple(own[k].shape)} — checkpoint and model config differ"
+            )
 
 
-def load_into(model: nn.Module, weights: dict[str, torch.Tensor], source: Path | str,
-              ignore=(), skip: tuple[str, ...] = ()) -> None:
+def load_into(
+    model: nn.Module, weights: dict[str, torch.Tensor], source: Path | str, ignore=(), skip: tuple[str, ...] = ()
+) -> None:
     """Copy ``weights`` into ``model`` after :func:`check_weights`."""
     own = model.state_dict()
     check_weights(own, weights, source, ignore, skip)
@@ -188,8 +204,9 @@ class Checkpoint:
         try:
             return cls(cfg_cls(**{**self.model_config, **overrides}))
         except (TypeError, ValueError) as err:
-            raise CheckpointError(f"{self.path / 'config.json'}: field 'model_config' does not fit "
-                                  f"{cfg_cls.__name__} ({err})") from err
+            raise CheckpointError(
+                f"{self.path / 'config.json'}: field 'model_config' does not fit {cfg_cls.__name__} ({err})"
+            ) from err
 
     def model(self, device: str | torch.device = "cpu", **overrides) -> nn.Module:
         """The model with the stored weights, in eval mode.
@@ -222,21 +239,31 @@ class Checkpoint:
     def check_classes(self, sample) -> None:
         """Refuse a sample whose classes are not the checkpoint's."""
         if list(sample.class_names) != list(self.class_names):
-            raise DataError(f"{sample.source}: classes {sample.class_names} differ from the checkpoint's "
-                            f"{self.class_names} ({self.path})")
+            raise DataError(
+                f"{sample.source}: classes {sample.class_names} differ from the checkpoint's "
+                f"{self.class_names} ({self.path})"
+            )
 
     def predict(self, data: Any, device: str = "auto", batch_size: int = 512) -> np.ndarray:
         """Class probabilities (N, C) of the checkpoint's classifier on ``data`` (a path or a sample)."""
         if self.config.get("model_config", {}).get("task", "multiclass") != "multiclass":
-            raise CheckpointError(f"{self.path}: a {self.model_config.get('task')} checkpoint has no class "
-                                  "probabilities")
+            raise CheckpointError(
+                f"{self.path}: a {self.model_config.get('task')} checkpoint has no class probabilities"
+            )
         sample = self.read(data)
-        return predict(self.classifier(), self.dataset(sample), batch_size, device,
-                       bool(self.recipe.get("use_jet_features", False)))
+        return predict(
+            self.classifier(),
+            self.dataset(sample),
+            batch_size,
+            device,
+            bool(self.recipe.get("use_jet_features", False)),
+        )
 
     def __repr__(self) -> str:
-        return (f"Checkpoint({str(self.path)!r}, {self.family.name}: {self.model_name}, "
-                f"{len(self.class_names)} classes, task={self.task!r})")
+        return (
+            f"Checkpoint({str(self.path)!r}, {self.family.name}: {self.model_name}, "
+            f"{len(self.class_names)} classes, task={self.task!r})"
+        )
 
 
 def _resolve(name_or_path: str | Path) -> Path:
@@ -247,10 +274,13 @@ def _resolve(name_or_path: str | Path) -> Path:
         for directory in checkpoint_dirs():
             if (directory / name_or_path).is_dir():
                 return directory / name_or_path
-        known = sorted({p.name for d in checkpoint_dirs() if d.is_dir() for p in d.iterdir()
-                        if (p / "config.json").exists()})
-        raise CheckpointError(f"{name_or_path}: no such checkpoint directory, nor a checkpoint of that name "
-                              f"(known: {', '.join(known) or 'none'}; more with ${CHECKPOINTS_ENV})")
+        known = sorted(
+            {p.name for d in checkpoint_dirs() if d.is_dir() for p in d.iterdir() if (p / "config.json").exists()}
+        )
+        raise CheckpointError(
+            f"{name_or_path}: no such checkpoint directory, nor a checkpoint of that name "
+            f"(known: {', '.join(known) or 'none'}; more with ${CHECKPOINTS_ENV})"
+        )
     raise CheckpointError(f"{path}: checkpoint directory not found")
 
 
@@ -282,8 +312,10 @@ def load_checkpoint(name_or_path: str | Path | Checkpoint) -> Checkpoint:
     normaliser = None
     if family.name == "jets":
         if not isinstance(config.get("normaliser"), dict):
-            raise CheckpointError(f"{cfg_path}: field 'normaliser' missing: a jet model needs the feature "
-                                  "normalisation it was trained with")
+            raise CheckpointError(
+                f"{cfg_path}: field 'normaliser' missing: a jet model needs the feature "
+                "normalisation it was trained with"
+            )
         try:
             normaliser = FeatureNormaliser.from_dict(config["normaliser"], str(cfg_path))
         except (KeyError, TypeError, ValueError) as err:
@@ -291,8 +323,20 @@ def load_checkpoint(name_or_path: str | Path | Checkpoint) -> Checkpoint:
     max_particles = config.get("max_particles") or family.max_particles
     if not isinstance(max_particles, int) or max_particles < 1:
         raise CheckpointError(f"{cfg_path}: field 'max_particles' is {max_particles!r}, expected a positive integer")
-    recipe = {k: config[k] for k in ("train_config", "task", "lr_factor", "freeze_backbone", "use_jet_features",
-                                     "head_init", "pretrained", "init") if k in config}
+    recipe = {
+        k: config[k]
+        for k in (
+            "train_config",
+            "task",
+            "lr_factor",
+            "freeze_backbone",
+            "use_jet_features",
+            "head_init",
+            "pretrained",
+            "init",
+        )
+        if k in config
+    }
     ckpt = Checkpoint(path, config, family, model_config, list(class_names), normaliser, max_particles, recipe)
     with torch.device("meta"):  # the architecture alone, to check the weights against before any use
         shapes = ckpt.build().state_dict()

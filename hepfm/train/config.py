@@ -44,10 +44,12 @@ def check_fields(obj: Any) -> None:
             raise OptionError(f.name, f"must be a finite number, got {value!r}")
         if str(f.type).startswith("int") and not isinstance(value, int):
             raise OptionError(f.name, f"must be an integer, got {value!r}")
-        bounds = (("minimum", value < meta.get("minimum", -math.inf), ">="),
-                  ("exclusive_minimum", value <= meta.get("exclusive_minimum", -math.inf), ">"),
-                  ("maximum", value > meta.get("maximum", math.inf), "<="),
-                  ("exclusive_maximum", value >= meta.get("exclusive_maximum", math.inf), "<"))
+        bounds = (
+            ("minimum", value < meta.get("minimum", -math.inf), ">="),
+            ("exclusive_minimum", value <= meta.get("exclusive_minimum", -math.inf), ">"),
+            ("maximum", value > meta.get("maximum", math.inf), "<="),
+            ("exclusive_maximum", value >= meta.get("exclusive_maximum", math.inf), "<"),
+        )
         for key, bad, sign in bounds:
             if key in numeric and bad:
                 raise OptionError(f.name, f"must be {sign} {numeric[key]}, got {value!r}")
@@ -66,8 +68,9 @@ class TrainConfig:
     warmup_epochs: float = option(1.0, "Epochs of linear learning-rate warm-up.", minimum=0)
     min_lr_ratio: float = option(0.01, "The cosine decays to lr * this.", minimum=0, maximum=1)
     grad_clip: float = option(1.0, "Gradient-norm clipping (0: none).", minimum=0)
-    ema_decay: float = option(0.999, "Decay of the weights' moving average (0: no EMA).", minimum=0,
-                              exclusive_maximum=1)
+    ema_decay: float = option(
+        0.999, "Decay of the weights' moving average (0: no EMA).", minimum=0, exclusive_maximum=1
+    )
     patience: int = option(5, "Early-stopping patience in epochs (0: never stop).", minimum=0)
     seed: int = option(0, "Seed of initialisation, split and shuffling.", minimum=0)
     device: str = option("auto", "Device: auto, cpu, cuda, cuda:1, mps.")

@@ -17,8 +17,9 @@ from hepfm.train.inference import model_outputs
 __all__ = ["evaluate_checkpoint", "evaluate_truth"]
 
 
-def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, data: Any,
-                        device: str = "auto") -> tuple[np.ndarray, JetSample | EventSample, Checkpoint]:
+def evaluate_checkpoint(
+    checkpoint: str | Path | Checkpoint, data: Any, device: str = "auto"
+) -> tuple[np.ndarray, JetSample | EventSample, Checkpoint]:
     """Class probabilities of a checkpoint's classifier on a sample with the checkpoint's classes.
 
     For an event checkpoint, a sample with other class names (a NanoAOD file, say) is accepted: the
@@ -34,8 +35,7 @@ def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, data: Any,
     return ckpt.predict(sample, device=device), sample, ckpt
 
 
-def evaluate_truth(checkpoint: str | Path | Checkpoint, data: Any, device: str = "auto",
-                   batch_size: int = 512) -> dict:
+def evaluate_truth(checkpoint: str | Path | Checkpoint, data: Any, device: str = "auto", batch_size: int = 512) -> dict:
     """How well a multilabel event checkpoint predicts the hard-process truth of events it has not seen.
 
     Returns:
@@ -54,12 +54,22 @@ def evaluate_truth(checkpoint: str | Path | Checkpoint, data: Any, device: str =
     out = model_outputs(ckpt.model(), dataset, batch_size, device)
     n_labels = len(sample.truth_names)
     scores, truth = out[:, :n_labels], sample.truth
-    aucs = {name: roc_auc(truth[:, k], scores[:, k]) for k, name in enumerate(sample.truth_names)
-            if 0 < truth[:, k].sum() < len(truth)}
+    aucs = {
+        name: roc_auc(truth[:, k], scores[:, k])
+        for k, name in enumerate(sample.truth_names)
+        if 0 < truth[:, k].sum() < len(truth)
+    }
     targets = dataset.targets.numpy()
-    corr = {name: float(np.corrcoef(out[:, n_labels + k], targets[:, k])[0, 1])
-            for k, name in enumerate(sample.target_names) if targets[:, k].std() > 0}
+    corr = {
+        name: float(np.corrcoef(out[:, n_labels + k], targets[:, k])[0, 1])
+        for k, name in enumerate(sample.target_names)
+        if targets[:, k].std() > 0
+    }
     mean_predicted = dict(zip(sample.truth_names, (1 / (1 + np.exp(-scores))).mean(0).tolist(), strict=True))
-    return {"auc_per_label": aucs, "label_accuracy": float(((scores > 0) == (truth > 0.5)).mean()),
-            "target_correlation": corr, "mean_predicted": mean_predicted,
-            "truth_fraction": dict(zip(sample.truth_names, truth.mean(0).tolist(), strict=True))}
+    return {
+        "auc_per_label": aucs,
+        "label_accuracy": float(((scores > 0) == (truth > 0.5)).mean()),
+        "target_correlation": corr,
+        "mean_predicted": mean_predicted,
+        "truth_fraction": dict(zip(sample.truth_names, truth.mean(0).tolist(), strict=True)),
+    }

@@ -52,17 +52,20 @@ class FinetuneConfig:
     from_scratch: bool = option(False, "Same model and recipe from random weights (the baseline).")
     freeze_backbone: bool = option(False, "Train only the new head (linear probing).")
     lr_factor: float = option(10.0, "Backbone learning rate = head learning rate / this.", exclusive_minimum=0)
-    head_init: HeadInit = option("probe", "New head's start: probe (a linear probe of the backbone) or zero.",
-                                 choices=HEAD_INITS)
-    val_fraction: float = option(0.2, "Part of the training sample held out for early stopping.",
-                                 exclusive_minimum=0, exclusive_maximum=1)
-    n_train: int | None = option(None, "Use this many training examples (a random subset fixed by the seed).",
-                                 minimum=1)
-    max_particles: int | None = option(None, "Constituents (objects) per example; default: the checkpoint's.",
-                                       minimum=1)
+    head_init: HeadInit = option(
+        "probe", "New head's start: probe (a linear probe of the backbone) or zero.", choices=HEAD_INITS
+    )
+    val_fraction: float = option(
+        0.2, "Part of the training sample held out for early stopping.", exclusive_minimum=0, exclusive_maximum=1
+    )
+    n_train: int | None = option(
+        None, "Use this many training examples (a random subset fixed by the seed).", minimum=1
+    )
+    max_particles: int | None = option(
+        None, "Constituents (objects) per example; default: the checkpoint's.", minimum=1
+    )
     use_jet_features: bool = option(False, "Condition the classifier on the jet features too.")
-    signal: int | None = option(None, "Class counted as signal for AUC and rejections (default: the last).",
-                                minimum=0)
+    signal: int | None = option(None, "Class counted as signal for AUC and rejections (default: the last).", minimum=0)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -77,8 +80,9 @@ def _with_options(config: FinetuneConfig | None, options: dict) -> FinetuneConfi
 
 
 @torch.no_grad()
-def _head_inputs(model: nn.Module, dataset, indices: np.ndarray, device: torch.device,
-                 use_jet_features: bool, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _head_inputs(
+    model: nn.Module, dataset, indices: np.ndarray, device: torch.device, use_jet_features: bool, batch_size: int = 512
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(features the head reads, labels, per-example weights) of ``dataset[indices]``, by a hook on the head."""
     family = family_of(model)
     features: list[torch.Tensor] = []
@@ -96,8 +100,14 @@ def _head_inputs(model: nn.Module, dataset, indices: np.ndarray, device: torch.d
     return torch.cat(features), torch.cat(labels), torch.cat(weights)
 
 
-def probe_head(model: nn.Module, dataset, indices: np.ndarray, device: str = "auto",
-               use_jet_features: bool = False, max_iter: int = 100) -> float:
+def probe_head(
+    model: nn.Module,
+    dataset,
+    indices: np.ndarray,
+    device: str = "auto",
+    use_jet_features: bool = False,
+    max_iter: int = 100,
+) -> float:
     """Set the classification layer to a linear probe: weighted logistic regression on the backbone's features.
 
     The features the head reads are computed once over ``dataset[indices]`` (the training split) and a
@@ -177,8 +187,11 @@ def fit_classifier(
     ckpt = load_checkpoint(checkpoint)
     out = prepare_run(out, resume=resume, overwrite=overwrite, starts_from=ckpt.path)
     check_classes(sample)
-    record_data(out, data_fingerprint(sample.particles, sample.mask, sample.labels, sample.weights,
-                                      config.val_fraction), {"data": str(sample.source)})
+    record_data(
+        out,
+        data_fingerprint(sample.particles, sample.mask, sample.labels, sample.weights, config.val_fraction),
+        {"data": str(sample.source)},
+    )
     dataset = ckpt.dataset(sample)
     tr, va = split(len(sample), config.val_fraction, train.seed)
 
@@ -203,18 +216,34 @@ def fit_classifier(
     else:
         groups = [{"params": head, "lr_scale": 1.0}, {"params": backbone, "lr_scale": 1.0 / config.lr_factor}]
 
-    meta = {"class_names": sample.class_names, "normaliser": ckpt.normaliser.to_dict() if ckpt.normaliser else None,
-            "task": "finetune", "pretrained": None if config.from_scratch else str(ckpt.path),
-            "train_config": asdict(train), "lr_factor": config.lr_factor, "freeze_backbone": config.freeze_backbone,
-            "use_jet_features": config.use_jet_features, "head_init": config.head_init,
-            "max_particles": config.max_particles or ckpt.max_particles, **(meta or {})}
+    meta = {
+        "class_names": sample.class_names,
+        "normaliser": ckpt.normaliser.to_dict() if ckpt.normaliser else None,
+        "task": "finetune",
+        "pretrained": None if config.from_scratch else str(ckpt.path),
+        "train_config": asdict(train),
+        "lr_factor": config.lr_factor,
+        "freeze_backbone": config.freeze_backbone,
+        "use_jet_features": config.use_jet_features,
+        "head_init": config.head_init,
+        "max_particles": config.max_particles or ckpt.max_particles,
+        **(meta or {}),
+    }
 
     def on_best(_model, weights, epoch):
         save_checkpoint(best_dir(out), model, {**meta, "epoch": epoch}, state_dict=weights)
 
     objective = ClassifierObjective(model, config.use_jet_features)
-    history = fit(objective, Subset(dataset, tr), Subset(dataset, va), train, out, param_groups=groups,
-                  resume=resume, on_best=on_best)
+    history = fit(
+        objective,
+        Subset(dataset, tr),
+        Subset(dataset, va),
+        train,
+        out,
+        param_groups=groups,
+        resume=resume,
+        on_best=on_best,
+    )
     wall = time.perf_counter() - start
     for record in history.epochs:  # wall time from the start, the probe included
         record["wall_seconds"] += probe_seconds
@@ -261,30 +290,42 @@ def finetune(
     sample = ckpt.read(train_data, config.max_particles)
     test = ckpt.read(test_data, config.max_particles)
     if test.class_names != sample.class_names:
-        raise DataError(f"{test.source}: class names {test.class_names} differ from the training sample's "
-                        f"{sample.class_names} ({sample.source})")
+        raise DataError(
+            f"{test.source}: class names {test.class_names} differ from the training sample's "
+            f"{sample.class_names} ({sample.source})"
+        )
     if config.n_train is not None:
         if config.n_train > len(sample):
             raise DataError(f"{sample.source}: {len(sample)} examples, fewer than n_train={config.n_train}")
-        sample = sample[np.sort(np.random.default_rng(train.seed).permutation(len(sample))[:config.n_train])]
+        sample = sample[np.sort(np.random.default_rng(train.seed).permutation(len(sample))[: config.n_train])]
     check_classes(sample)
     check_classes(test, "test")
     signal = len(sample.class_names) - 1 if config.signal is None else config.signal
     if signal >= len(sample.class_names):
         raise OptionError("signal", f"class {signal} does not exist; the classes are {sample.class_names}")
-    model, history, wall = fit_classifier(ckpt, sample, out, config, train=train, resume=resume,
-                                          overwrite=False if resume else True)
-    probabilities = predict(model, ckpt.dataset(test), device=train.device,
-                            use_jet_features=config.use_jet_features)
+    model, history, wall = fit_classifier(
+        ckpt, sample, out, config, train=train, resume=resume, overwrite=False if resume else True
+    )
+    probabilities = predict(model, ckpt.dataset(test), device=train.device, use_jet_features=config.use_jet_features)
     n_val = len(split(len(sample), config.val_fraction, train.seed)[1])
     metrics = {
         **classifier_metrics(test.labels, probabilities, signal=signal),
-        "signal": sample.class_names[signal], "class_names": sample.class_names,
-        "from_scratch": config.from_scratch, "freeze_backbone": config.freeze_backbone,
-        "head_init": config.head_init, "seed": train.seed, "world_size": world_size(),
-        "n_train": len(sample) - n_val, "n_val": n_val, "n_test": len(test), "epochs_run": len(history.epochs),
-        "best_epoch": history.best_epoch, "best_val_loss": history.best_val_loss,
-        "stopped_early": history.stopped_early, "wall_seconds": wall, "history": history.epochs,
+        "signal": sample.class_names[signal],
+        "class_names": sample.class_names,
+        "from_scratch": config.from_scratch,
+        "freeze_backbone": config.freeze_backbone,
+        "head_init": config.head_init,
+        "seed": train.seed,
+        "world_size": world_size(),
+        "n_train": len(sample) - n_val,
+        "n_val": n_val,
+        "n_test": len(test),
+        "epochs_run": len(history.epochs),
+        "best_epoch": history.best_epoch,
+        "best_val_loss": history.best_val_loss,
+        "stopped_early": history.stopped_early,
+        "wall_seconds": wall,
+        "history": history.epochs,
         "train_config": asdict(train),
     }
     write_metrics(out, metrics)

@@ -31,19 +31,22 @@ def by_length(dataset, indices) -> np.ndarray:
 def eval_batches(dataset, indices, batch_size: int, device: torch.device) -> Iterator:
     """Batches of ``dataset[indices]`` (jets or event graphs), in the order of ``indices``, on ``device``."""
     for start in range(0, len(indices), batch_size):
-        yield dataset.collate([dataset[int(i)] for i in indices[start:start + batch_size]]).to(device)
+        yield dataset.collate([dataset[int(i)] for i in indices[start : start + batch_size]]).to(device)
 
 
 @torch.no_grad()
-def model_outputs(model: nn.Module, dataset, batch_size: int = 512, device: str = "auto",
-                  use_jet_features: bool = False) -> np.ndarray:
+def model_outputs(
+    model: nn.Module, dataset, batch_size: int = 512, device: str = "auto", use_jet_features: bool = False
+) -> np.ndarray:
     """The head's raw outputs (N, K) over a dataset (jets or event graphs), in order."""
     dev = resolve_device(device)
     model = model.to(dev).eval()
     family = family_of(model)
     order = by_length(dataset, np.arange(len(dataset)))
-    out = [family.logits(model, batch, use_jet_features).float().cpu()
-           for batch in eval_batches(dataset, order, batch_size, dev)]
+    out = [
+        family.logits(model, batch, use_jet_features).float().cpu()
+        for batch in eval_batches(dataset, order, batch_size, dev)
+    ]
     if not out:
         return np.zeros((0, model.head.out_features), dtype=np.float32)
     result = np.empty((len(order), out[0].shape[1]), dtype=np.float32)
@@ -51,8 +54,9 @@ def model_outputs(model: nn.Module, dataset, batch_size: int = 512, device: str 
     return result
 
 
-def predict(model: nn.Module, dataset, batch_size: int = 512, device: str = "auto",
-            use_jet_features: bool = False) -> np.ndarray:
+def predict(
+    model: nn.Module, dataset, batch_size: int = 512, device: str = "auto", use_jet_features: bool = False
+) -> np.ndarray:
     """Class probabilities (N, C) of a dataset (jets or event graphs), in order."""
     logits = torch.from_numpy(model_outputs(model, dataset, batch_size, device, use_jet_features))
     return torch.softmax(logits, -1).numpy()

@@ -94,8 +94,16 @@ class BucketBatchSampler(Sampler):
     and under DDP each rank takes every ``world``-th batch (the same number on every rank).
     """
 
-    def __init__(self, lengths: torch.Tensor, batch_size: int, seed: int, epoch: int, rank: int = 0,
-                 world: int = 1, bucket: int = 32):
+    def __init__(
+        self,
+        lengths: torch.Tensor,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        rank: int = 0,
+        world: int = 1,
+        bucket: int = 32,
+    ):
         self.lengths, self.batch_size, self.bucket = lengths, batch_size, bucket
         self.seed, self.epoch, self.rank, self.world = seed, epoch, rank, world
 
@@ -109,7 +117,7 @@ class BucketBatchSampler(Sampler):
         order = torch.randperm(len(batches), generator=g).tolist()
         batches = [batches[i] for i in order]
         usable = len(batches) - len(batches) % self.world if len(batches) >= self.world else len(batches)
-        return batches[:usable][self.rank::self.world]
+        return batches[:usable][self.rank :: self.world]
 
     def __iter__(self):
         return (b.tolist() for b in self._batches())
@@ -138,8 +146,12 @@ def data_loader(data: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: i
         return DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=_collate(data))
     if not shuffle and lengths is not None:  # evaluation: order does not matter, so batches of similar length
         mine = torch.argsort(lengths, stable=True)[rank::world]
-        return DataLoader(data, batch_sampler=[b.tolist() for b in mine.split(cfg.batch_size)],
-                          num_workers=cfg.num_workers, collate_fn=_collate(data))
+        return DataLoader(
+            data,
+            batch_sampler=[b.tolist() for b in mine.split(cfg.batch_size)],
+            num_workers=cfg.num_workers,
+            collate_fn=_collate(data),
+        )
     if world > 1:
         sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=shuffle, seed=cfg.seed)
         sampler.set_epoch(epoch)
@@ -147,8 +159,14 @@ def data_loader(data: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: i
         sampler = RandomSampler(data, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
     else:
         sampler = None
-    return DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                      drop_last=shuffle and len(data) >= 2 * cfg.batch_size, collate_fn=_collate(data))
+    return DataLoader(
+        data,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        drop_last=shuffle and len(data) >= 2 * cfg.batch_size,
+        collate_fn=_collate(data),
+    )
 
 
 def _collate(data: Dataset):
@@ -238,8 +256,11 @@ def fit(
     groups = [{**g, "lr": cfg.lr * g.get("lr_scale", 1.0)} for g in groups if g["params"]]
     optimizer = _optimizer(cfg, groups)
     probe = data_loader(train_data, cfg, 0, rank, world, shuffle=True)
-    steps_per_epoch = max(1, len(probe)) if not isinstance(train_data, IterableDataset) else max(
-        1, math.ceil(len(train_data) / cfg.batch_size))
+    steps_per_epoch = (
+        max(1, len(probe))
+        if not isinstance(train_data, IterableDataset)
+        else max(1, math.ceil(len(train_data) / cfg.batch_size))
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(cfg, steps_per_epoch))
     ema = AveragedModel(model, multi_avg_fn=_ema_update(cfg.ema_decay)) if cfg.ema_decay > 0 else None
 
@@ -258,7 +279,8 @@ def fit(
     train_module = objective
     if world > 1:
         train_module = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+            objective, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
 
     wall0 = time.perf_counter() - (history.epochs[-1]["wall_seconds"] if history.epochs else 0.0)
     for epoch in range(start_epoch, cfg.epochs):
@@ -293,10 +315,15 @@ def fit(
         if ema is not None:
             eval_objective = _swap_model(objective, ema.module)
         val = _evaluate(eval_objective, data_loader(val_data, cfg, epoch, rank, world, shuffle=False), device, autocast)
-        record = {"epoch": epoch, "train_loss": total / max(n, 1), "val_loss": val["loss"],
-                  **{f"val_{k}": v for k, v in val.items() if k != "loss"},
-                  "lr": scheduler.get_last_lr()[0], "train_seconds": train_seconds,
-                  "wall_seconds": time.perf_counter() - wall0}
+        record = {
+            "epoch": epoch,
+            "train_loss": total / max(n, 1),
+            "val_loss": val["loss"],
+            **{f"val_{k}": v for k, v in val.items() if k != "loss"},
+            "lr": scheduler.get_last_lr()[0],
+            "train_seconds": train_seconds,
+            "wall_seconds": time.perf_counter() - wall0,
+        }
         history.epochs.append(record)
         improved = val["loss"] < history.best_val_loss
         if improved:
@@ -312,8 +339,10 @@ def fit(
                 on_best(model, weights, epoch)
             save_state(out, epoch, model, ema, optimizer, scheduler, history, bad_epochs, cfg, rng)
             if cfg.progress:
-                tqdm.write(f"epoch {epoch}: train {record['train_loss']:.4f}  val {record['val_loss']:.4f}"
-                           f"{'  *' if improved else ''}  ({train_seconds:.1f} s)")
+                tqdm.write(
+                    f"epoch {epoch}: train {record['train_loss']:.4f}  val {record['val_loss']:.4f}"
+                    f"{'  *' if improved else ''}  ({train_seconds:.1f} s)"
+                )
         if world > 1:
             _check_in_sync(model, device, epoch)
             dist.barrier()

@@ -46,8 +46,10 @@ def check_classes(sample: JetSample | EventSample, what: str = "training") -> No
         raise DataError(f"{sample.source}: the {what} sample holds no examples")
     if len(present) < 2:
         only = sample.class_names[int(present[0])] if len(present) else "none"
-        raise DataError(f"{sample.source}: the {what} sample holds one class only ({only!r} of "
-                        f"{sample.class_names}); a classifier needs at least two")
+        raise DataError(
+            f"{sample.source}: the {what} sample holds one class only ({only!r} of "
+            f"{sample.class_names}); a classifier needs at least two"
+        )
 
 
 def in_label_space(sample: JetSample, class_names: list[str], source: str | Path = "the checkpoint") -> JetSample:
@@ -68,11 +70,21 @@ def _sample_fingerprint(sample: JetSample | EventSample, *extra) -> str:
 
 def _summary(task: str, model, history: History, n_train: int, n_val: int, wall: float, config) -> dict:
     best = history.epochs[history.best_epoch]
-    return {"task": task, "config": asdict(config), "world_size": world_size(),
-            "n_parameters": model.num_parameters(), "n_train": n_train, "n_val": n_val,
-            "epochs_run": len(history.epochs), "best_epoch": history.best_epoch,
-            "best_val_loss": history.best_val_loss, "val_accuracy": best.get("val_accuracy"),
-            "stopped_early": history.stopped_early, "wall_seconds": wall, "history": history.epochs}
+    return {
+        "task": task,
+        "config": asdict(config),
+        "world_size": world_size(),
+        "n_parameters": model.num_parameters(),
+        "n_train": n_train,
+        "n_val": n_val,
+        "epochs_run": len(history.epochs),
+        "best_epoch": history.best_epoch,
+        "best_val_loss": history.best_val_loss,
+        "val_accuracy": best.get("val_accuracy"),
+        "stopped_early": history.stopped_early,
+        "wall_seconds": wall,
+        "history": history.epochs,
+    }
 
 
 def pretrain(
@@ -129,14 +141,17 @@ def pretrain(
     out = prepare_run(out, resume=resume, overwrite=overwrite, starts_from=start.path if start else None)
 
     if stream:
-        train_set, val_set, class_names, fingerprint = streamed(data, val_fraction, max_particles, train.seed,
-                                                                allow_incomplete=allow_incomplete)
+        train_set, val_set, class_names, fingerprint = streamed(
+            data, val_fraction, max_particles, train.seed, allow_incomplete=allow_incomplete
+        )
         normaliser, source = train_set.normaliser, str(data)
         n_train, n_val = train_set.n_jets, val_set.n_jets
     else:
-        sample = data if isinstance(data, JetSample) else read_jets(data, max_particles=max_particles,
-                                                                    max_jets=max_jets,
-                                                                    allow_incomplete=allow_incomplete)
+        sample = (
+            data
+            if isinstance(data, JetSample)
+            else read_jets(data, max_particles=max_particles, max_jets=max_jets, allow_incomplete=allow_incomplete)
+        )
         if isinstance(data, JetSample) and max_jets is not None:
             sample = sample[:max_jets]
         if start is not None:  # continuing a model: one class is enough (its generator learns that class)
@@ -159,10 +174,17 @@ def pretrain(
     model = PET(cfg)
     if start is not None and init_weights:
         model = start.model(generative=True).train()
-    meta = {"class_names": class_names, "normaliser": normaliser.to_dict(), "task": "pretrain",
-            "init": None if start is None else {"checkpoint": str(start.path), "weights": init_weights},
-            "data": str(source), "n_train": n_train, "n_val": n_val, "train_config": asdict(train),
-            "max_particles": max_particles}
+    meta = {
+        "class_names": class_names,
+        "normaliser": normaliser.to_dict(),
+        "task": "pretrain",
+        "init": None if start is None else {"checkpoint": str(start.path), "weights": init_weights},
+        "data": str(source),
+        "n_train": n_train,
+        "n_val": n_val,
+        "train_config": asdict(train),
+        "max_particles": max_particles,
+    }
 
     def on_best(_model, weights, epoch):
         save_checkpoint(best_dir(out), model, {**meta, "epoch": epoch}, state_dict=weights)
@@ -213,33 +235,41 @@ def pretrain_events(
         raise OptionError("task", f"unknown event pretraining task {task!r}; use one of {', '.join(EVENT_TASKS)}")
     cfg = config if isinstance(config, EventGNNConfig) else EventGNNConfig.named(config)
     out = prepare_run(out, resume=resume, overwrite=overwrite)
-    sample = data if isinstance(data, EventSample) else read_events(data, max_events=max_events,
-                                                                    allow_incomplete=allow_incomplete)
+    sample = (
+        data
+        if isinstance(data, EventSample)
+        else read_events(data, max_events=max_events, allow_incomplete=allow_incomplete)
+    )
     if task == "multilabel" and sample.truth is None:
         raise DataError(f"{sample.source}: multilabel pretraining needs generator truth (fields 'truth_*')")
     if task == "multiclass":
         check_classes(sample)
-    record_data(out, _sample_fingerprint(sample, val_fraction, sample.truth, sample.targets),
-                {"data": str(sample.source)})
+    record_data(
+        out, _sample_fingerprint(sample, val_fraction, sample.truth, sample.targets), {"data": str(sample.source)}
+    )
     n_outputs = len(sample.class_names) if task == "multiclass" else len(sample.truth_names) + len(sample.target_names)
     n_labels = 0 if task == "multiclass" else len(sample.truth_names)
     cfg = replace(cfg, task=task, n_outputs=n_outputs, n_labels=n_labels)
     train_set, val_set = subsets(EVENTS.dataset(sample), val_fraction, train.seed)
     torch.manual_seed(train.seed)
     model = EventGNN(cfg)
-    meta = {"class_names": sample.class_names, "task": f"pretrain-{task}", "data": str(sample.source),
-            "truth_names": list(sample.truth_names), "target_names": list(sample.target_names),
-            "n_train": len(train_set), "n_val": len(val_set), "train_config": asdict(train)}
+    meta = {
+        "class_names": sample.class_names,
+        "task": f"pretrain-{task}",
+        "data": str(sample.source),
+        "truth_names": list(sample.truth_names),
+        "target_names": list(sample.target_names),
+        "n_train": len(train_set),
+        "n_val": len(val_set),
+        "train_config": asdict(train),
+    }
 
     def on_best(_model, weights, epoch):
         save_checkpoint(best_dir(out), model, {**meta, "epoch": epoch}, state_dict=weights)
 
     t0 = time.perf_counter()
-    history = fit(EventPretrainObjective(model, task), train_set, val_set, train, out, resume=resume,
-                  on_best=on_best)
-    metrics = _summary(f"pretrain-{task}", model, history, len(train_set), len(val_set), time.perf_counter() - t0,
-                       cfg)
+    history = fit(EventPretrainObjective(model, task), train_set, val_set, train, out, resume=resume, on_best=on_best)
+    metrics = _summary(f"pretrain-{task}", model, history, len(train_set), len(val_set), time.perf_counter() - t0, cfg)
     finish_run(out)
     write_metrics(out, metrics)
     return metrics
-

@@ -46,8 +46,9 @@ def world_size() -> int:
     return torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
 
 
-def streamed(data: str | Path, val_fraction: float, max_particles: int, seed: int, *,
-             allow_incomplete: bool = False) -> tuple[ShardedJetDataset, ShardedJetDataset, list[str], str]:
+def streamed(
+    data: str | Path, val_fraction: float, max_particles: int, seed: int, *, allow_incomplete: bool = False
+) -> tuple[ShardedJetDataset, ShardedJetDataset, list[str], str]:
     """Train/validation :class:`ShardedJetDataset` over disjoint shards of a hepfm dataset directory: every
     ``round(1 / val_fraction)``-th shard is held out; each DDP rank reads its share.
 
@@ -60,7 +61,7 @@ def streamed(data: str | Path, val_fraction: float, max_particles: int, seed: in
         raise DataError(f"{path}: streaming reads a hepfm dataset directory")
     shards = shard_paths(path, allow_incomplete)
     every = max(2, round(1 / val_fraction))
-    val_shards = shards[every - 1::every]
+    val_shards = shards[every - 1 :: every]
     train_shards = [s for s in shards if s not in val_shards]
     if not val_shards or not train_shards:
         raise DataError(f"{path}: {len(shards)} shard(s) cannot be split into training and validation shards")
@@ -72,8 +73,9 @@ def streamed(data: str | Path, val_fraction: float, max_particles: int, seed: in
     train = ShardedJetDataset(path, shards=train_shards, seed=seed, **common)  # reads dataset.json's normalisation
     val = ShardedJetDataset(path, shards=val_shards, normaliser=train.normaliser, **common)
     manifest = read_manifest(path)
-    fingerprint = data_fingerprint(manifest.get("seed"), manifest.get("settings"), [s.name for s in shards],
-                                   [s.stat().st_size for s in shards])
+    fingerprint = data_fingerprint(
+        manifest.get("seed"), manifest.get("settings"), [s.name for s in shards], [s.stat().st_size for s in shards]
+    )
     return train, val, class_names, fingerprint
 
 

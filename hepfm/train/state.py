@@ -82,8 +82,9 @@ def _related(a: Path, b: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
-def prepare_run(out: str | Path, *, resume: bool = False, overwrite: bool = False,
-                starts_from: str | Path | None = None) -> Path:
+def prepare_run(
+    out: str | Path, *, resume: bool = False, overwrite: bool = False, starts_from: str | Path | None = None
+) -> Path:
     """Check ``out`` before any work and make it ready for a run.
 
     Args:
@@ -103,8 +104,10 @@ def prepare_run(out: str | Path, *, resume: bool = False, overwrite: bool = Fals
     if resume and overwrite:
         raise OutputError(f"{out}: resume and overwrite exclude each other; choose one")
     if starts_from is not None and _related(out, Path(starts_from)):
-        raise OutputError(f"{out}: the output directory is, holds or lies inside the checkpoint {starts_from} the run "
-                          "starts from; choose another --out so that the checkpoint is not overwritten")
+        raise OutputError(
+            f"{out}: the output directory is, holds or lies inside the checkpoint {starts_from} the run "
+            "starts from; choose another --out so that the checkpoint is not overwritten"
+        )
     writable_directory(out)
     if _rank() != 0:  # rank 0 alone judges and prepares the directory; the others follow it
         return out
@@ -117,8 +120,10 @@ def prepare_run(out: str | Path, *, resume: bool = False, overwrite: bool = Fals
         shutil.rmtree(training_dir(out), ignore_errors=True)
     elif held and not resume:
         what = "a finished run" if "metrics.json" in held else "an unfinished run"
-        raise OutputError(f"{out}: holds {what} ({', '.join(held)}); pass --resume (resume=True) to continue it or "
-                          "--overwrite (overwrite=True) to replace it; nothing was changed")
+        raise OutputError(
+            f"{out}: holds {what} ({', '.join(held)}); pass --resume (resume=True) to continue it or "
+            "--overwrite (overwrite=True) to replace it; nothing was changed"
+        )
     return out
 
 
@@ -149,9 +154,11 @@ def record_data(out: str | Path, fingerprint: str, description: dict | None = No
     if path.exists():
         stored = read_json_object(path, error=CheckpointError).get("data_fingerprint")
         if stored is not None and stored != fingerprint:
-            raise DataError(f"{path}: the run in {out} was trained on other data (fingerprint {stored[:12]}... , "
-                            f"now {fingerprint[:12]}...); resume it with the same training data and n_train, or "
-                            "choose another --out")
+            raise DataError(
+                f"{path}: the run in {out} was trained on other data (fingerprint {stored[:12]}... , "
+                f"now {fingerprint[:12]}...); resume it with the same training data and n_train, or "
+                "choose another --out"
+            )
         return
     atomic_write_json(path, {"data_fingerprint": fingerprint, **(description or {})})
 
@@ -202,8 +209,18 @@ def rng_states(device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v for part in parts for k, v in part.items()}
 
 
-def save_state(out: str | Path, epoch: int, model: nn.Module, ema, optimizer, scheduler, history: History,
-               bad_epochs: int, cfg: TrainConfig, rng: dict[str, torch.Tensor]) -> None:
+def save_state(
+    out: str | Path,
+    epoch: int,
+    model: nn.Module,
+    ema,
+    optimizer,
+    scheduler,
+    history: History,
+    bad_epochs: int,
+    cfg: TrainConfig,
+    rng: dict[str, torch.Tensor],
+) -> None:
     """Write the state after ``epoch`` to ``training/epoch-NNNN`` (atomically: a temporary directory renamed)."""
     run_dir = training_dir(out)
     final = run_dir / f"epoch-{epoch:04d}"
@@ -214,12 +231,21 @@ def save_state(out: str | Path, epoch: int, model: nn.Module, ema, optimizer, sc
     if ema is not None:
         save_weights(ema.state_dict(), tmp / "ema.safetensors")
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-    save_weights({**{f"opt.{k}": v for k, v in opt_tensors.items()}, **{f"rng.{k}": v for k, v in rng.items()}},
-                 tmp / "optimizer.safetensors")
-    atomic_write_json(tmp / "state.json", {
-        "epoch": epoch, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), "bad_epochs": bad_epochs,
-        "history": asdict(history), "train_config": asdict(cfg),
-    })
+    save_weights(
+        {**{f"opt.{k}": v for k, v in opt_tensors.items()}, **{f"rng.{k}": v for k, v in rng.items()}},
+        tmp / "optimizer.safetensors",
+    )
+    atomic_write_json(
+        tmp / "state.json",
+        {
+            "epoch": epoch,
+            "optimizer": opt_meta,
+            "scheduler": scheduler.state_dict(),
+            "bad_epochs": bad_epochs,
+            "history": asdict(history),
+            "train_config": asdict(cfg),
+        },
+    )
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     atomic_write_json(run_dir / "latest.json", {"epoch": epoch, "dir": final.name})
@@ -227,8 +253,9 @@ def save_state(out: str | Path, epoch: int, model: nn.Module, ema, optimizer, sc
         shutil.rmtree(old, ignore_errors=True)
 
 
-def load_state(out: str | Path, model: nn.Module, ema, optimizer, scheduler, cfg: TrainConfig,
-               device: torch.device) -> tuple[int, History, int]:
+def load_state(
+    out: str | Path, model: nn.Module, ema, optimizer, scheduler, cfg: TrainConfig, device: torch.device
+) -> tuple[int, History, int]:
     """Restore the state written last into ``out``; returns (next epoch, history, epochs without improvement).
 
     Raises:
@@ -240,8 +267,9 @@ def load_state(out: str | Path, model: nn.Module, ema, optimizer, scheduler, cfg
     state = read_json_object(src / "state.json", "the training state is incomplete", CheckpointError)
     changes = recipe_changes(state.get("train_config", {}), cfg)
     if changes:
-        raise CheckpointError(f"{src / 'state.json'}: the run was started with another recipe ({changes}); "
-                              "resume with the same settings")
+        raise CheckpointError(
+            f"{src / 'state.json'}: the run was started with another recipe ({changes}); resume with the same settings"
+        )
     load_into(model, load_weights(src / "model.safetensors"), src / "model.safetensors")
     if ema is not None:
         load_into(ema, load_weights(src / "ema.safetensors"), src / "ema.safetensors")

@@ -62,7 +62,12 @@ __all__ = [
 # Containers by their first bytes, and by extension for files whose first bytes are damaged.
 _MAGIC = {b"root": "root", b"PK": "npz", b"\x89HDF\r\n\x1a\n": "hdf5", b"PAR1": "parquet"}
 _SUFFIXES = {
-    ".root": "root", ".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5", ".parquet": "parquet",
+    ".root": "root",
+    ".npz": "npz",
+    ".h5": "hdf5",
+    ".hdf5": "hdf5",
+    ".hdf": "hdf5",
+    ".parquet": "parquet",
 }
 
 
@@ -136,8 +141,9 @@ def read_jets(
     if fmt == "hepfm":
         options = {**options, "level": level, "allow_incomplete": allow_incomplete}
     elif level != "detector":
-        raise DataError(f"{path}: the {fmt} format holds one level of jets; level={level!r} needs a paired "
-                        "hepfm dataset")
+        raise DataError(
+            f"{path}: the {fmt} format holds one level of jets; level={level!r} needs a paired hepfm dataset"
+        )
     elif options:
         raise DataError(f"{path}: the {fmt} format takes no options {sorted(options)}")
     return _JET_READERS[fmt](path, max_particles=max_particles, max_jets=max_jets, **options)
@@ -217,8 +223,10 @@ def _detect_root(path: Path) -> str:
             return "nanoaod"
         if "Delphes" in file:
             return "delphes"
-    raise DataError(f"{path}: cannot detect the format: a ROOT file with neither tree 'tree' and field 'part_px' "
-                    "(jetclass), tree 'Events' and field 'Jet_pt' (nanoaod, pfnano), nor tree 'Delphes' (delphes)")
+    raise DataError(
+        f"{path}: cannot detect the format: a ROOT file with neither tree 'tree' and field 'part_px' "
+        "(jetclass), tree 'Events' and field 'Jet_pt' (nanoaod, pfnano), nor tree 'Delphes' (delphes)"
+    )
 
 
 def _detect_npz(path: Path) -> str:

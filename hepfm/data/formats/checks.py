@@ -18,8 +18,16 @@ __all__ = ["existing", "library_errors", "check_finite", "checked_labels", "chec
 
 # What h5py, uproot and numpy raise on truncated or corrupt files; turned into DataError.
 _LIBRARY_ERRORS = (
-    OSError, ValueError, KeyError, IndexError, EOFError, RuntimeError, TypeError, zipfile.BadZipFile,
-    zlib.error, uproot.deserialization.DeserializationError,
+    OSError,
+    ValueError,
+    KeyError,
+    IndexError,
+    EOFError,
+    RuntimeError,
+    TypeError,
+    zipfile.BadZipFile,
+    zlib.error,
+    uproot.deserialization.DeserializationError,
 )
 
 

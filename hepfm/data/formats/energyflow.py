@@ -48,10 +48,14 @@ def read(path: Path, *, max_particles: int, max_jets: int | None) -> JetSample:
     p4 = p4_from_pt_y_phi_m(pt, rap, phi, pdg_mass(pid))
     px, py, pz, energy = (ak.unflatten(v, counts) for v in p4)
     return build_jet_sample(
-        px, py, pz, energy, labels, list(ENERGYFLOW_CLASSES),
+        px,
+        py,
+        pz,
+        energy,
+        labels,
+        list(ENERGYFLOW_CLASSES),
         charge=ak.unflatten(pdg_charge(pid), counts) if has_pid else None,
         pid=ak.unflatten(pid, counts) if has_pid else None,
-        max_particles=max_particles, source=str(path),
+        max_particles=max_particles,
+        source=str(path),
     )
-
-

@@ -17,7 +17,11 @@ __all__ = ["read", "detect"]
 
 _JETCLASS_P4 = ("part_px", "part_py", "part_pz", "part_energy")
 _JETCLASS_PID = (
-    "part_charge", "part_isChargedHadron", "part_isNeutralHadron", "part_isPhoton", "part_isElectron",
+    "part_charge",
+    "part_isChargedHadron",
+    "part_isNeutralHadron",
+    "part_isPhoton",
+    "part_isElectron",
     "part_isMuon",
 )
 
@@ -67,8 +71,11 @@ def read(path: Path, *, max_particles: int, max_jets: int | None) -> JetSample:
         charge = ak.unflatten(flat["part_charge"], counts)
         pid = ak.unflatten(pid_from_flags(*(flat[f] for f in _JETCLASS_PID)), counts)
     return build_jet_sample(
-        *(arrays[f] for f in _JETCLASS_P4), onehot.argmax(axis=1), list(JETCLASS_CLASSES),
-        charge=charge, pid=pid, max_particles=max_particles, source=str(path),
+        *(arrays[f] for f in _JETCLASS_P4),
+        onehot.argmax(axis=1),
+        list(JETCLASS_CLASSES),
+        charge=charge,
+        pid=pid,
+        max_particles=max_particles,
+        source=str(path),
     )
-
-

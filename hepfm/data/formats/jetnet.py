@@ -69,5 +69,3 @@ def read(path: Path, *, max_particles: int, max_jets: int | None) -> JetSample:
     return build_jet_sample(
         px, py, pz, energy, labels, list(JETNET_CLASSES), max_particles=max_particles, source=str(path)
     )
-
-

@@ -109,9 +109,18 @@ class EventGraphProcessor(processor.ProcessorABC):
         Other arguments: the selection described in the module docstring.
     """
 
-    def __init__(self, btag: str = "auto", btag_threshold: float | None = None, jet_pt_min: float = 25.0,
-                 jet_eta_max: float = 3.0, lepton_pt_min: float = 10.0, photon_pt_min: float = 10.0,
-                 isolation_max: float = 0.15, jet_cleaning_cone: float = 0.4, schema: str = "nanoaod"):
+    def __init__(
+        self,
+        btag: str = "auto",
+        btag_threshold: float | None = None,
+        jet_pt_min: float = 25.0,
+        jet_eta_max: float = 3.0,
+        lepton_pt_min: float = 10.0,
+        photon_pt_min: float = 10.0,
+        isolation_max: float = 0.15,
+        jet_cleaning_cone: float = 0.4,
+        schema: str = "nanoaod",
+    ):
         if btag != "auto" and btag not in BTAG_WORKING_POINTS and btag_threshold is None:
             raise ValueError(f"b-tag branch {btag!r} has no default working point; pass btag_threshold")
         if schema not in ("nanoaod", "delphes"):
@@ -124,35 +133,57 @@ class EventGraphProcessor(processor.ProcessorABC):
     @staticmethod
     def _record(obj, btag=None, charge=None) -> ak.Array:
         zeros = ak.zeros_like(obj.pt)
-        return ak.zip({"pt": obj.pt, "eta": obj.eta, "phi": obj.phi, "energy": _energy(obj),
-                       "btag": ak.values_astype(zeros if btag is None else btag, np.float32),
-                       "charge": ak.values_astype(zeros if charge is None else charge, np.float32)})
+        return ak.zip(
+            {
+                "pt": obj.pt,
+                "eta": obj.eta,
+                "phi": obj.phi,
+                "energy": _energy(obj),
+                "btag": ak.values_astype(zeros if btag is None else btag, np.float32),
+                "charge": ak.values_astype(zeros if charge is None else charge, np.float32),
+            }
+        )
 
     def _select_nanoaod(self, events) -> tuple[dict[str, ak.Array], ak.Array, ak.Array]:
         ele = events.Electron
-        ele = ele[(ele.pt > self.lepton_pt_min) & (abs(ele.eta) < 2.5) & (ele.cutBased >= 2)
-                  & (ele.pfRelIso03_all < self.isolation_max)]
+        ele = ele[
+            (ele.pt > self.lepton_pt_min)
+            & (abs(ele.eta) < 2.5)
+            & (ele.cutBased >= 2)
+            & (ele.pfRelIso03_all < self.isolation_max)
+        ]
         mu = events.Muon
         loose = mu.isPFcand & (mu.isGlobal | mu.isTracker)
         mu = mu[(mu.pt > self.lepton_pt_min) & (abs(mu.eta) < 2.4) & loose & (mu.pfRelIso04_all < self.isolation_max)]
         pho = events.Photon
-        pho = pho[(pho.pt > self.photon_pt_min) & (abs(pho.eta) < 2.5) & (pho.cutBased >= 1)
-                  & (pho.pfRelIso03_all < self.isolation_max)]
+        pho = pho[
+            (pho.pt > self.photon_pt_min)
+            & (abs(pho.eta) < 2.5)
+            & (pho.cutBased >= 1)
+            & (pho.pfRelIso03_all < self.isolation_max)
+        ]
         jet = events.Jet
         jet = jet[(jet.pt > self.jet_pt_min) & (abs(jet.eta) < self.jet_eta_max) & ((jet.jetId & 2) > 0)]
         for other in (ele, mu, pho):
             jet = jet[_isolated_from(jet, other, self.jet_cleaning_cone)]
         branch = _btag_branch(events.Jet) if self.btag == "auto" else self.btag
         threshold = self.btag_threshold if self.btag_threshold is not None else BTAG_WORKING_POINTS[branch]
-        objects = {"jet": self._record(jet, btag=jet[branch] > threshold),
-                   "electron": self._record(ele, charge=ele.charge), "muon": self._record(mu, charge=mu.charge),
-                   "photon": self._record(pho)}
+        objects = {
+            "jet": self._record(jet, btag=jet[branch] > threshold),
+            "electron": self._record(ele, charge=ele.charge),
+            "muon": self._record(mu, charge=mu.charge),
+            "photon": self._record(pho),
+        }
         return objects, events.MET.pt, events.MET.phi
 
     def _select_delphes(self, events) -> tuple[dict[str, ak.Array], ak.Array, ak.Array]:
         objects = {}
-        cuts = {"electron": ("Electron", self.lepton_pt_min, 2.5), "muon": ("Muon", self.lepton_pt_min, 2.4),
-                "photon": ("Photon", self.photon_pt_min, 2.5), "jet": ("Jet", self.jet_pt_min, self.jet_eta_max)}
+        cuts = {
+            "electron": ("Electron", self.lepton_pt_min, 2.5),
+            "muon": ("Muon", self.lepton_pt_min, 2.4),
+            "photon": ("Photon", self.photon_pt_min, 2.5),
+            "jet": ("Jet", self.jet_pt_min, self.jet_eta_max),
+        }
         for kind, (collection, pt_min, eta_max) in cuts.items():
             if collection not in events.fields:
                 objects[kind] = self._record(events.Jet[:, :0])  # an empty collection of the right structure
@@ -172,19 +203,34 @@ class EventGraphProcessor(processor.ProcessorABC):
         objects, met_pt, met_phi = select(events)
         parts = []
         for kind, rec in objects.items():
-            rec = rec[ak.argsort(rec.pt, axis=1, ascending=False)][:, :MAX_OBJECTS[kind]]
+            rec = rec[ak.argsort(rec.pt, axis=1, ascending=False)][:, : MAX_OBJECTS[kind]]
             parts.append(ak.with_field(rec, ak.values_astype(ak.full_like(rec.pt, code[kind]), np.float32), "type"))
         met_pt = ak.values_astype(met_pt, np.float32)
         zeros = ak.zeros_like(met_pt)
-        parts.append(ak.zip({k: ak.unflatten(ak.values_astype(v, np.float32), 1) for k, v in {
-            "pt": met_pt, "eta": zeros, "phi": met_phi, "energy": met_pt, "btag": zeros, "charge": zeros,
-            "type": ak.full_like(met_pt, code["met"])}.items()}))
+        parts.append(
+            ak.zip(
+                {
+                    k: ak.unflatten(ak.values_astype(v, np.float32), 1)
+                    for k, v in {
+                        "pt": met_pt,
+                        "eta": zeros,
+                        "phi": met_phi,
+                        "energy": met_pt,
+                        "btag": zeros,
+                        "charge": zeros,
+                        "type": ak.full_like(met_pt, code["met"]),
+                    }.items()
+                }
+            )
+        )
         parts = [ak.zip({f: ak.values_astype(p[f], np.float32) for f in _COLUMNS}) for p in parts]
         merged = ak.concatenate(parts, axis=1)
         merged = merged[ak.argsort(merged.pt, axis=1, ascending=False)]
         weight = np.sign(ak.to_numpy(events.genWeight)) if "genWeight" in events.fields else np.ones(len(events))
-        out = {"counts": processor.column_accumulator(ak.to_numpy(ak.num(merged, axis=1)).astype(np.int64)),
-               "weight": processor.column_accumulator(np.asarray(weight, dtype=np.float64))}
+        out = {
+            "counts": processor.column_accumulator(ak.to_numpy(ak.num(merged, axis=1)).astype(np.int64)),
+            "weight": processor.column_accumulator(np.asarray(weight, dtype=np.float64)),
+        }
         if self.schema == "nanoaod" and "GenPart" in events.fields:
             flags, targets = _hard_process_truth(events.GenPart)
             out["truth"] = processor.column_accumulator(flags)
@@ -232,9 +278,21 @@ def read_nanoaod(
     """
     from coffea.nanoevents import NanoAODSchema
 
-    return _read(paths, "NanoAOD", "Events", NanoAODSchema, EventGraphProcessor(**selection), class_name=class_name,
-                 max_objects=max_objects, max_events=max_events, executor=executor, workers=workers,
-                 scheduler=scheduler, chunksize=chunksize, progress=progress)
+    return _read(
+        paths,
+        "NanoAOD",
+        "Events",
+        NanoAODSchema,
+        EventGraphProcessor(**selection),
+        class_name=class_name,
+        max_objects=max_objects,
+        max_events=max_events,
+        executor=executor,
+        workers=workers,
+        scheduler=scheduler,
+        chunksize=chunksize,
+        progress=progress,
+    )
 
 
 def read_delphes(paths: str | Path | list[str | Path], **kwargs) -> EventSample:
@@ -245,17 +303,30 @@ def read_delphes(paths: str | Path | list[str | Path], **kwargs) -> EventSample:
     from coffea.nanoevents import DelphesSchema
 
     selection = {k: kwargs.pop(k) for k in list(kwargs) if k not in _READ_OPTIONS}
-    return _read(paths, "Delphes", "Delphes", DelphesSchema, EventGraphProcessor(schema="delphes", **selection),
-                 **kwargs)
+    return _read(
+        paths, "Delphes", "Delphes", DelphesSchema, EventGraphProcessor(schema="delphes", **selection), **kwargs
+    )
 
 
-_READ_OPTIONS = ("class_name", "max_objects", "max_events", "executor", "workers", "scheduler", "chunksize",
-                 "progress")
+_READ_OPTIONS = ("class_name", "max_objects", "max_events", "executor", "workers", "scheduler", "chunksize", "progress")
 
 
-def _read(paths, what: str, treename: str, schema, proc: EventGraphProcessor, *, class_name=None, max_objects=None,
-          max_events=None, executor="iterative", workers=1, scheduler=None, chunksize=100_000,
-          progress=False) -> EventSample:
+def _read(
+    paths,
+    what: str,
+    treename: str,
+    schema,
+    proc: EventGraphProcessor,
+    *,
+    class_name=None,
+    max_objects=None,
+    max_events=None,
+    executor="iterative",
+    workers=1,
+    scheduler=None,
+    chunksize=100_000,
+    progress=False,
+) -> EventSample:
     files = [Path(p) for p in (paths if isinstance(paths, list | tuple) else [paths])]
     for f in files:
         if not f.exists():
@@ -269,20 +340,27 @@ def _read(paths, what: str, treename: str, schema, proc: EventGraphProcessor, *,
             ex = processor.DaskExecutor(client=stack.enter_context(dask_client(workers, scheduler)), status=progress)
         else:
             ex = processor.IterativeExecutor(status=progress)
-        runner = processor.Runner(executor=ex, pre_executor=processor.IterativeExecutor(status=progress),
-                                  schema=schema, chunksize=chunksize, maxchunks=maxchunks)
+        runner = processor.Runner(
+            executor=ex,
+            pre_executor=processor.IterativeExecutor(status=progress),
+            schema=schema,
+            chunksize=chunksize,
+            maxchunks=maxchunks,
+        )
         try:
             with _quiet_schema():
                 out = runner(fileset, proc, treename=treename)
         except Exception as err:  # coffea re-raises a processor's error as a plain Exception naming the chunk
-            raise DataError(f"{files[0] if len(files) == 1 else files}: cannot read as {what} "
-                            f"({type(err).__name__}: {err})") from err
+            raise DataError(
+                f"{files[0] if len(files) == 1 else files}: cannot read as {what} ({type(err).__name__}: {err})"
+            ) from err
     array = accumulated_to_events(out)
     if max_events is not None:
         array = array[:max_events]
     name = class_name or files[0].stem
-    return events_to_sample(array, [name], max_particles=max_objects,
-                            source=str(files[0] if len(files) == 1 else files[0].parent))
+    return events_to_sample(
+        array, [name], max_particles=max_objects, source=str(files[0] if len(files) == 1 else files[0].parent)
+    )
 
 
 def accumulated_to_events(out: dict) -> ak.Array:

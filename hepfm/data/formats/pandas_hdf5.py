@@ -27,14 +27,61 @@ __all__ = ["PandasFrame", "pandas_keys", "string_list_pickle"]
 
 # Opcodes of a pickled list of str/int/float and nothing else: no GLOBAL, REDUCE, BUILD, INST, OBJ, ...
 _SAFE_OPCODES = {
-    "PROTO", "FRAME", "STOP", "MARK", "LIST", "EMPTY_LIST", "APPEND", "APPENDS", "TUPLE", "EMPTY_TUPLE",
-    "TUPLE1", "TUPLE2", "TUPLE3", "PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET", "LONG_BINGET",
-    "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "STRING", "BINSTRING", "SHORT_BINSTRING",
-    "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT", "NONE",
+    "PROTO",
+    "FRAME",
+    "STOP",
+    "MARK",
+    "LIST",
+    "EMPTY_LIST",
+    "APPEND",
+    "APPENDS",
+    "TUPLE",
+    "EMPTY_TUPLE",
+    "TUPLE1",
+    "TUPLE2",
+    "TUPLE3",
+    "PUT",
+    "BINPUT",
+    "LONG_BINPUT",
+    "MEMOIZE",
+    "GET",
+    "BINGET",
+    "LONG_BINGET",
+    "UNICODE",
+    "BINUNICODE",
+    "SHORT_BINUNICODE",
+    "BINUNICODE8",
+    "STRING",
+    "BINSTRING",
+    "SHORT_BINSTRING",
+    "INT",
+    "BININT",
+    "BININT1",
+    "BININT2",
+    "LONG",
+    "LONG1",
+    "LONG4",
+    "FLOAT",
+    "BINFLOAT",
+    "NONE",
 }
 _VALUE_OPCODES = {
-    "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "STRING", "BINSTRING", "SHORT_BINSTRING",
-    "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",
+    "UNICODE",
+    "BINUNICODE",
+    "SHORT_BINUNICODE",
+    "BINUNICODE8",
+    "STRING",
+    "BINSTRING",
+    "SHORT_BINSTRING",
+    "INT",
+    "BININT",
+    "BININT1",
+    "BININT2",
+    "LONG",
+    "LONG1",
+    "LONG4",
+    "FLOAT",
+    "BINFLOAT",
 }
 
 
@@ -56,8 +103,10 @@ def string_list_pickle(data: bytes, where: str) -> list:
     try:
         for opcode, arg, _ in pickletools.genops(data):
             if opcode.name not in _SAFE_OPCODES:
-                raise DataError(f"{where}: holds a pickled object (opcode {opcode.name}), not a list of column "
-                                "names; refused unread")
+                raise DataError(
+                    f"{where}: holds a pickled object (opcode {opcode.name}), not a list of column "
+                    "names; refused unread"
+                )
             if opcode.name in _VALUE_OPCODES:
                 values.append(arg.decode() if isinstance(arg, bytes) else arg)
     except DataError:
@@ -132,8 +181,15 @@ class PandasFrame:
                 dtype = dtype.subdtype[0]
             numeric = dtype if dtype.kind in "biuf" else None
             width = len(names)
-            self._blocks.append((lambda a, b, f=field, w=width: table.fields(f)[a:b].reshape(b - a, w)
-                                 if b > a else np.zeros((0, w)), names, numeric))
+            self._blocks.append(
+                (
+                    lambda a, b, f=field, w=width: (
+                        table.fields(f)[a:b].reshape(b - a, w) if b > a else np.zeros((0, w))
+                    ),
+                    names,
+                    numeric,
+                )
+            )
 
     def _fixed(self, group: h5py.Group) -> None:
         nblocks = group.attrs.get("nblocks")
@@ -150,17 +206,21 @@ class PandasFrame:
                 continue
             # pandas writes blocks transposed: the dataset is (rows, columns) with attribute transposed=1
             if values.ndim != 2 or values.shape[1] != len(names):
-                raise DataError(f"{self.path}: pandas frame {self.key!r}: 'block{k}_values' has shape {values.shape},"
-                                f" expected (rows, {len(names)})")
-            self._blocks.append((lambda a, b, v=values: v[a:b], names, values.dtype if values.dtype.kind in "biuf"
-                                 else None))
+                raise DataError(
+                    f"{self.path}: pandas frame {self.key!r}: 'block{k}_values' has shape {values.shape},"
+                    f" expected (rows, {len(names)})"
+                )
+            self._blocks.append(
+                (lambda a, b, v=values: v[a:b], names, values.dtype if values.dtype.kind in "biuf" else None)
+            )
         axis1 = group.get("axis1")
         self.nrows = int(axis1.shape[0]) if isinstance(axis1, h5py.Dataset) else 0
 
     def _labels(self, dataset: h5py.Dataset, name: str) -> list:
         if dataset.dtype.kind == "O" or _attr(dataset, "CLASS") == "VLARRAY":
-            raise DataError(f"{self.path}: pandas frame {self.key!r}: column labels '{name}' are pickled objects; "
-                            "refused unread")
+            raise DataError(
+                f"{self.path}: pandas frame {self.key!r}: column labels '{name}' are pickled objects; refused unread"
+            )
         raw = dataset[()]
         return [v.decode() if isinstance(v, bytes) else v.item() for v in np.asarray(raw).reshape(-1)]
 
@@ -184,8 +244,10 @@ class PandasFrame:
             reader, names, dtype = self._blocks[b]
             if dtype is None:
                 bad = [names[i] for _, i in pairs]
-                raise DataError(f"{self.path}: pandas key {self.key!r}: column(s) {bad[:4]} hold objects or strings "
-                                "(pickled by pandas), expected numbers; refused unread")
+                raise DataError(
+                    f"{self.path}: pandas key {self.key!r}: column(s) {bad[:4]} hold objects or strings "
+                    "(pickled by pandas), expected numbers; refused unread"
+                )
             block = np.asarray(reader(start, stop))
             for j, i in pairs:
                 out[:, j] = block[:, i]

@@ -60,7 +60,7 @@ def read(path: Path, *, max_particles: int, max_jets: int | None) -> JetSample:
         for start in range(0, max(stop, 1), CHUNK_ROWS):
             values = frame.read(names, start, min(start + CHUNK_ROWS, stop))
             # Keep only the real constituents of each chunk: the file pads every jet to n_max.
-            p4 = {c: values[:, k * n_max:(k + 1) * n_max] for k, c in enumerate(_P4)}  # (n, n_max) each
+            p4 = {c: values[:, k * n_max : (k + 1) * n_max] for k, c in enumerate(_P4)}  # (n, n_max) each
             for c, block in p4.items():
                 check_finite(path, f"{c}_*", block)
             real = p4["E"] > 0
