@@ -17,9 +17,11 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["NotebookResult", "run_notebooks", "list_notebooks", "load_profile", "PROFILES", "NOTEBOOK_DIR"]
+from hepfm.core.errors import DataError, OptionError
+from hepfm.core.io import atomic_write_json, writable_directory
 
-PROFILES = ("smoke", "demo", "cpu", "gpu")
+__all__ = ["NotebookResult", "run_notebooks", "list_notebooks", "load_profile", "notebook_profiles", "NOTEBOOK_DIR"]
+
 #: The notebooks of a source checkout (the package lives beside them).
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -35,19 +37,35 @@ class NotebookResult:
 
 def list_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
     """The suite's notebooks (``NN_topic.ipynb``), in order."""
+    notebook_dir = Path(notebook_dir)
     if not notebook_dir.is_dir():
-        raise FileNotFoundError(f"{notebook_dir}: notebook directory not found (pass --notebooks)")
-    return sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+        raise OptionError("notebooks", f"{notebook_dir}: notebook directory not found")
+    notebooks = sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        raise OptionError("notebooks", f"{notebook_dir}: holds no notebooks named NN_topic.ipynb")
+    return notebooks
+
+
+def notebook_profiles(notebook_dir: Path = NOTEBOOK_DIR) -> list[str]:
+    """The profiles a notebook directory defines: its ``params/*.yaml`` files."""
+    return sorted(p.stem for p in (Path(notebook_dir) / "params").glob("*.yaml"))
 
 
 def load_profile(profile: str, notebook_dir: Path = NOTEBOOK_DIR) -> dict[str, dict]:
     """Parameters per notebook for ``profile`` from ``notebooks/params/<profile>.yaml``."""
-    path = notebook_dir / "params" / f"{profile}.yaml"
-    if profile not in PROFILES or not path.exists():
-        raise ValueError(f"unknown profile {profile!r}: expected one of {PROFILES} with a file {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    path = Path(notebook_dir) / "params" / f"{profile}.yaml"
+    if profile not in notebook_profiles(notebook_dir):
+        raise OptionError(
+            "profile",
+            f"unknown profile {profile!r}; expected one of "
+            f"{', '.join(notebook_profiles(notebook_dir)) or 'none'} (files {path.parent}/*.yaml)",
+        )
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise DataError(f"{path}: not valid YAML ({' '.join(str(err).split())[:200]})") from err
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise ValueError(f"{path}: expected a mapping 'notebook name: {{parameter: value}}'")
+        raise DataError(f"{path}: expected a mapping 'notebook name: {{parameter: value}}'")
     return data
 
 
@@ -133,7 +151,7 @@ def run_notebooks(
     """Execute the notebooks with a profile's parameters; never stops at the first failure.
 
     Args:
-        profile: one of :data:`PROFILES`.
+        profile: one of :func:`notebook_profiles` (``smoke``, ``demo``, ``cpu``, ``gpu-check``, ``gpu``).
         out: output directory (default ``runs/<profile>``).
         only: notebook names or name prefixes (``"00"``, ``"00_data"``) to run; None runs all.
         notebook_dir: where the notebooks and ``params/`` are.
@@ -144,23 +162,30 @@ def run_notebooks(
     import papermill
 
     notebook_dir = Path(notebook_dir)
+    notebooks = list_notebooks(notebook_dir)
     params = load_profile(profile, notebook_dir)
     out = Path(out or Path("runs") / profile).resolve()
-    notebooks = list_notebooks(notebook_dir)
     if only:
         chosen = [nb for nb in notebooks if any(nb.stem == o or nb.stem.startswith(o) for o in only)]
         unknown = [o for o in only if not any(nb.stem == o or nb.stem.startswith(o) for nb in notebooks)]
         if unknown:
-            raise ValueError(f"no notebook matches {unknown}; have {[nb.stem for nb in notebooks]}")
+            raise OptionError("only", f"no notebook matches {unknown}; have {[nb.stem for nb in notebooks]}")
         notebooks = chosen
+    writable_directory(out, "out")
     kernel = _kernel_name()
     results = []
-    for nb in notebooks:
+    suite_start = time.perf_counter()
+    for k, nb in enumerate(notebooks, 1):
         target = out / nb.stem
         target.mkdir(parents=True, exist_ok=True)
         parameters = {**params.get(nb.stem, {}), "output_dir": str(target)}
         start = time.perf_counter()
-        print(f"[hepfm] running {nb.name} ({profile}) -> {target}", flush=True)
+        elapsed = _clock(start - suite_start)
+        print(
+            f"[hepfm] [{k}/{len(notebooks)}] {nb.stem} ({profile}), {elapsed} elapsed, "
+            f"{len(notebooks) - k} after it -> {target}",
+            flush=True,
+        )
         try:
             papermill.execute_notebook(
                 str(nb),
@@ -176,7 +201,20 @@ def run_notebooks(
         except Exception:  # noqa: BLE001 - any failure is reported and the suite goes on
             results.append(NotebookResult(nb.stem, False, time.perf_counter() - start, target, traceback.format_exc()))
             print(f"[hepfm] FAILED {nb.name}: see {out / 'index.md'}", flush=True)
+        print(
+            f"[hepfm] [{k}/{len(notebooks)}] {nb.stem} {'done' if results[-1].ok else 'FAILED'} in "
+            f"{_clock(results[-1].seconds)}",
+            flush=True,
+        )
         _write_index(out, profile, results)
     summary = {r.name: {"ok": r.ok, "seconds": round(r.seconds, 1)} for r in results}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(out / "summary.json", summary)
     return results
+
+
+def _clock(seconds: float) -> str:
+    """``1h02m``, ``3m05s`` or ``12s``."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

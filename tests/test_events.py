@@ -406,3 +406,30 @@ def test_delphes_events_become_the_same_objects():
     assert sorted(kind[2, :2].tolist()) == [OBJECT_TYPES.index("photon"), MET]
     np.testing.assert_allclose(s.feature("energy")[0, 0], np.sqrt((120 * np.cosh(0.5)) ** 2 + 100), rtol=1e-5)
     assert s.truth is None
+
+
+# -- representations for CKA -----------------------------------------------------------------------------------
+
+
+def test_event_model_representation_layers_and_their_event_vectors():
+    torch.manual_seed(0)
+    model = EventGNN(EventGNNConfig.named("tiny", n_outputs=3)).eval()
+    layers = model.representation_layers()
+    assert list(layers) == ["global_encoder", "blocks.0", "blocks.1", "decoder"]  # tiny: two message-passing steps
+    assert all(model.get_submodule(name) is module for name, module in layers.items())
+    batch = EventGraphDataset(_objects(TOY)).collate([0, 1, 2])
+    outputs = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, out, n=n: outputs.setdefault(n, out)) for n, m in layers.items()]
+    model(batch.graph)
+    for h in hooks:
+        h.remove()
+    for name in layers:
+        vector = model.pool_representation(name, outputs[name], batch)
+        assert vector.shape == (3, model.config.hidden) and vector.dtype == torch.float64, name
+    # a graph-network block's event vector is its global output (nodes, edges, global)
+    torch.testing.assert_close(
+        model.pool_representation("blocks.1", outputs["blocks.1"], batch), outputs["blocks.1"][2].double()
+    )
+    torch.testing.assert_close(
+        model.pool_representation("decoder", outputs["decoder"], batch), model.embed(batch.graph).double()
+    )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import json
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -148,3 +150,93 @@ def test_generate_like_keeps_classes_and_multiplicities(toy_jets):
     assert len(gen) == 10 and gen.labels.tolist() == ref.labels.tolist()
     assert gen.mask.sum(1).tolist() == ref.mask.sum(1).tolist()
     assert np.isfinite(gen.particles).all()
+
+
+def test_constituent_kinematics_inverts_the_coordinates_of_to_sample(toy_jets):
+    from hepfm.analysis.generation import constituent_kinematics, to_sample
+    from hepfm.data import FeatureNormaliser
+
+    normaliser = FeatureNormaliser.fit(toy_jets)
+    x, _ = normaliser.transform(toy_jets)
+    rebuilt = to_sample(x, toy_jets.mask, toy_jets, normaliser)
+    pt, eta, phi = constituent_kinematics(rebuilt)
+    assert pt.shape == eta.shape == phi.shape == toy_jets.mask.shape
+    # the four-momenta the constituents were built from, back from (pt, eta, phi) of the rebuilt sample
+    m = rebuilt.mask
+    np.testing.assert_allclose(pt[m], np.exp(rebuilt.particles[..., 2][m]), rtol=1e-6)
+    pt0, eta0, phi0 = constituent_kinematics(toy_jets)
+    np.testing.assert_allclose(pt[m], pt0[toy_jets.mask], rtol=1e-3)
+    np.testing.assert_allclose(eta[m], eta0[toy_jets.mask], atol=1e-3)
+    np.testing.assert_allclose(np.cos(phi[m] - phi0[toy_jets.mask]), 1.0, atol=1e-6)
+    # sum of constituent pT x cos/sin(phi) is the jet's transverse momentum
+    px, py = (np.where(m, pt * f(phi), 0).sum(1) for f in (np.cos, np.sin))
+    np.testing.assert_allclose(np.hypot(px, py), rebuilt.jet("pt"), rtol=1e-4)
+
+
+def test_generation_scores_vanish_for_the_real_jets_and_measure_a_shift(toy_jets):
+    from hepfm.analysis.generation import W1P_FEATURES, constituent_kinematics, generation_scores, score_table
+
+    same = generation_scores(toy_jets, toy_jets)
+    assert same["w1m"] == 0.0 and same["w1p"] == dict.fromkeys(W1P_FEATURES, 0.0) and same["w1efp"] == [0.0] * 5
+    assert same["w1p_mean"] == 0.0 and same["w1efp_mean"] == 0.0
+    shifted = toy_jets[np.arange(len(toy_jets))]
+    shifted.particles = shifted.particles.copy()
+    k = shifted.particle_features.index("deta")
+    shifted.particles[..., k] = np.where(shifted.mask, shifted.particles[..., k] + 0.2, 0.0)
+    shifted.jets = shifted.jets.copy()
+    shifted.jets[:, shifted.jet_features.index("mass")] += 5.0
+    scores = generation_scores(toy_jets, shifted)
+    assert scores["w1m"] == pytest.approx(5.0, rel=1e-4)
+    assert scores["w1p"]["deta"] == pytest.approx(0.2, rel=1e-4) and scores["w1p"]["dphi"] == 0.0
+    assert scores["w1p_mean"] == pytest.approx(0.2 / 3, rel=1e-4)
+    # a common shift in eta leaves the EFPs as they were, up to the float32 rounding of the shifted coordinates
+    scale = jet_efps(*constituent_kinematics(toy_jets), toy_jets.mask).mean(0)
+    assert (np.array(scores["w1efp"]) < 1e-4 * scale).all()
+    table = score_table(toy_jets, {"same": toy_jets, "shifted": shifted})
+    assert list(table) == ["same", "shifted"] and table["shifted"] == scores
+
+
+def test_two_sample_halves_pair_real_and_generated_jets_without_pid(toy_jets):
+    from hepfm.analysis.generation import two_sample_halves, without_pid
+    from hepfm.data import DataError
+    from hepfm.data.schema import PID_FEATURES
+
+    real, gen = toy_jets[:20], toy_jets[20:40]
+    first, second = two_sample_halves(real, gen)
+    assert len(first) == len(second) == 20 and first.class_names == ["real", "generated"]
+    assert first.labels.tolist() == [0] * 10 + [1] * 10
+    order = np.random.default_rng(0).permutation(20)
+    np.testing.assert_array_equal(first.jets[:10], real.jets[order[:10]])
+    np.testing.assert_array_equal(first.jets[10:], gen.jets[order[:10]])
+    np.testing.assert_array_equal(second.mask[10:], gen.mask[order[10:]])
+    assert not first.has_pid and (first.particles[..., list(PID_FEATURES)] == 0).all()
+    assert (toy_jets.particles[..., list(PID_FEATURES)] != 0).any()  # the input had them
+    np.testing.assert_array_equal(without_pid(real)[..., :7], real.particles[..., :7])
+    with pytest.raises(DataError, match="19 generated jets for 20 real ones"):
+        two_sample_halves(real, gen[:19])
+
+
+def test_two_sample_auc_of_jets_against_themselves_is_one_half(toy_jets, tmp_path):
+    from hepfm.analysis.generation import two_sample_auc
+    from hepfm.train import TrainConfig
+
+    jets = toy_jets[:24]
+    cfg = TrainConfig(epochs=1, batch_size=16, patience=0, progress=False, device="cpu")
+    auc = two_sample_auc("pet-tiny-jetclass", jets, jets, tmp_path / "test", cfg)
+    # every real jet has an identical generated twin: only the twins' order is left to chance (1 / 12 each)
+    assert auc == pytest.approx(0.5, abs=0.5 / 12 + 1e-9)
+    assert json.loads((tmp_path / "test" / "metrics.json").read_text())["n_test"] == 24
+
+
+def test_generation_figures(toy_jets):
+    from hepfm.analysis.generation import jet_mass_figure, score_table, scores_figure
+
+    generated = {"a": toy_jets, "b": toy_jets[np.arange(len(toy_jets))[::-1]]}
+    fig = jet_mass_figure(toy_jets, generated)
+    assert [ax.get_title() for ax in fig.axes] == ["narrow", "wide"]
+    assert len(fig.axes[0].get_legend().get_texts()) == 3  # real and two generators
+    plt.close(fig)
+    fig = scores_figure(score_table(toy_jets, {"a": toy_jets}))
+    assert [ax.get_ylabel() for ax in fig.axes] == ["W1M [GeV]", "W1P (mean)", "W1EFP (mean)"]
+    assert [p.get_height() for p in fig.axes[0].patches] == [0.0]
+    plt.close(fig)

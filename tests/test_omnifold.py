@@ -154,3 +154,143 @@ def test_pet_classifier_learns_weighted_classes(tmp_path):
     assert p.shape == (len(jets),) and ((p >= 0) & (p <= 1)).all()
     assert p[jets.labels == 1].mean() > p[jets.labels == 0].mean() + 0.3
     assert classify.calls == 1 and (tmp_path / "step-1" / "model.safetensors").exists()
+
+
+# ------------------------------------------------------------------------- jets: tables, closure, figures
+
+
+def test_paired_jets_read_both_levels_of_one_production(paired_dataset):
+    from hepfm.analysis.omnifold import paired_jets
+    from hepfm.data import read_jets
+
+    # 30 jets for one worker: two shards of 15, the production of the fixture, found complete
+    truth, reco = paired_jets(
+        paired_dataset, 30, seed=4, settings=["TimeShower:alphaSvalue = 0.118"], max_particles=16, progress=False
+    )
+    assert len(truth) == len(reco) == 30 and truth.mask.shape[1] == reco.mask.shape[1] == 16
+    np.testing.assert_array_equal(
+        truth.particles, read_jets(paired_dataset, level="particle", max_particles=16).particles
+    )
+    np.testing.assert_array_equal(reco.particles, read_jets(paired_dataset, max_particles=16).particles)
+
+
+def test_w1_table_and_closure_summary_known_answers():
+    from hepfm.analysis.omnifold import (
+        OmniFoldResult,
+        closure_summary,
+        format_w1_table,
+        w1_distances,
+        w1_last_over_prior,
+        w1_table,
+    )
+
+    sim = {"mass": np.array([1.0, 2.0, 3.0, 4.0]), "width": np.array([0.1, 0.2, 0.3, 0.4])}
+    truth = {"mass": np.array([2.0, 3.0, 4.0, 5.0]), "width": np.array([0.1, 0.2, 0.3, 0.4])}
+    keys = ["mass", "width"]
+    assert w1_distances(sim, truth, keys=keys) == {"mass": pytest.approx(1.0), "width": 0.0}
+    # weights keeping only {3, 4}: W1 to the uniform {2, 3, 4, 5} is 1/4 + 0 + 1/4
+    results = {
+        "a": OmniFoldResult(push=[np.ones(4), np.array([0.0, 0.0, 2.0, 2.0])]),
+        "b": OmniFoldResult(push=[np.array([0.0, 1.0, 1.0, 2.0])]),
+    }
+    table = w1_table(sim, truth, results, keys=keys)
+    assert list(table) == ["prior", "a iteration 1", "a iteration 2", "b iteration 1"]
+    assert table["a iteration 1"] == table["prior"]
+    assert table["a iteration 2"]["mass"] == pytest.approx(0.5)
+    assert table["a iteration 2"]["width"] == pytest.approx(0.1)  # {0.3, 0.4} against the uniform four
+    ratios = w1_last_over_prior(table, results)
+    assert ratios["a"]["mass"] == pytest.approx(0.5) and set(ratios) == {"a", "b"}
+    assert np.isnan(ratios["a"]["width"])  # the prior already matches: no ratio
+    assert ratios["b"]["mass"] == pytest.approx(table["b iteration 1"]["mass"])
+    text = format_w1_table(table).splitlines()
+    assert len(text) == 5 and text[0].split() == ["W1", "to", "the", "truth", "mass", "width"]
+    assert text[3].split()[-2:] == ["0.5", "0.1"]
+    closure = closure_summary(np.ones(4), sim, table["prior"], keys=keys)
+    assert closure == {
+        "weight_mean": 1.0,
+        "weight_std": 0.0,
+        "w1_to_sim_truth": {"mass": 0.0, "width": 0.0},
+        "w1_sim_vs_data_truth": table["prior"],
+    }
+    assert closure_summary(np.array([0.5, 1.5, 0.5, 1.5]), sim, {}, keys=keys)["weight_std"] == pytest.approx(0.5)
+
+
+def test_unfolded_and_w1_figures():
+    from hepfm.analysis.observables import OBSERVABLE_RANGES
+    from hepfm.analysis.omnifold import OmniFoldResult, unfolded_figure, w1_figure, w1_table
+
+    rng = np.random.default_rng(0)
+    keys = list(OBSERVABLE_RANGES)
+    lo, hi = OBSERVABLE_RANGES["mass"]
+    sim = {k: rng.uniform(*OBSERVABLE_RANGES[k], 400) for k in keys}
+    truth = {k: rng.uniform(*OBSERVABLE_RANGES[k], 300) for k in keys}
+    # weights that make the simulated mass histogram the truth's: each bin reweighted to the truth's fraction
+    edges = np.linspace(lo, hi, 26)
+    sim_counts, truth_counts = np.histogram(sim["mass"], edges)[0], np.histogram(truth["mass"], edges)[0]
+    bin_of = np.clip(np.digitize(sim["mass"], edges) - 1, 0, 24)
+    exact = truth_counts[bin_of] / sim_counts[bin_of]
+    results = {
+        "pretrained": OmniFoldResult(push=[np.ones(400), exact]),
+        "scratch": OmniFoldResult(push=[np.ones(400)]),
+    }
+    fig = unfolded_figure(truth, sim, results)
+    axes = np.array(fig.axes).reshape(2, len(keys))
+    labels = axes[0, 0].get_legend_handles_labels()[1]
+    assert labels == [
+        "data truth",
+        "simulation (prior)",
+        "unfolded, pretrained",
+        "unfolded, scratch",
+        "pretrained, iteration 1",
+    ]
+    ratios = {
+        line.get_label(): line.get_ydata() for line in axes[1, 0].get_lines() if not line.get_label().startswith("_")
+    }
+    assert set(ratios) == {"simulation (prior)", "unfolded, pretrained", "unfolded, scratch"}
+    np.testing.assert_allclose(ratios["unfolded, pretrained"], 1.0)  # the exact weights close on the truth
+    assert np.abs(ratios["simulation (prior)"] - 1).max() > 0.1
+    assert axes[1, 0].get_ylim() == (0.5, 1.5) and axes[1, 0].get_xlabel() == "Jet mass [GeV]"
+    only = unfolded_figure(truth, sim, results, ranges={"mass": (lo, hi)}, iterations_of=None)
+    assert len(only.axes) == 2 and "pretrained, iteration 1" not in only.axes[0].get_legend_handles_labels()[1]
+
+    table = w1_table(sim, truth, results)
+    fig = w1_figure(table)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == keys
+    bars = {c.get_label(): [b.get_height() for b in c] for c in ax.containers}
+    assert list(bars) == ["prior", "pretrained iteration 1", "pretrained iteration 2", "scratch iteration 1"]
+    np.testing.assert_allclose(bars["prior"], 1.0)
+    np.testing.assert_allclose(
+        bars["pretrained iteration 2"], [table["pretrained iteration 2"][k] / table["prior"][k] for k in keys]
+    )
+
+
+def test_unfold_with_pet_classifiers_closes_on_the_simulation(paired_dataset, tmp_path):
+    from hepfm.analysis.omnifold import PETClassifier, pet_classifiers, unfold
+    from hepfm.data import read_jets
+    from hepfm.train import TrainConfig, load_checkpoint
+
+    truth, reco = (
+        read_jets(paired_dataset, level="particle", max_particles=16),
+        read_jets(paired_dataset, max_particles=16),
+    )
+    config = TrainConfig(epochs=1, batch_size=16, lr=1e-3, patience=0, progress=False, device="cpu")
+    step1, step2 = pet_classifiers("checkpoints/pet-tiny-jetclass", tmp_path / "c", from_scratch=True, train=config)
+    assert isinstance(step1, PETClassifier) and step1.from_scratch and step2.out == tmp_path / "c" / "step2"
+    said = []
+    result = unfold(
+        "checkpoints/pet-tiny-jetclass",
+        truth,
+        reco,
+        reco,
+        tmp_path / "u",
+        iterations=1,
+        train=config,
+        progress=said.append,
+    )
+    assert len(result.push) == len(result.pull) == 1 and result.weights.shape == (30,)
+    assert result.weights.sum() == pytest.approx(30.0)  # normalised to the data
+    assert said == ["iteration 1: step 1 (detector level)", "iteration 1: step 2 (particle level)"]
+    for step in ("step1", "step2"):
+        recorded = load_checkpoint(tmp_path / "u" / step / "step-1")
+        assert recorded.config["pretrained"] is not None and recorded.config["class_names"] == ["class 0", "class 1"]

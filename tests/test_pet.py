@@ -211,3 +211,31 @@ def test_pickled_weights_are_refused_unexecuted(tmp_path, model, capsys):
     with pytest.raises(CheckpointError, match="model.safetensors.*corrupt or not a safetensors file"):
         load_checkpoint(ckpt)
     assert "pickled code ran" not in capsys.readouterr().out
+
+
+def test_representation_layers_are_the_named_submodules_in_forward_order(model):
+    layers = model.representation_layers()
+    c = model.config
+    assert list(layers) == [
+        "embed",
+        *[f"local.{i}" for i in range(c.n_local)],
+        *[f"blocks.{i}" for i in range(c.n_blocks)],
+        *[f"class_blocks.{i}" for i in range(c.n_class_blocks)],
+    ]
+    assert len(layers) == 1 + 2 + 4 + 1  # tiny: two edge blocks, four transformer blocks, one class block
+    assert all(model.get_submodule(name) is module for name, module in layers.items())
+
+
+def test_pool_representation_averages_real_particles_and_keeps_the_class_token(model, batch):
+    d = model.config.dim
+    per_particle = torch.randn(*batch.mask.shape, d)
+    pooled = model.pool_representation("blocks.1", per_particle, batch)
+    assert pooled.shape == (len(batch), d) and pooled.dtype == torch.float64
+    j = 2
+    real = batch.mask[j]
+    torch.testing.assert_close(pooled[j], per_particle[j][real].double().mean(0))
+    # padding never enters: changing padded slots leaves the pooled vector as it is
+    noisy = per_particle.masked_fill(~batch.mask.unsqueeze(-1), 1e3)
+    torch.testing.assert_close(model.pool_representation("embed", noisy, batch), pooled)
+    token = torch.randn(len(batch), 1, d)
+    torch.testing.assert_close(model.pool_representation("class_blocks.0", token, batch), token[:, 0].double())

@@ -7,18 +7,62 @@
   averaged over minibatches, so that representations of many examples never have to be held at once.
 
 :func:`layer_activations` collects per-example activations of chosen modules with forward hooks;
-:func:`cka_matrix` compares every layer of one model with every layer of another.
+:func:`cka_matrix` compares every layer of one model with every layer of another. Over hepfm's models,
+:func:`cka_between` compares two models over their own named representation layers
+(``model.representation_layers()``, one vector per example from ``model.pool_representation``), and
+:func:`train_cka_models`, :func:`cka_grids`, :func:`cka_summary` and :func:`cka_figure` make the comparison
+of a fine-tuned model, two models trained from scratch and the pretrained one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
-__all__ = ["linear_cka", "hsic_unbiased", "MinibatchCKA", "layer_activations", "cka_matrix"]
+from hepfm.core.errors import OptionError
+from hepfm.core.io import read_json_object
+from hepfm.models.families import family_of
+from hepfm.train.checkpoint import Checkpoint, load_checkpoint
+from hepfm.train.config import TrainConfig
+from hepfm.train.finetune import finetune
+from hepfm.train.state import recipe_changes
+
+__all__ = [
+    "linear_cka",
+    "hsic_unbiased",
+    "MinibatchCKA",
+    "layer_activations",
+    "cka_matrix",
+    "representations",
+    "cka_between",
+    "probe_batches",
+    "CKA_RUNS",
+    "CKA_PAIRS",
+    "train_cka_models",
+    "cka_grids",
+    "cka_summary",
+    "cka_figure",
+]
+
+#: The models :func:`train_cka_models` trains: name -> (seed, fine-tuning options).
+CKA_RUNS: dict[str, tuple[int, dict]] = {
+    "finetuned": (0, {}),
+    "scratch": (0, {"from_scratch": True}),
+    "scratch_1": (1, {"from_scratch": True}),
+}
+#: The comparisons :func:`cka_grids` makes: title -> (model of the rows, model of the columns).
+CKA_PAIRS: dict[str, tuple[str, str]] = {
+    "fine-tuned vs scratch": ("finetuned", "scratch"),
+    "scratch vs scratch (seeds 0, 1)": ("scratch", "scratch_1"),
+    "pretrained vs fine-tuned": ("pretrained", "finetuned"),
+}
 
 
 def _as_2d(x) -> torch.Tensor:
@@ -111,7 +155,18 @@ def layer_activations(
             over particles, or the global vector of a graph block; the default takes the output (the first
             element of a tuple) and flattens everything after the first dimension.
     """
-    store: dict[str, torch.Tensor] = {}
+    store = _layer_outputs(model, layers, batch, call)
+
+    def default(out):
+        out = out[0] if isinstance(out, tuple | list) else out
+        return out.reshape(out.shape[0], -1)
+
+    return {n: (pool or default)(store[n]).detach().double() for n in layers}
+
+
+def _layer_outputs(model: nn.Module, layers: dict[str, nn.Module], batch, call: Callable | None) -> dict:
+    """The outputs of ``layers`` (as the modules return them) in one forward pass of ``model`` in eval mode."""
+    store: dict = {}
 
     def hook(name):
         def fn(_module, _inputs, output):
@@ -129,12 +184,7 @@ def layer_activations(
     missing = [n for n in layers if n not in store]
     if missing:
         raise ValueError(f"layers {missing} did not run in the forward pass")
-
-    def default(out):
-        out = out[0] if isinstance(out, tuple | list) else out
-        return out.reshape(out.shape[0], -1)
-
-    return {n: (pool or default)(store[n]).detach().double() for n in layers}
+    return store
 
 
 def cka_matrix(
@@ -153,3 +203,152 @@ def cka_matrix(
         xb = layer_activations(model_b, layers_b, batch, call, pool)
         acc.update(list(xa.values()), list(xb.values()))
     return acc.compute()
+
+
+def _run_family(model: nn.Module, batch):
+    return family_of(model).logits(model, batch)
+
+
+@torch.no_grad()
+def representations(model: nn.Module, batch, call: Callable | None = None) -> dict[str, torch.Tensor]:
+    """One vector per example, (B, features) float64, from each of the model's own representation layers.
+
+    Args:
+        model: a model with ``representation_layers()`` (ordered name -> module) and
+            ``pool_representation(name, output, batch)``, e.g. :class:`~hepfm.models.PET` or
+            :class:`~hepfm.models.EventGNN`.
+        batch: the model's batch (a :class:`~hepfm.data.JetBatch` or an :class:`~hepfm.data.graphs.EventBatch`).
+        call: ``call(model, batch)`` runs the model; default: its family's classifier forward pass.
+
+    Returns:
+        ``{layer name: (B, features)}`` in the order of ``representation_layers()``.
+    """
+    layers = model.representation_layers()
+    outputs = _layer_outputs(model, layers, batch, call or _run_family)
+    return {name: model.pool_representation(name, outputs[name], batch).detach().double() for name in layers}
+
+
+def cka_between(model_a: nn.Module, model_b: nn.Module, batches: Iterable, call: Callable | None = None) -> np.ndarray:
+    """Minibatch CKA of every representation layer of ``model_a`` against every one of ``model_b``.
+
+    Args:
+        model_a, model_b: models with named representation layers (see :func:`representations`).
+        batches: batches of the same examples for both models (at least 4 examples each).
+        call: runs a model on a batch (default: the family's classifier forward pass).
+
+    Returns:
+        (len(layers of a), len(layers of b)) CKA grid, rows in ``model_a.representation_layers()`` order.
+    """
+    acc = MinibatchCKA()
+    for batch in batches:
+        xa = representations(model_a, batch, call)
+        xb = representations(model_b, batch, call)
+        acc.update(list(xa.values()), list(xb.values()))
+    return acc.compute()
+
+
+def probe_batches(dataset, batch_size: int, seed: int = 0) -> list:
+    """Full batches of ``batch_size`` examples of ``dataset`` in an order fixed by ``seed`` (a remainder is dropped).
+
+    Args:
+        dataset: a dataset whose ``collate([dataset[i], ...])`` builds a batch (jets or event graphs).
+        batch_size: examples per batch, at least 4 (the unbiased HSIC needs them).
+        seed: seeds the order of the examples.
+
+    Raises:
+        OptionError: ``batch_size`` is below 4 or larger than the dataset.
+    """
+    if batch_size < 4:
+        raise OptionError("batch_size", f"CKA minibatches need at least 4 examples, got {batch_size}")
+    if batch_size > len(dataset):
+        raise OptionError("batch_size", f"{batch_size} is more than the {len(dataset)} examples to compare")
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    return [
+        dataset.collate([dataset[int(i)] for i in order[s : s + batch_size]])
+        for s in range(0, len(order) - batch_size + 1, batch_size)
+    ]
+
+
+def _finished_with(run: Path, train: TrainConfig) -> bool:
+    """Whether ``run`` holds a finished fine-tuning trained with the recipe ``train``."""
+    if not (run / "metrics.json").exists() or not (run / "model.safetensors").exists():
+        return False
+    stored = read_json_object(run / "metrics.json").get("train_config")
+    return isinstance(stored, dict) and recipe_changes(stored, train) is None
+
+
+def train_cka_models(
+    checkpoint: str | Path | Checkpoint,
+    train,
+    test,
+    out: str | Path,
+    train_config: TrainConfig,
+    resume: bool = True,
+) -> dict[str, nn.Module]:
+    """The models CKA compares: the pretrained one and the :data:`CKA_RUNS` trained on ``train``.
+
+    ``finetuned`` is fine-tuned from ``checkpoint`` (seed 0), ``scratch`` and ``scratch_1`` are the same model
+    trained from random weights (seeds 0 and 1), each with :func:`hepfm.train.finetune` into ``out/<name>``.
+
+    Args:
+        checkpoint: the pretrained checkpoint (jet or event model).
+        train, test: labelled samples (or paths) to train and evaluate on.
+        out: where the runs go.
+        train_config: the recipe of every run (its seed is replaced by the run's).
+        resume: reuse a run already finished in ``out`` with this recipe (otherwise it is trained afresh).
+
+    Returns:
+        ``{"pretrained": ..., "finetuned": ..., "scratch": ..., "scratch_1": ...}``, models in eval mode.
+    """
+    out = Path(out)
+    models = {"pretrained": load_checkpoint(checkpoint).model()}
+    for name, (seed, options) in CKA_RUNS.items():
+        run, cfg = out / name, replace(train_config, seed=seed)
+        if not (resume and _finished_with(run, cfg)):
+            finetune(checkpoint, train, test, run, train=cfg, overwrite=True, **options)
+        models[name] = load_checkpoint(run).model()
+    return models
+
+
+def cka_grids(
+    models: dict[str, nn.Module], batches: list, pairs: dict[str, tuple[str, str]] = CKA_PAIRS
+) -> dict[str, np.ndarray]:
+    """The CKA grid (:func:`cka_between`) of each pair of ``models``: ``{title: (layers, layers)}``."""
+    return {title: cka_between(models[a], models[b], batches) for title, (a, b) in pairs.items()}
+
+
+def cka_summary(grids: dict[str, np.ndarray], layer_names: list[str]) -> dict:
+    """Per grid, the CKA of each layer with the same layer of the other model and its mean.
+
+    Returns:
+        ``{title: {"diagonal": {layer: CKA rounded to 4 digits}, "mean_diagonal": mean}}``.
+    """
+    return {
+        title: {
+            "diagonal": dict(zip(layer_names, np.diag(grid).round(4).tolist(), strict=True)),
+            "mean_diagonal": float(np.mean(np.diag(grid))),
+        }
+        for title, grid in grids.items()
+    }
+
+
+def cka_figure(
+    grids: dict[str, np.ndarray],
+    layer_names: list[str],
+    title: str,
+    pairs: dict[str, tuple[str, str]] = CKA_PAIRS,
+) -> Figure:
+    """The grids side by side (rows: the first model's layers, columns: the second's), CKA from 0 to 1."""
+    fig, axes = plt.subplots(1, len(grids), figsize=(7 * len(grids), 6.5), constrained_layout=True, squeeze=False)
+    ticks = np.arange(len(layer_names))
+    image = None
+    for ax, (name, grid) in zip(axes[0], grids.items(), strict=True):
+        image = ax.imshow(grid, origin="lower", vmin=0, vmax=1, cmap="magma")
+        ax.set_xticks(ticks, layer_names, rotation=90, fontsize=9)
+        ax.set_yticks(ticks, layer_names, fontsize=9)
+        a, b = pairs.get(name, ("", ""))
+        ax.set_xlabel(b)
+        ax.set_ylabel(a)
+        ax.set_title(f"{title}: {name}", fontsize=12)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="linear CKA")
+    return fig

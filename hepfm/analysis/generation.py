@@ -9,22 +9,34 @@ arXiv:2207.12598) mixes the class-conditional and the unconditional velocity, ``
 Metrics follow JetNet (Kansal et al., arXiv:2106.11535): the 1-Wasserstein distance between real and
 generated jets of the jet mass (**W1M**), of the constituent features (**W1P**, mean over features) and of
 energy-flow polynomials (**W1EFP**: the five prime EFPs with four vertices and four edges, beta = 1, pT
-fractions as energies; Komiske, Metodiev, Thaler, arXiv:1712.07124), computed with einsum contractions.
+fractions as energies; Komiske, Metodiev, Thaler, arXiv:1712.07124), computed with einsum contractions;
+:func:`generation_scores` and :func:`score_table` collect them per generator. The classifier two-sample test
+(:func:`two_sample_auc`; Lopez-Paz & Oquab, arXiv:1610.06545) trains a PET to tell generated from real jets:
+its test AUC is 0.5 for a perfect generator.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import awkward as ak
+import hist
+import matplotlib.pyplot as plt
+import mplhep as hep
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from scipy.stats import wasserstein_distance
 
+from hepfm.core.errors import DataError
 from hepfm.data.datasets import JetDataset
-from hepfm.data.sample import build_jet_sample
-from hepfm.data.schema import JET_FEATURES, PARTICLE_FEATURES
+from hepfm.data.sample import JetSample, build_jet_sample
+from hepfm.data.schema import JET_FEATURES, PARTICLE_FEATURES, PID_FEATURES
+from hepfm.train.checkpoint import Checkpoint
+from hepfm.train.config import TrainConfig
 from hepfm.train.diffusion import alpha_sigma
+from hepfm.train.finetune import finetune
 
 __all__ = [
     "sample",
@@ -39,7 +51,19 @@ __all__ = [
     "w1p",
     "w1efp",
     "jet_mass",
+    "W1P_FEATURES",
+    "constituent_kinematics",
+    "generation_scores",
+    "score_table",
+    "without_pid",
+    "two_sample_halves",
+    "two_sample_auc",
+    "jet_mass_figure",
+    "scores_figure",
 ]
+
+#: The constituent features of W1P (JetNet's choice: the relative coordinates and the pT fraction).
+W1P_FEATURES = ("deta", "dphi", "log_pt_rel")
 
 #: The five connected multigraphs with 4 vertices and 4 edges: JetNet's W1EFP set.
 EFP_GRAPHS = {
@@ -235,3 +259,146 @@ def w1p(real: np.ndarray, real_mask: np.ndarray, gen: np.ndarray, gen_mask: np.n
 def w1efp(efps_real: np.ndarray, efps_gen: np.ndarray) -> list[float]:
     """W1 of each EFP (columns of (N, 5) arrays from :func:`jet_efps`)."""
     return [w1(efps_real[:, k], efps_gen[:, k]) for k in range(efps_real.shape[1])]
+
+
+def constituent_kinematics(sample: JetSample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pt, eta, phi) of every constituent, each (N, P), from a sample's (deta, dphi, log pT) and its jet axes.
+
+    The inverse of the coordinates :func:`to_sample` builds generated jets from. Padded slots hold
+    pt = 1, eta = eta_jet, phi = phi_jet: mask them with ``sample.mask``.
+    """
+    p, features = sample.particles, sample.particle_features
+    eta = p[..., features.index("deta")] + sample.jet("eta")[:, None]
+    phi = p[..., features.index("dphi")] + sample.jet("phi")[:, None]
+    return np.exp(p[..., features.index("log_pt")]), eta, phi
+
+
+def generation_scores(real: JetSample, generated: JetSample, real_efps: np.ndarray | None = None) -> dict:
+    """JetNet's metrics of generated against real jets.
+
+    Args:
+        real: the reference jets.
+        generated: the generated jets (any number).
+        real_efps: :func:`jet_efps` of ``real`` (N, 5), if already computed.
+
+    Returns:
+        ``{"w1m": GeV, "w1p": {feature: W1} over :data:`W1P_FEATURES`, "w1efp": [5 values], "w1p_mean",
+        "w1efp_mean"}``.
+    """
+    cols = [real.particle_features.index(f) for f in W1P_FEATURES]
+    if real_efps is None:
+        real_efps = jet_efps(*constituent_kinematics(real), real.mask)
+    per_feature = w1p(real.particles[..., cols], real.mask, generated.particles[..., cols], generated.mask)
+    scores = {
+        "w1m": w1m(real.jet("mass"), generated.jet("mass")),
+        "w1p": dict(zip(W1P_FEATURES, per_feature, strict=True)),
+        "w1efp": w1efp(real_efps, jet_efps(*constituent_kinematics(generated), generated.mask)),
+    }
+    scores["w1p_mean"] = float(np.mean(list(scores["w1p"].values())))
+    scores["w1efp_mean"] = float(np.mean(scores["w1efp"]))
+    return scores
+
+
+def score_table(real: JetSample, generated: dict[str, JetSample]) -> dict[str, dict]:
+    """:func:`generation_scores` of every generator: ``{name: scores}`` (the real jets' EFPs computed once)."""
+    real_efps = jet_efps(*constituent_kinematics(real), real.mask)
+    return {name: generation_scores(real, gen, real_efps) for name, gen in generated.items()}
+
+
+def without_pid(sample: JetSample) -> np.ndarray:
+    """The sample's particles (N, P, F) with the charge and particle-ID features zeroed."""
+    particles = sample.particles.copy()
+    particles[..., list(PID_FEATURES)] = 0.0
+    return particles
+
+
+def two_sample_halves(real: JetSample, generated: JetSample, seed: int = 0) -> tuple[JetSample, JetSample]:
+    """Two samples of real (label 0) against generated (label 1) jets, for training and testing a classifier.
+
+    The jets are split in halves by a permutation fixed by ``seed``; the real jet and the generated jet made
+    like it land in the same half. Charge and PID features are zeroed in both (generated jets are built from
+    four-momenta only), so the classifier cannot tell them apart by a missing feature.
+
+    Raises:
+        DataError: the two samples do not hold one generated jet per real jet.
+    """
+    if len(real) != len(generated):
+        raise DataError(
+            f"{generated.source}: {len(generated)} generated jets for {len(real)} real ones ({real.source}); "
+            "the two-sample test pairs one generated jet with each real jet"
+        )
+    n = len(real)
+    order = np.random.default_rng(seed).permutation(n)
+    real_particles, gen_particles = without_pid(real), without_pid(generated)
+    halves = []
+    for h in (order[: n // 2], order[n // 2 :]):
+        halves.append(
+            JetSample(
+                np.concatenate([real_particles[h], gen_particles[h]]),
+                np.concatenate([real.mask[h], generated.mask[h]]),
+                np.concatenate([real.jets[h], generated.jets[h]]),
+                np.r_[np.zeros(len(h), np.int64), np.ones(len(h), np.int64)],
+                ["real", "generated"],
+                False,
+                f"real vs {generated.source}",
+            )
+        )
+    return halves[0], halves[1]
+
+
+def two_sample_auc(
+    checkpoint: str | Path | Checkpoint,
+    real: JetSample,
+    generated: JetSample,
+    out: str | Path,
+    train: TrainConfig | None = None,
+    seed: int = 0,
+) -> float:
+    """Classifier two-sample test: the test AUC of a PET trained from scratch to tell generated from real jets.
+
+    Trained on one half of :func:`two_sample_halves`, tested on the other; 0.5 means the classifier cannot
+    tell them apart. A run already in ``out`` is replaced.
+
+    Args:
+        checkpoint: the architecture and feature normalisation of the classifier (its weights are not used).
+        real, generated: one generated jet per real jet.
+        out: the classifier's run directory.
+        train: the classifier's training recipe.
+        seed: seeds the split into halves.
+    """
+    first, second = two_sample_halves(real, generated, seed)
+    metrics = finetune(checkpoint, first, second, out, from_scratch=True, train=train, overwrite=True)
+    return float(metrics["auc"])
+
+
+def jet_mass_figure(real: JetSample, generated: dict[str, JetSample], bins: int = 40, upper: float = 300.0) -> Figure:
+    """Jet-mass densities of the real and the generated jets, one panel per class present in ``real``."""
+    present = sorted(set(real.labels.tolist()))
+    fig, axes = plt.subplots(1, len(present), figsize=(8 * len(present), 6), constrained_layout=True, squeeze=False)
+    axis = hist.axis.Regular(bins, 0, upper, name="mass", label="Jet mass [GeV]")
+    for ax, label in zip(axes[0], present, strict=True):
+        sel = real.labels == label
+        hep.histplot(
+            hist.Hist(axis).fill(real.jet("mass")[sel]),
+            ax=ax,
+            density=True,
+            histtype="fill",
+            alpha=0.3,
+            label="real (held out)",
+        )
+        for name, gen in generated.items():
+            hep.histplot(hist.Hist(axis).fill(gen.jet("mass")[gen.labels == label]), ax=ax, density=True, label=name)
+        ax.set_title(real.class_names[label], fontsize=14)
+        ax.legend(fontsize=11)
+    return fig
+
+
+def scores_figure(scores: dict[str, dict]) -> Figure:
+    """Bars of W1M, mean W1P and mean W1EFP per generator (the :func:`score_table`)."""
+    fig, axes = plt.subplots(1, 3, figsize=(20, 5.5), constrained_layout=True)
+    names = list(scores)
+    panels = (("w1m", "W1M [GeV]"), ("w1p_mean", "W1P (mean)"), ("w1efp_mean", "W1EFP (mean)"))
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        ax.bar(names, [scores[n][key] for n in names])
+        ax.set_ylabel(label)
+    return fig

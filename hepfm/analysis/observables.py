@@ -20,7 +20,7 @@ from hepfm.core.io import quiet_stdout
 from hepfm.core.physics import delta_phi, p4_from_pt_eta_phi_m
 from hepfm.data.sample import JetSample
 
-__all__ = ["OBSERVABLES", "jet_observables", "nsubjettiness"]
+__all__ = ["OBSERVABLES", "OBSERVABLE_RANGES", "jet_observables", "nsubjettiness", "observable_medians"]
 
 #: Observables of :func:`jet_observables`, with axis labels.
 OBSERVABLES = {
@@ -29,6 +29,15 @@ OBSERVABLES = {
     "width": "Jet width",
     "tau21": r"$\tau_{21}$",
     "tau32": r"$\tau_{32}$",
+}
+
+#: Histogram ranges of the :data:`OBSERVABLES` for jets of pT 500-1000 GeV (anti-kT R = 0.8).
+OBSERVABLE_RANGES = {
+    "mass": (0.0, 250.0),
+    "multiplicity": (0.0, 120.0),
+    "width": (0.0, 0.4),
+    "tau21": (0.0, 1.0),
+    "tau32": (0.0, 1.0),
 }
 
 
@@ -79,3 +88,18 @@ def jet_observables(sample: JetSample) -> dict[str, np.ndarray]:
         "tau21": tau21,
         "tau32": tau32,
     }
+
+
+def observable_medians(observables: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
+    """The median of every observable of every sample.
+
+    Args:
+        observables: sample name -> :func:`jet_observables` of the sample.
+
+    Returns:
+        sample name -> observable -> median.
+
+    >>> observable_medians({"toy": {"mass": np.array([10.0, 30.0, 20.0])}})
+    {'toy': {'mass': 20.0}}
+    """
+    return {name: {k: float(np.median(v)) for k, v in obs.items()} for name, obs in observables.items()}

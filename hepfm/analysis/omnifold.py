@@ -15,7 +15,13 @@ The unfolded particle-level distribution of any observable is the simulated trut
 
 The classifier is pluggable: any ``fit_predict(x0, w0, x1, w1, x_eval) -> p(1 | x_eval)``. The module
 ships :class:`LogisticClassifier` (logistic regression on polynomial features, exact for Gaussian
-toys); the notebooks pass PET classifiers, pretrained or from scratch.
+toys) and :class:`PETClassifier` (a jet model, pretrained or from scratch); :func:`unfold` runs OmniFold
+on jets with a pair of PET classifiers.
+
+For jets, :func:`paired_jets` makes simulated jets at both levels, :func:`w1_table` measures every
+iteration's unfolded observables (:mod:`hepfm.analysis.observables`) against a truth by their
+1-Wasserstein distance, :func:`closure_summary` records the closure test (data = the simulation), and
+:func:`unfolded_figure` and :func:`w1_figure` draw them.
 """
 
 from __future__ import annotations
@@ -24,16 +30,40 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import hist
+import matplotlib.pyplot as plt
+import mplhep as hep
 import numpy as np
 import torch
 
+from hepfm.analysis.generation import w1
+from hepfm.analysis.observables import OBSERVABLE_RANGES, OBSERVABLES
+from hepfm.data.formats import read_jets
 from hepfm.data.sample import JetSample
+from hepfm.sim.factory import generate_jets
 from hepfm.train.checkpoint import Checkpoint, load_checkpoint
 from hepfm.train.config import TrainConfig
 from hepfm.train.finetune import REWEIGHTING_HEAD_INIT, fit_classifier
 from hepfm.train.inference import predict
 
-__all__ = ["omnifold", "OmniFoldResult", "LogisticClassifier", "PETClassifier", "likelihood_ratio", "bootstrap_weights"]
+__all__ = [
+    "omnifold",
+    "OmniFoldResult",
+    "LogisticClassifier",
+    "PETClassifier",
+    "likelihood_ratio",
+    "bootstrap_weights",
+    "paired_jets",
+    "pet_classifiers",
+    "unfold",
+    "w1_distances",
+    "w1_table",
+    "w1_last_over_prior",
+    "format_w1_table",
+    "closure_summary",
+    "unfolded_figure",
+    "w1_figure",
+]
 
 FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
@@ -208,3 +238,298 @@ class PETClassifier:
         )
         device = self.train.device if self.train is not None else "auto"
         return predict(model, self.checkpoint.dataset(x_eval), device=device)[:, 1]
+
+
+# ------------------------------------------------------------------------------------------------ jets
+
+
+def paired_jets(
+    out: str | Path,
+    n_jets: int,
+    *,
+    seed: int,
+    settings: list[str] | tuple[str, ...] = (),
+    process: str = "QCD",
+    max_particles: int = 64,
+    workers: int = 1,
+    progress: bool = True,
+) -> tuple[JetSample, JetSample]:
+    """Generate (or complete) ``n_jets`` jets of ``process`` at particle and detector level, paired jet by jet,
+    into ``out`` (two shards per worker), and read both levels.
+
+    Args:
+        out: the dataset directory.
+        n_jets: jets to generate.
+        seed: the production's seed.
+        settings: Pythia8 settings on top of the process's (``"TimeShower:alphaSvalue 0.118"``).
+        process: a jet class of :data:`hepfm.sim.JET_RECIPES`.
+        max_particles: constituents kept per jet (the hardest).
+        workers: Dask worker processes.
+        progress: show the production's progress bar.
+
+    Returns:
+        (particle-level jets, detector-level jets), the same jets in the same order.
+    """
+    path = generate_jets(
+        [process],
+        n_jets,
+        out,
+        seed=seed,
+        settings=list(settings),
+        paired=True,
+        jets_per_shard=-(-n_jets // (2 * workers)),
+        workers=workers,
+        progress=progress,
+    )
+    return read_jets(path, level="particle", max_particles=max_particles), read_jets(path, max_particles=max_particles)
+
+
+def pet_classifiers(
+    checkpoint: str | Path | Checkpoint,
+    out: str | Path,
+    *,
+    from_scratch: bool = False,
+    train: TrainConfig | None = None,
+) -> tuple[PETClassifier, PETClassifier]:
+    """OmniFold's two classifiers as :class:`PETClassifier` objects, trained into ``out/step1`` (detector level)
+    and ``out/step2`` (particle level)."""
+    step1, step2 = (
+        PETClassifier(checkpoint, Path(out) / f"step{k}", from_scratch=from_scratch, train=train) for k in (1, 2)
+    )
+    return step1, step2
+
+
+def unfold(
+    checkpoint: str | Path | Checkpoint,
+    sim_truth: JetSample,
+    sim_reco: JetSample,
+    data_reco: JetSample,
+    out: str | Path,
+    *,
+    from_scratch: bool = False,
+    iterations: int = 3,
+    train: TrainConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> OmniFoldResult:
+    """Unfold jets with OmniFold and the PET classifiers of :func:`pet_classifiers`.
+
+    Args:
+        checkpoint: the pretrained jet model (also the architecture with ``from_scratch``).
+        sim_truth, sim_reco: the simulated jets at particle and detector level, paired (N each).
+        data_reco: the data's detector-level jets (M).
+        out: the classifiers go here (see :func:`pet_classifiers`).
+        from_scratch: train the classifiers from random weights.
+        iterations: OmniFold iterations.
+        train: the optimisation recipe of every classifier.
+        progress: told about each step.
+
+    Returns:
+        :class:`OmniFoldResult` with (N,) weights per iteration.
+    """
+    classifiers = pet_classifiers(checkpoint, out, from_scratch=from_scratch, train=train)
+    return omnifold(sim_truth, sim_reco, data_reco, classifiers, iterations=iterations, progress=progress)
+
+
+def w1_distances(
+    observables: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    weights: np.ndarray | None = None,
+    keys: list[str] | None = None,
+) -> dict[str, float]:
+    """1-Wasserstein distance of each observable (``observables`` weighted by ``weights``) to ``reference``.
+
+    Args:
+        observables: name -> (N,) values, e.g. :func:`~hepfm.analysis.observables.jet_observables`.
+        reference: name -> (M,) values.
+        weights: (N,) weights of ``observables`` (default 1).
+        keys: the observables (default :data:`~hepfm.analysis.observables.OBSERVABLES`).
+    """
+    return {k: w1(observables[k], reference[k], weights) for k in keys or OBSERVABLES}
+
+
+def w1_table(
+    sim_truth: dict[str, np.ndarray],
+    truth: dict[str, np.ndarray],
+    results: dict[str, OmniFoldResult],
+    keys: list[str] | None = None,
+) -> dict[str, dict[str, float]]:
+    """W1 to the truth of the simulation (``"prior"``) and of every iteration of every unfolding.
+
+    Args:
+        sim_truth: the simulated particle-level observables, name -> (N,).
+        truth: the observables of the data's particle-level truth, name -> (M,).
+        results: unfolding name -> :class:`OmniFoldResult` over the simulated jets.
+        keys: the observables (default :data:`~hepfm.analysis.observables.OBSERVABLES`).
+
+    Returns:
+        ``"prior"`` and ``"<name> iteration <i>"`` (i from 1) -> observable -> W1.
+    """
+    table = {"prior": w1_distances(sim_truth, truth, None, keys)}
+    for name, result in results.items():
+        for i, weights in enumerate(result.push):
+            table[f"{name} iteration {i + 1}"] = w1_distances(sim_truth, truth, weights, keys)
+    return table
+
+
+def w1_last_over_prior(
+    table: dict[str, dict[str, float]], results: dict[str, OmniFoldResult]
+) -> dict[str, dict[str, float]]:
+    """Per unfolding, the W1 of its last iteration over the prior's, per observable (< 1: closer to the truth;
+    NaN where the prior's W1 is 0)."""
+    prior = table["prior"]
+    return {
+        name: {k: _over(v, prior[k]) for k, v in table[f"{name} iteration {len(result.push)}"].items()}
+        for name, result in results.items()
+    }
+
+
+def _over(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def format_w1_table(table: dict[str, dict[str, float]], title: str = "W1 to the truth") -> str:
+    """The rows of :func:`w1_table` as a text table, one column per observable."""
+    keys = list(next(iter(table.values())))
+    lines = [f"{title:28s}" + "".join(f"{k:>14s}" for k in keys)]
+    lines += [f"{row:28s}" + "".join(f"{d[k]:14.4g}" for k in keys) for row, d in table.items()]
+    return "\n".join(lines)
+
+
+def closure_summary(
+    weights: np.ndarray, sim_truth: dict[str, np.ndarray], prior: dict[str, float], keys: list[str] | None = None
+) -> dict:
+    """The closure test's record: the unfolded weights of the simulation onto its own detector-level jets
+    should stay at 1, and the unfolded observables at the simulation's truth.
+
+    Args:
+        weights: (N,) unfolded weights of the closure test.
+        sim_truth: the simulated particle-level observables, name -> (N,).
+        prior: the W1 of the simulation to the data's truth (the ``"prior"`` row of :func:`w1_table`), the
+            scale a closure W1 is small against.
+        keys: the observables (default :data:`~hepfm.analysis.observables.OBSERVABLES`).
+
+    Returns:
+        ``weight_mean``, ``weight_std``, ``w1_to_sim_truth`` (observable -> W1 of the unfolded simulation to
+        its truth) and ``w1_sim_vs_data_truth`` (``prior``).
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    return {
+        "weight_mean": float(weights.mean()),
+        "weight_std": float(weights.std()),
+        "w1_to_sim_truth": w1_distances(sim_truth, sim_truth, weights, keys),
+        "w1_sim_vs_data_truth": prior,
+    }
+
+
+_CURVE_COLOURS = ("tab:grey", "tab:orange", "tab:red", "tab:blue", "tab:green", "tab:purple")
+
+
+def unfolded_figure(
+    truth: dict[str, np.ndarray],
+    sim_truth: dict[str, np.ndarray],
+    results: dict[str, OmniFoldResult],
+    *,
+    ranges: dict[str, tuple[float, float]] | None = None,
+    bins: int = 25,
+    iterations_of: str | None = "pretrained",
+):
+    """One column per observable: the data's truth (filled), the simulation (prior) and each unfolding's last
+    iteration (normalised), with the ratio to the truth below; the earlier iterations of ``iterations_of``
+    dashed.
+
+    Args:
+        truth: observables of the data's particle-level truth, name -> (M,).
+        sim_truth: observables of the simulated particle-level jets, name -> (N,).
+        results: unfolding name -> :class:`OmniFoldResult`.
+        ranges: histogram range per observable (default
+            :data:`~hepfm.analysis.observables.OBSERVABLE_RANGES`); its keys are the columns.
+        bins: bins per histogram.
+        iterations_of: the unfolding whose earlier iterations are drawn (None: none).
+
+    Returns:
+        The matplotlib figure (2 rows of axes, one column per observable).
+    """
+    ranges = ranges or OBSERVABLE_RANGES
+    fig, axes = plt.subplots(
+        2,
+        len(ranges),
+        figsize=(6 * len(ranges), 8.5),
+        constrained_layout=True,
+        gridspec_kw={"height_ratios": [3, 1]},
+        sharex="col",
+        squeeze=False,
+    )
+
+    def histogram(axis, values, weights=None):
+        return hist.Hist(axis, storage=hist.storage.Weight()).fill(values, weight=weights)
+
+    for j, (key, (lo, hi)) in enumerate(ranges.items()):
+        label = OBSERVABLES.get(key, key)
+        axis = hist.axis.Regular(bins, lo, hi, name=key, label=label)
+        reference = histogram(axis, truth[key])
+        curves = {"data truth": reference, "simulation (prior)": histogram(axis, sim_truth[key])}
+        for name, result in results.items():
+            curves[f"unfolded, {name}"] = histogram(axis, sim_truth[key], result.weights)
+        ax, rax = axes[0, j], axes[1, j]
+        reference_density = reference.values() / reference.sum().value
+        for k, (name, h) in enumerate(curves.items()):
+            colour = _CURVE_COLOURS[k % len(_CURVE_COLOURS)]
+            norm = h.sum().value
+            fill = name == "data truth"
+            hep.histplot(
+                h / norm,
+                ax=ax,
+                histtype="fill" if fill else "step",
+                alpha=0.35 if fill else 1.0,
+                color=colour,
+                label=name,
+                yerr=False,
+            )
+            if not fill:
+                ratio = np.divide(
+                    h.values() / norm,
+                    reference_density,
+                    out=np.full(len(h.values()), np.nan),
+                    where=reference.values() > 0,
+                )
+                rax.step(axis.edges[:-1], ratio, where="post", color=colour, label=name)
+        if iterations_of in results:
+            for i, weights in enumerate(results[iterations_of].push[:-1]):
+                h = histogram(axis, sim_truth[key], weights)
+                hep.histplot(
+                    h / h.sum().value,
+                    ax=ax,
+                    histtype="step",
+                    color="tab:red",
+                    alpha=0.4,
+                    ls="--",
+                    yerr=False,
+                    label=f"{iterations_of}, iteration {i + 1}",
+                )
+        ax.set_ylabel("Fraction of jets")
+        ax.set_xlabel("")
+        rax.axhline(1.0, color="grey", ls=":")
+        rax.set_ylim(0.5, 1.5)
+        rax.set_ylabel("/ truth")
+        rax.set_xlabel(label)
+    axes[0, 0].legend(fontsize=12)
+    return fig
+
+
+def w1_figure(table: dict[str, dict[str, float]]):
+    """Bars of every row of :func:`w1_table` over the prior's W1, per observable (the prior's bars are 1).
+
+    Returns:
+        The matplotlib figure.
+    """
+    prior = table["prior"]
+    keys = list(prior)
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    x = np.arange(len(keys))
+    width = 0.8 / len(table)
+    for k, (name, row) in enumerate(table.items()):
+        ax.bar(x + k * width, [_over(row[o], prior[o]) for o in keys], width, label=name)
+    ax.set_xticks(x + 0.4 - width / 2, keys)
+    ax.set_ylabel("W1 to truth / W1 of the prior")
+    ax.legend(fontsize=12)
+    return fig

@@ -140,3 +140,102 @@ def training_curves(history: list[dict], keys: tuple[str, ...] = ("train_loss", 
     ax.set_xlabel("Epoch")
     ax.legend(fontsize=12)
     return fig
+
+
+# -- classifier and event-content figures ----------------------------------------------------------------------
+
+__all__ += ["confusion_plot", "multiplicity_plot", "label_auc_plot", "class_fraction_plot"]
+
+_COUNTS = {"jets": "Jets", "btag": "b-tagged jets", "leptons": "Isolated leptons"}
+
+
+def confusion_plot(
+    confusion, class_names: list[str], *, what: str = "class", normalised: bool = True, figsize=(9.0, 8.0)
+):
+    """The confusion matrix as a 2D histogram: true class along x, predicted class along y.
+
+    Args:
+        confusion: (C, C) matrix, ``confusion[true, predicted]`` (as
+            :func:`hepfm.core.metrics.multiclass_metrics` returns it, each row normalised to 1).
+        class_names: the C classes, in label order.
+        what: what the classes are, for the axis titles (``class``, ``process``).
+        normalised: the rows are fractions of the true class (said on the y axis).
+        figsize: figure size in inches.
+    """
+    confusion = np.asarray(confusion, dtype=float)
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=figsize)
+    hep.hist2dplot(confusion, xbins=np.arange(n + 1), ybins=np.arange(n + 1), ax=ax, cmap="Blues")  # H[x, y]
+    ticks = np.arange(n) + 0.5
+    ax.set_xticks(ticks, class_names, rotation=45, fontsize=11)
+    ax.set_yticks(ticks, class_names, fontsize=11)
+    ax.set_xlabel(f"True {what}")
+    ax.set_ylabel(f"Predicted {what}" + (f" (fraction of the true {what})" if normalised else ""))
+    return fig
+
+
+def multiplicity_plot(counts: dict[str, np.ndarray], labels, class_names: list[str], max_count: int = 10):
+    """Normalised distributions of per-event object counts, one panel per count, one line per class.
+
+    Args:
+        counts: name -> (N,) integer counts, e.g. :func:`hepfm.analysis.validation.object_counts`.
+        labels: (N,) class index of every event.
+        class_names: the classes, in label order.
+        max_count: counts shown from 0 to ``max_count - 1`` (higher ones are left out).
+    """
+    labels = np.asarray(labels)
+    names = np.asarray(class_names)
+    colors = plt.cm.tab20(np.linspace(0, 1, len(class_names)))
+    fig, axes = plt.subplots(1, len(counts), figsize=(7 * len(counts), 6), squeeze=False, constrained_layout=True)
+    for ax, (key, values) in zip(axes.flat, counts.items(), strict=True):
+        h = hist.Hist(
+            hist.axis.StrCategory(list(class_names), name="process"),
+            hist.axis.Integer(0, max_count, name="n", label=_COUNTS.get(key, key)),
+        )
+        h.fill(process=names[labels], n=np.asarray(values))
+        hep.histplot(
+            [h[p, :] / max(h[p, :].sum(), 1) for p in class_names], ax=ax, label=list(class_names), color=colors
+        )
+        ax.set_ylabel("Fraction of events")
+    axes.flat[0].legend(fontsize=10, ncol=2)
+    return fig
+
+
+def label_auc_plot(auc_per_label: dict[str, float], ylabel: str = "AUC on fresh events"):
+    """One bar per label with its AUC; the dashed line at 0.5 is a random guess."""
+    names = list(auc_per_label)
+    values = [auc_per_label[n] for n in names]
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    ax.bar(names, values)
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_ylim(min([0.5, *(v - 0.05 for v in values)]), 1.0)  # bars below a random guess stay visible
+    ax.tick_params(axis="x", labelsize=13)
+    ax.set_ylabel(ylabel)
+    return fig
+
+
+def class_fraction_plot(fraction_called: dict[str, float], truth: dict | None = None):
+    """What two event models make of one file: the fraction of events called each class (left), and per truth
+    label the fraction of events that have it next to a multilabel model's mean probability (right, when
+    ``truth`` is given).
+
+    Args:
+        fraction_called: class -> fraction, e.g. ``class_fractions(...)["fraction_called"]``.
+        truth: the result of :func:`hepfm.train.evaluate_truth` on the file (``truth_fraction`` and
+            ``mean_predicted`` per label).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(19, 5.8), constrained_layout=True)
+    axes[0].bar(list(fraction_called), list(fraction_called.values()))
+    axes[0].set_ylabel("Fraction of events called")
+    axes[0].tick_params(axis="x", rotation=45, labelsize=11)
+    if truth is not None:
+        names = list(truth["truth_fraction"])
+        x = np.arange(len(names))
+        axes[1].bar(x - 0.2, [truth["truth_fraction"][n] for n in names], 0.4, label="generator truth of the file")
+        axes[1].bar(x + 0.2, [truth["mean_predicted"][n] for n in names], 0.4, label="multilabel model, mean")
+        axes[1].set_xticks(x, names, fontsize=11)
+        axes[1].set_ylabel("Fraction of events with the particle")
+        axes[1].legend(fontsize=11)
+    else:
+        axes[1].set_visible(False)
+    return fig

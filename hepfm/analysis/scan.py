@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from hepfm.analysis.plots import convergence_plot, save, scan_plot, use_style
 from hepfm.core.errors import DataError, OutputError
 from hepfm.core.io import read_json_object, write_metrics
-from hepfm.core.parallel import set_torch_threads
+from hepfm.core.parallel import set_torch_threads, share_cores
 from hepfm.data.sample import JetSample
 from hepfm.train.checkpoint import Checkpoint, load_checkpoint
 from hepfm.train.config import TrainConfig
@@ -45,7 +45,8 @@ MODES = ("pretrained", "scratch")
 
 def _finetune_run(checkpoint, train, test, run: Path, cfg: TrainConfig, size: int, processes: int, options: dict):
     """One scan run in a worker process, with its share of the cores among ``processes`` runs."""
-    set_torch_threads(processes)
+    share_cores(processes)
+    set_torch_threads()
     finetune(checkpoint, train, test, run, train=cfg, n_train=size, **options)
     return str(run)
 

@@ -202,6 +202,7 @@ def directory_lock(path: str | Path, what: str = "writing") -> Iterator[Path]:
         os.ftruncate(fd, 0)
         os.pwrite(fd, info.encode(), 0)
         yield directory
+        lock.unlink(missing_ok=True)  # a finished writer leaves no lock file behind
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 

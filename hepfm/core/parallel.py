@@ -4,7 +4,10 @@ Multi-threaded torch collapses when another process wants the same cores (every 
 synchronisation points while the one it waits for is descheduled), so hepfm never assumes the machine is
 free: it counts the cores this process may run on (``os.sched_getaffinity``, which honours ``taskset``,
 cgroups' cpusets and batch systems' bindings) and divides them among what runs at once — parallel training
-runs, Dask workers, DataLoader workers. ``HEPFM_THREADS`` overrides the count of torch threads per process.
+runs (:func:`share_cores`), DDP ranks on one node, Dask workers and DataLoader workers (one thread each).
+Importing hepfm also sets ``OMP_WAIT_POLICY=PASSIVE`` unless it is set already: waiting OpenMP threads then
+sleep instead of spinning, which is what keeps a busy machine from collapsing (measured in
+``benchmarks/RESULTS.md``). ``HEPFM_THREADS`` overrides the count of torch threads per process.
 """
 
 from __future__ import annotations
@@ -17,10 +20,19 @@ from typing import Any
 
 from hepfm.core.errors import OptionError
 
-__all__ = ["available_cores", "threads_per_process", "set_torch_threads", "dask_client", "THREADS_ENV"]
+__all__ = ["available_cores", "threads_per_process", "set_torch_threads", "share_cores", "dask_client", "THREADS_ENV"]
 
 #: Environment variable fixing the torch threads of each hepfm process (an integer >= 1).
 THREADS_ENV = "HEPFM_THREADS"
+# How many processes of this job share the cores (set by share_cores in each of them).
+_share = 1
+
+
+def share_cores(processes: int) -> None:
+    """Declare that this process is one of ``processes`` sharing the cores (parallel scan runs, say); later
+    :func:`set_torch_threads` calls give it its share."""
+    global _share
+    _share = max(1, int(processes))
 
 
 def available_cores() -> int:
@@ -42,7 +54,8 @@ def _override() -> int | None:
 
 def threads_per_process(processes: int = 1, beside: int = 0) -> int:
     """Torch threads for each of ``processes`` processes running at once, with ``beside`` more single-threaded
-    processes (DataLoader or Dask workers) sharing the cores; ``HEPFM_THREADS`` wins when set.
+    processes (DataLoader or Dask workers) sharing the cores; ``HEPFM_THREADS`` wins when set, and
+    ``OMP_NUM_THREADS`` caps the count.
 
     >>> threads_per_process(processes=10**6)
     1
@@ -50,7 +63,9 @@ def threads_per_process(processes: int = 1, beside: int = 0) -> int:
     override = _override()
     if override is not None:
         return override
-    return max(1, (available_cores() - beside) // max(1, processes))
+    share = max(1, (available_cores() - beside) // max(1, processes, _share))
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(share, int(omp)) if omp.isdigit() and int(omp) > 0 else share  # OMP_NUM_THREADS caps it
 
 
 def set_torch_threads(processes: int = 1, beside: int = 0) -> int:

@@ -226,7 +226,10 @@ def build_jet_sample(
         _check_finite(k, v, source)
     has_pid = charge is not None and pid is not None
     f_charge = ak.to_numpy(ak.flatten(charge)).astype(np.float64) if has_pid else np.zeros_like(flat["px"])
-    f_pid = ak.to_numpy(ak.flatten(pid)).astype(np.int64) if has_pid else np.zeros(len(f_charge), np.int64)
+    raw_pid = ak.to_numpy(ak.flatten(pid)) if has_pid else np.zeros(len(f_charge), np.int64)
+    _check_finite("charge", f_charge, source)
+    _check_finite("pid", raw_pid.astype(np.float64), source)
+    f_pid = raw_pid.astype(np.int64)
 
     jet_index = np.repeat(np.arange(n), counts)
     jet_p4 = [np.bincount(jet_index, weights=flat[k], minlength=n) for k in ("px", "py", "pz", "energy")]

@@ -262,8 +262,15 @@ def _pad(jagged: ak.Array, width: int) -> np.ndarray:
 def events_to_sample(
     array: ak.Array, class_names: list[str], *, max_particles: int | None = None, source: str = ""
 ) -> EventSample:
-    """Padded objects (or particles), labels and truth of event records (the layouts of :mod:`hepfm.data.schema`)."""
+    """Padded objects (or particles), labels and truth of event records (the layouts of :mod:`hepfm.data.schema`).
+
+    Raises:
+        DataError: a field holds NaN or inf, or a label lies outside ``class_names`` (naming ``source`` and the field).
+    """
     fields = set(array.fields)
+    _check_finite_fields(array, array.fields, Path(source))
+    if "label" in fields:
+        _check_labels(array, list(class_names), Path(source))
     columns = OBJECT_FIELDS if OBJECT_FIELDS[0] in fields else PARTICLE_FIELDS
     counts = ak.to_numpy(ak.num(array[columns[0]], axis=1))
     width = int(counts.max()) if len(counts) else 1

@@ -151,3 +151,26 @@ class EventGNN(nn.Module):
     def backbone_parameters(self) -> list[nn.Parameter]:
         head = {id(p) for p in self.head.parameters()}
         return [p for p in self.parameters() if id(p) not in head]
+
+    def representation_layers(self) -> dict[str, nn.Module]:
+        """The layers whose outputs represent an event, in forward order, by their submodule names.
+
+        ``global_encoder`` (the encoded global features), the graph-network ``blocks.i`` and the
+        ``decoder`` (the event representation the head reads): what CKA compares layer by layer
+        (:func:`hepfm.analysis.cka.cka_between`).
+        """
+        return {
+            "global_encoder": self.global_encoder,
+            **{f"blocks.{i}": block for i, block in enumerate(self.blocks)},
+            "decoder": self.decoder,
+        }
+
+    def pool_representation(self, name: str, output, batch=None) -> torch.Tensor:
+        """One vector per event, (B, hidden) float64, from the output of the representation layer ``name``.
+
+        A graph-network block returns (nodes, edges, global): its global vector (B, hidden) represents the
+        event; the encoder and the decoder already give (B, hidden). ``batch`` is not needed.
+        """
+        if name.startswith("blocks."):
+            output = output[2]
+        return output.double()

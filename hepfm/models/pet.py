@@ -350,6 +350,32 @@ class PET(nn.Module):
         head = {id(p) for p in self.head.parameters()}
         return [p for p in self.parameters() if id(p) not in head]
 
+    def representation_layers(self) -> dict[str, nn.Module]:
+        """The layers whose outputs represent a jet, in forward order, by their submodule names.
+
+        ``embed``, the edge blocks ``local.i``, the transformer blocks ``blocks.i`` (per-particle outputs
+        (B, N, D)) and the class-attention blocks ``class_blocks.i`` (the class token, (B, 1, D)):
+        what CKA compares layer by layer (:func:`hepfm.analysis.cka.cka_between`).
+        """
+        return {
+            "embed": self.embed,
+            **{f"local.{i}": block for i, block in enumerate(self.local)},
+            **{f"blocks.{i}": block for i, block in enumerate(self.blocks)},
+            **{f"class_blocks.{i}": block for i, block in enumerate(self.class_blocks)},
+        }
+
+    def pool_representation(self, name: str, output: torch.Tensor, batch) -> torch.Tensor:
+        """One vector per jet, (B, D) float64, from the output of the representation layer ``name``.
+
+        Per-particle outputs (B, N, D) are averaged over the real particles of ``batch.mask`` (B, N), so
+        padding never enters; a class-attention block's class token (B, 1, D) is taken as it is.
+        """
+        out = output.double()
+        if name.startswith("class_blocks."):
+            return out.reshape(out.shape[0], -1)
+        mask = batch.mask.double()  # (B, N)
+        return (out * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)  # (B, D)
+
     def extra_repr(self) -> str:
         c = self.config
         return (

@@ -38,6 +38,7 @@ from torch.utils.data import (
 from tqdm.auto import tqdm
 
 from hepfm.core.errors import OptionError
+from hepfm.core.parallel import set_torch_threads
 from hepfm.train.config import History, TrainConfig
 from hepfm.train.device import resolve_device
 from hepfm.train.optim import Lion
@@ -246,6 +247,8 @@ def fit(
         The :class:`History` (per-epoch losses, wall time, best epoch, whether it stopped early).
     """
     device = resolve_device(cfg.device)
+    # this process's share of the cores: DDP ranks of this node and DataLoader workers run beside it
+    set_torch_threads(processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")), beside=cfg.num_workers)
     rank, world = _distributed(device)
     torch.manual_seed(cfg.seed + rank)
     out = Path(out)
