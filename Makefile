@@ -30,11 +30,14 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium could not be installed: the JupyterLab end-to-end test will be skipped"
 
-test: $(STAMP) chromium
-	$(BIN)/python -m pytest
+# The tests, after the linters, the formatter's check and the type checker; doctests run with the tests.
+test: $(STAMP) chromium lint
+	$(BIN)/python -m pytest --doctest-modules hepfm tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check hepfm tests benchmarks
+	$(BIN)/ruff check hepfm tests benchmarks notebooks
+	$(BIN)/ruff format --check hepfm tests benchmarks
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_generate.py

@@ -18,7 +18,6 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal, Optional, get_args, get_origin
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -47,7 +46,7 @@ def _message(err: BaseException) -> str:
 class _Boundary(TyperGroup):
     """The one error boundary of every ``hepfm`` command (subcommands are groups of this class too)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer.Context; typer vendors click, whose Context mypy sees twice
         try:
             return super().invoke(ctx)
         except (HepfmError, OSError) as err:
@@ -341,8 +340,7 @@ def inspect_command(
     from hepfm.data import read_events, read_jets
     from hepfm.data.schema import OBJECT_TYPES
 
-    reader = read_events if events else read_jets
-    sample = reader(path, format, allow_incomplete=allow_incomplete)
+    sample: Any = (read_events if events else read_jets)(path, format, allow_incomplete=allow_incomplete)
     typer.echo(repr(sample))
     if events:
         if "type" in sample.particle_features:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -126,14 +127,14 @@ class MinibatchCKA:
         cross = torch.stack([torch.stack([hsic_unbiased(a, b) for b in ky]) for a in kx])
         sx = torch.stack([hsic_unbiased(a, a) for a in kx])
         sy = torch.stack([hsic_unbiased(b, b) for b in ky])
-        if self.cross is None:
+        if self.cross is None or self.self_x is None or self.self_y is None:
             self.cross, self.self_x, self.self_y = cross, sx, sy
         else:
             self.cross, self.self_x, self.self_y = self.cross + cross, self.self_x + sx, self.self_y + sy
         self.batches += 1
 
     def compute(self) -> np.ndarray:
-        if self.cross is None:
+        if self.cross is None or self.self_x is None or self.self_y is None:
             raise ValueError("no minibatch seen")
         denom = torch.sqrt(torch.clamp(self.self_x[:, None] * self.self_y[None, :], min=0))
         return (self.cross / denom).numpy()
@@ -210,7 +211,7 @@ def _run_family(model: nn.Module, batch):
 
 
 @torch.no_grad()
-def representations(model: nn.Module, batch, call: Callable | None = None) -> dict[str, torch.Tensor]:
+def representations(model: Any, batch, call: Callable | None = None) -> dict[str, torch.Tensor]:
     """One vector per example, (B, features) float64, from each of the model's own representation layers.
 
     Args:
@@ -350,5 +351,6 @@ def cka_figure(
         ax.set_xlabel(b)
         ax.set_ylabel(a)
         ax.set_title(f"{title}: {name}", fontsize=12)
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="linear CKA")
+    if image is not None:
+        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="linear CKA")
     return fig

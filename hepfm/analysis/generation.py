@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import awkward as ak
 import hist
@@ -162,14 +163,14 @@ def generate_like(
         x, mask, jet, label = batch.x, batch.mask, batch.jet, batch.y
         mask, jet, label = mask.to(device), jet.to(device), label.to(device)
         v = pet_velocity(model, mask, jet, label, guidance)
-        out.append(
-            sample(
-                lambda z, t, v=v: v(z.to(device), t.to(device)).cpu(), tuple(x.shape), mask.cpu(), steps, gen
-            ).numpy()
-        )
+
+        def on_device(z: torch.Tensor, t: torch.Tensor, v=v) -> torch.Tensor:
+            return v(z.to(device), t.to(device)).cpu()
+
+        out.append(sample(on_device, tuple(x.shape), mask.cpu(), steps, gen).numpy())
     width = reference.particles.shape[1]
-    x = np.concatenate([np.pad(o, ((0, 0), (0, width - o.shape[1]), (0, 0))) for o in out])
-    return to_sample(x, reference.mask, reference, normaliser)
+    generated = np.concatenate([np.pad(o, ((0, 0), (0, width - o.shape[1]), (0, 0))) for o in out])
+    return to_sample(generated, reference.mask, reference, normaliser)
 
 
 def to_sample(x: np.ndarray, mask: np.ndarray, reference, normaliser):
@@ -289,7 +290,7 @@ def generation_scores(real: JetSample, generated: JetSample, real_efps: np.ndarr
     if real_efps is None:
         real_efps = jet_efps(*constituent_kinematics(real), real.mask)
     per_feature = w1p(real.particles[..., cols], real.mask, generated.particles[..., cols], generated.mask)
-    scores = {
+    scores: dict[str, Any] = {
         "w1m": w1m(real.jet("mass"), generated.jet("mass")),
         "w1p": dict(zip(W1P_FEATURES, per_feature, strict=True)),
         "w1efp": w1efp(real_efps, jet_efps(*constituent_kinematics(generated), generated.mask)),

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import hist
 import matplotlib.pyplot as plt
@@ -93,9 +94,9 @@ def _normalised(w: np.ndarray, total: float) -> np.ndarray:
 
 
 def omnifold(
-    sim_truth: np.ndarray,
-    sim_reco: np.ndarray,
-    data_reco: np.ndarray,
+    sim_truth: Any,
+    sim_reco: Any,
+    data_reco: Any,
     fit_predict: FitPredict | tuple[FitPredict, FitPredict],
     iterations: int = 3,
     sim_weights: np.ndarray | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import hist
 import matplotlib.pyplot as plt
@@ -43,7 +44,7 @@ def compare_classes(samples: dict[str, JetSample], feature: str, classes: list[s
             if name not in sample.class_names:
                 continue
             sel = sample.labels == sample.class_names.index(name)
-            h = hist.Hist(hist.axis.Regular(bins, lo, hi, name=feature, label=title))
+            h: hist.Hist = hist.Hist(hist.axis.Regular(bins, lo, hi, name=feature, label=title))
             h.fill(np.clip(sample.jet(feature)[sel], lo, hi - 1e-6))
             if h.sum() > 0:
                 hep.histplot(h, ax=ax, density=True, label=f"{label} ({int(sel.sum())})")
@@ -188,14 +189,13 @@ def multiplicity_plot(counts: dict[str, np.ndarray], labels, class_names: list[s
     colors = plt.cm.tab20(np.linspace(0, 1, len(class_names)))
     fig, axes = plt.subplots(1, len(counts), figsize=(7 * len(counts), 6), squeeze=False, constrained_layout=True)
     for ax, (key, values) in zip(axes.flat, counts.items(), strict=True):
-        h = hist.Hist(
+        h: hist.Hist = hist.Hist(
             hist.axis.StrCategory(list(class_names), name="process"),
             hist.axis.Integer(0, max_count, name="n", label=_COUNTS.get(key, key)),
         )
         h.fill(process=names[labels], n=np.asarray(values))
-        hep.histplot(
-            [h[p, :] / max(h[p, :].sum(), 1) for p in class_names], ax=ax, label=list(class_names), color=colors
-        )
+        per_class: list[Any] = [h[p, :] for p in class_names]
+        hep.histplot([c / max(float(c.sum()), 1.0) for c in per_class], ax=ax, label=list(class_names), color=colors)
         ax.set_ylabel("Fraction of events")
     axes.flat[0].legend(fontsize=10, ncol=2)
     return fig

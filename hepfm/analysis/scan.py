@@ -12,6 +12,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -203,7 +204,7 @@ def summarise(rows: list[dict], metrics: tuple[str, ...] = ("auc", "accuracy", "
         out[mode] = {}
         for size in sorted({r["size"] for r in rows if r["mode"] == mode}):
             sel = [r for r in rows if r["mode"] == mode and r["size"] == size]
-            entry = {"n_seeds": len(sel)}
+            entry: dict[str, Any] = {"n_seeds": len(sel)}
             for m in metrics:
                 values = np.array([np.inf if r[m] is None else r[m] for r in sel], dtype=float)
                 unbounded = np.isposinf(values) & np.array([bool(r.get("n_background")) for r in sel])
@@ -241,6 +242,7 @@ def convergence_summary(rows: list[dict]) -> dict:
             target = min(e["val_loss"] for e in scratch["history"])
             n_pre = epochs_to_reach(pre["history"], target)
             n_scratch = epochs_to_reach(scratch["history"], target)
+            assert n_scratch is not None  # scratch reaches its own best loss
             wall = pre["history"][n_pre - 1]["wall_seconds"] if n_pre else None
             per_seed.append(
                 {

@@ -69,7 +69,7 @@ def compare_to_reference(
     ref = class_medians(reference) if reference is not None else {}
     classes = {}
     for name, m in gen.items():
-        entry = dict(m)
+        entry: dict[str, Any] = dict(m)
         if name in MASS_WINDOWS:
             lo, hi = MASS_WINDOWS[name]
             entry["mass_window"] = [lo, hi]
@@ -192,7 +192,7 @@ def classify_file(
     probabilities, sample, ckpt = evaluate_checkpoint(multiclass, data, device=device)
     source = data.source if isinstance(data, EventSample) else str(data)
     result = {"file": source, **class_fractions(probabilities, ckpt.class_names)}
-    if multilabel is not None and sample.truth is not None:
+    if multilabel is not None and isinstance(sample, EventSample) and sample.truth is not None:
         result["multilabel"] = evaluate_truth(multilabel, sample, device=device)
     return result
 

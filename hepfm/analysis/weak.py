@@ -527,7 +527,7 @@ def sic_figure(hunt: CWoLaHunt, summary: SICSummary, n_inject: int | None = None
         mean = np.array([per_n[n]["max_sic_mean"] for n in x])
         std = np.array([per_n[n]["max_sic_std"] for n in x])
         (line,) = axes[0].plot(x, mean, marker="o", label=method)
-        axes[0].fill_between(x, mean - std, mean + std, alpha=0.25, color=line.get_color())
+        axes[0].fill_between(x, mean - std, mean + std, alpha=0.25, facecolor=line.get_color())
     axes[0].axhline(1.0, color="grey", ls=":", label="random")
     axes[0].axhline(summary.sic_limit, color="grey", ls="--", label="limit of the test sample")
     axes[0].set_xlabel("Injected signal events")
@@ -544,7 +544,7 @@ def sic_figure(hunt: CWoLaHunt, summary: SICSummary, n_inject: int | None = None
             warnings.simplefilter("ignore", RuntimeWarning)  # below the smallest efficiency of every seed
             mean, std = np.nanmean(sics, 0), np.nanstd(sics, 0)
         (line,) = axes[1].plot(grid, mean, label=method)
-        axes[1].fill_between(grid, mean - std, mean + std, alpha=0.25, color=line.get_color())
+        axes[1].fill_between(grid, mean - std, mean + std, alpha=0.25, facecolor=line.get_color())
     axes[1].axhline(1.0, color="grey", ls=":")
     axes[1].set_xlabel(r"Signal efficiency $\varepsilon_S$")
     axes[1].set_ylabel(r"SIC $= \varepsilon_S/\sqrt{\varepsilon_B}$")

@@ -33,10 +33,12 @@ def delta_phi(phi1, phi2):
 
 
 def delta_r(eta1, phi1, eta2, phi2):
-    """Angular distance sqrt(deta^2 + dphi^2).
+    """Angular distance sqrt(deta^2 + dphi^2), with dphi wrapped into [-pi, pi].
 
-    >>> float(delta_r(0.0, 0.0, 3.0, 4.0 - 2 * np.pi))
-    5.0
+    >>> round(float(delta_r(0.0, 0.0, 0.3, 0.4)), 12)
+    0.5
+    >>> round(float(delta_r(0.0, 3.1, 0.0, -3.1)), 4)  # across phi = pi: 2 pi - 6.2
+    0.0832
     """
     return np.hypot(np.asarray(eta1) - np.asarray(eta2), delta_phi(phi1, phi2))
 
@@ -93,7 +95,7 @@ def mass(px, py, pz, energy):
 
 # Charges (units of e) of the stable particles a generator leaves in the final state; other ids are
 # resolved through Pythia8's particle table by the factory and never reach these helpers.
-_CHARGE = {
+_CHARGE: dict[int, float] = {
     11: -1,
     13: -1,
     15: -1,
@@ -116,7 +118,7 @@ _CHARGE = {
     3212: 0,
     3322: 0,
 }
-_MASS = {
+_MASS: dict[int, float] = {
     11: 0.000511,
     13: 0.10566,
     211: 0.13957,

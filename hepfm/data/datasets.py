@@ -150,12 +150,11 @@ class JetBatch:
         return self.x.shape[0]
 
     def to(self, device, non_blocking: bool = True) -> JetBatch:
-        return JetBatch(
-            *(
-                None if t is None else t.to(device, non_blocking=non_blocking)
-                for t in (self.x, self.mask, self.jet, self.y, self.weight)
-            )
-        )
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=non_blocking)
+
+        weight = None if self.weight is None else move(self.weight)
+        return JetBatch(move(self.x), move(self.mask), move(self.jet), move(self.y), weight)
 
     def trimmed(self) -> JetBatch:
         """The batch without trailing particle slots that are padding in every jet (particles are sorted by pt)."""

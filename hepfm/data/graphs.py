@@ -159,9 +159,7 @@ class EventBatch:
         return len(self.y)
 
     def to(self, device, non_blocking: bool = True) -> EventBatch:
-        return EventBatch(
-            *(
-                None if t is None else t.to(device, non_blocking=non_blocking)
-                for t in (self.graph, self.y, self.truth, self.targets, self.weight)
-            )
-        )
+        def move(t):
+            return None if t is None else t.to(device, non_blocking=non_blocking)
+
+        return EventBatch(move(self.graph), move(self.y), move(self.truth), move(self.targets), move(self.weight))

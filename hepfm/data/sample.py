@@ -88,8 +88,14 @@ class JetSample:
         weights = None
         if any(s.weights is not None for s in samples):
             weights = np.concatenate([np.ones(len(s)) if s.weights is None else s.weights for s in samples])
+        particles, mask, jets, labels = (
+            np.concatenate([getattr(s, k) for s in samples]) for k in ("particles", "mask", "jets", "labels")
+        )
         return JetSample(
-            *(np.concatenate([getattr(s, k) for s in samples]) for k in ("particles", "mask", "jets", "labels")),
+            particles,
+            mask,
+            jets,
+            labels,
             list(first.class_names),
             all(s.has_pid for s in samples),
             first.source,

@@ -239,7 +239,9 @@ def _gather(
 ) -> tuple[ak.Array, list[str]]:
     """Concatenate shards (all with the same class names): the first ``per_shard`` records of each, and
     at most ``limit`` records in all (reading stops once that many are in)."""
-    arrays, class_names, first, n = [], None, None, 0
+    arrays: list[ak.Array] = []
+    class_names: list[str] | None = None
+    first, n = None, 0
     for shard, array, attrs in shards:
         if class_names is None:
             class_names, first = attrs["class_names"], shard
@@ -251,6 +253,8 @@ def _gather(
         n += len(arrays[-1])
         if limit is not None and n >= limit:
             break
+    if class_names is None:
+        raise DataError("no shards to read")
     array = ak.concatenate(arrays) if len(arrays) > 1 else arrays[0]
     return (array if limit is None else array[:limit]), class_names
 

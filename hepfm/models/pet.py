@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +66,7 @@ class PETConfig:
     @classmethod
     def named(cls, size: str, **overrides) -> PETConfig:
         """``tiny`` (CPU demo, ~0.3 M parameters), ``small`` (OmniLearn, ~2 M), ``medium`` (~10 M)."""
-        sizes = {
+        sizes: dict[str, dict[str, Any]] = {
             "tiny": dict(dim=64, n_blocks=4, n_heads=4, n_class_blocks=1, n_gen_blocks=1),
             "small": dict(dim=128, n_blocks=8, n_heads=4),
             "medium": dict(dim=256, n_blocks=12, n_heads=8, n_gen_blocks=3),
@@ -156,7 +157,7 @@ class FourierTime(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(2 * n_freq, dim), nn.GELU(), nn.Linear(dim, dim))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        arg = t.unsqueeze(-1) * self.freq  # (B, n_freq)
+        arg = t.unsqueeze(-1) * self.get_buffer("freq")  # (B, n_freq)
         return self.mlp(torch.cat([arg.sin(), arg.cos()], dim=-1))
 
 

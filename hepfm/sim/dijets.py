@@ -77,17 +77,19 @@ class Dijets:
         first = parts[0]
         return replace(
             first,
-            jets=tuple(JetSample.concatenate([p.jets[k] for p in parts]) for k in range(2)),
-            **{
-                k: np.concatenate([getattr(p, k) for p in parts])
-                for k in ("mjj", "jet_pt", "jet_mass", "labels", "event_index")
-            },
+            jets=(JetSample.concatenate([p.jets[0] for p in parts]), JetSample.concatenate([p.jets[1] for p in parts])),
+            mjj=np.concatenate([p.mjj for p in parts]),
+            jet_pt=np.concatenate([p.jet_pt for p in parts]),
+            jet_mass=np.concatenate([p.jet_mass for p in parts]),
+            labels=np.concatenate([p.labels for p in parts]),
+            event_index=np.concatenate([p.event_index for p in parts]),
         )
 
     def relabel(self, labels: np.ndarray | int, class_names: list[str]) -> Dijets:
         """The same events with other labels (one for all, or one per event) and class names."""
         labels = np.broadcast_to(np.asarray(labels, dtype=np.int64), self.labels.shape).copy()
-        jets = tuple(replace(j, labels=labels, class_names=list(class_names)) for j in self.jets)
+        lead, sub = (replace(j, labels=labels, class_names=list(class_names)) for j in self.jets)
+        jets = (lead, sub)
         return replace(self, jets=jets, labels=labels, class_names=list(class_names))
 
     def as_jets(self, labels: np.ndarray | None = None, class_names: list[str] | None = None) -> JetSample:
@@ -153,9 +155,11 @@ def dijets(
         n = ak.to_numpy(ak.num(constituents, axis=1))
         rows = ak.to_numpy(ak.flatten(constituents)) + np.repeat(offsets, n)
         scale = np.repeat(pt_scale / jet_pt[:, k], n) if pt_scale else 1.0
-        parts = [ak.unflatten(p4[c][rows] * scale, n) for c in ("px", "py", "pz", "E")]
+        px, py, pz, energy = (ak.unflatten(p4[c][rows] * scale, n) for c in ("px", "py", "pz", "E"))
         samples.append(
-            build_jet_sample(*parts, labels, events.class_names, max_particles=max_particles, source=events.source)
+            build_jet_sample(
+                px, py, pz, energy, labels, events.class_names, max_particles=max_particles, source=events.source
+            )
         )
     return Dijets(
         (samples[0], samples[1]),

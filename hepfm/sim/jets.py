@@ -9,6 +9,7 @@ truth matching visits events one by one, and then only the few hard-process part
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import awkward as ak
 import fastjet
@@ -134,12 +135,12 @@ def truth_targets(recipe: JetRecipe, batch: EventBatch, e: int) -> list[dict]:
     pid, status = batch.pid[lo:hi], batch.status[lo:hi]
     d1, d2 = batch.daughter1[lo:hi], batch.daughter2[lo:hi]
     px, py, pz, en = batch.px[lo:hi], batch.py[lo:hi], batch.pz[lo:hi], batch.energy[lo:hi]
-    targets = []
+    targets: list[dict[str, Any]] = []
     if recipe.match == "parton":
-        for i in np.flatnonzero((status == -23) & np.isin(np.abs(pid), recipe.partons)):
+        for i in np.flatnonzero((status == -23) & np.isin(np.abs(pid), recipe.partons)).tolist():
             targets.append({"index": i, "leaves": np.empty((0,), dtype=np.int64)})
     else:
-        for i in np.flatnonzero((np.abs(status) == 22) & (np.abs(pid) == recipe.resonance)):
+        for i in np.flatnonzero((np.abs(status) == 22) & (np.abs(pid) == recipe.resonance)).tolist():
             leaves = np.array(_leaves(i, pid, d1, d2), dtype=np.int64)
             if not _decay_ok(recipe.decay, pid[leaves]):
                 continue
@@ -213,7 +214,7 @@ _PARTICLE_LEVEL = DetectorConfig(enabled=False)
 
 def _process_batch(
     recipe: JetRecipe, detector: DetectorConfig, rng, charges: ChargeTable, batch: EventBatch, paired: bool = False
-) -> dict[str, list]:
+) -> dict[str, Any]:
     columns = final_state(batch, charges)
     n_events = batch.n_events
     reco = _Clustered(simulate(detector, rng, *columns), n_events, recipe.radius, recipe.pt_min)
@@ -224,9 +225,9 @@ def _process_batch(
         else None
     )
 
-    out: dict[str, list] = {k: [] for k in ("rows", "jet", "truth", "gen_rows", "gen_jet")}
+    out: dict[str, Any] = {k: [] for k in ("rows", "jet", "truth", "gen_rows", "gen_jet")}
     in_window = (reco.pt >= recipe.pt_min) & (reco.pt < recipe.pt_max) & (np.abs(reco.eta) < recipe.eta_max)
-    for e in np.flatnonzero(np.bincount(reco.event[in_window], minlength=n_events)):
+    for e in np.flatnonzero(np.bincount(reco.event[in_window], minlength=n_events)).tolist():
         sel = np.flatnonzero(in_window[reco.offsets[e] : reco.offsets[e + 1]])
         targets = truth_targets(recipe, batch, e)
         if not targets:

@@ -96,9 +96,7 @@ def load_weights(path: str | Path, sha256: str | None = None) -> dict[str, torch
     return tensors
 
 
-def save_checkpoint(
-    out: str | Path, model: nn.Module, meta: dict, state_dict: dict[str, torch.Tensor] | None = None
-) -> Path:
+def save_checkpoint(out: str | Path, model: Any, meta: dict, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
     """Write ``model.safetensors`` then ``config.json`` (with the weights' sha256) into ``out``.
 
     Args:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -81,7 +81,7 @@ def _with_options(config: FinetuneConfig | None, options: dict) -> FinetuneConfi
 
 @torch.no_grad()
 def _head_inputs(
-    model: nn.Module, dataset, indices: np.ndarray, device: torch.device, use_jet_features: bool, batch_size: int = 512
+    model: Any, dataset, indices: np.ndarray, device: torch.device, use_jet_features: bool, batch_size: int = 512
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(features the head reads, labels, per-example weights) of ``dataset[indices]``, by a hook on the head."""
     family = family_of(model)
@@ -101,7 +101,7 @@ def _head_inputs(
 
 
 def probe_head(
-    model: nn.Module,
+    model: Any,
     dataset,
     indices: np.ndarray,
     device: str = "auto",
@@ -196,8 +196,8 @@ def fit_classifier(
     tr, va = split(len(sample), config.val_fraction, train.seed)
 
     torch.manual_seed(train.seed)
-    overrides = {"generative": False} if ckpt.family.name == "jets" else {}
-    model = ckpt.build(**overrides) if config.from_scratch else ckpt.model(**overrides)
+    overrides: dict[str, Any] = {"generative": False} if ckpt.family.name == "jets" else {}
+    model: Any = ckpt.build(**overrides) if config.from_scratch else ckpt.model(**overrides)
     model.replace_head(len(sample.class_names))  # the same fresh head for both: only the backbone's start differs
     start = time.perf_counter()
     resuming = resume and (out / "training" / "latest.json").exists()  # the head comes back with the state
@@ -236,8 +236,8 @@ def fit_classifier(
     objective = ClassifierObjective(model, config.use_jet_features)
     history = fit(
         objective,
-        Subset(dataset, tr),
-        Subset(dataset, va),
+        Subset(dataset, tr.tolist()),
+        Subset(dataset, va.tolist()),
         train,
         out,
         param_groups=groups,

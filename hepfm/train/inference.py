@@ -7,10 +7,10 @@ a batch carries little padding; the results come back in the order of the datase
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from hepfm.models.families import family_of
 from hepfm.train.device import resolve_device
@@ -36,7 +36,7 @@ def eval_batches(dataset, indices, batch_size: int, device: torch.device) -> Ite
 
 @torch.no_grad()
 def model_outputs(
-    model: nn.Module, dataset, batch_size: int = 512, device: str = "auto", use_jet_features: bool = False
+    model: Any, dataset, batch_size: int = 512, device: str = "auto", use_jet_features: bool = False
 ) -> np.ndarray:
     """The head's raw outputs (N, K) over a dataset (jets or event graphs), in order."""
     dev = resolve_device(device)
@@ -55,7 +55,7 @@ def model_outputs(
 
 
 def predict(
-    model: nn.Module, dataset, batch_size: int = 512, device: str = "auto", use_jet_features: bool = False
+    model: Any, dataset, batch_size: int = 512, device: str = "auto", use_jet_features: bool = False
 ) -> np.ndarray:
     """Class probabilities (N, C) of a dataset (jets or event graphs), in order."""
     logits = torch.from_numpy(model_outputs(model, dataset, batch_size, device, use_jet_features))

@@ -19,8 +19,9 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -143,8 +144,8 @@ def data_loader(data: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: i
     lengths = _lengths(data)
     chunk = cfg.bucket_batches * cfg.batch_size
     if shuffle and lengths is not None and cfg.bucket_batches > 0 and len(lengths) >= 4 * chunk:
-        sampler = BucketBatchSampler(lengths, cfg.batch_size, cfg.seed, epoch, rank, world, cfg.bucket_batches)
-        return DataLoader(data, batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=_collate(data))
+        buckets = BucketBatchSampler(lengths, cfg.batch_size, cfg.seed, epoch, rank, world, cfg.bucket_batches)
+        return DataLoader(data, batch_sampler=buckets, num_workers=cfg.num_workers, collate_fn=_collate(data))
     if not shuffle and lengths is not None:  # evaluation: order does not matter, so batches of similar length
         mine = torch.argsort(lengths, stable=True)[rank::world]
         return DataLoader(
@@ -153,11 +154,12 @@ def data_loader(data: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: i
             num_workers=cfg.num_workers,
             collate_fn=_collate(data),
         )
+    sampler: Sampler | None
     if world > 1:
         sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=shuffle, seed=cfg.seed)
         sampler.set_epoch(epoch)
     elif shuffle:
-        sampler = RandomSampler(data, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        sampler = RandomSampler(cast(Sized, data), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
     else:
         sampler = None
     return DataLoader(
@@ -165,7 +167,7 @@ def data_loader(data: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: i
         batch_size=cfg.batch_size,
         sampler=sampler,
         num_workers=cfg.num_workers,
-        drop_last=shuffle and len(data) >= 2 * cfg.batch_size,
+        drop_last=shuffle and len(cast(Sized, data)) >= 2 * cfg.batch_size,
         collate_fn=_collate(data),
     )
 
@@ -197,7 +199,7 @@ def _evaluate(objective: nn.Module, loader: DataLoader, device, autocast) -> dic
         for k, v in {"loss": loss.item(), **metrics}.items():
             sums[k] = sums.get(k, 0.0) + v * b
     if dist.is_initialized():  # a rank may have had no batch at all (streamed shards): merge what each saw
-        parts = [None] * dist.get_world_size()
+        parts: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(parts, (n, sums))
         n, sums = 0, {}
         for n_rank, sums_rank in parts:
@@ -252,7 +254,7 @@ def fit(
     rank, world = _distributed(device)
     torch.manual_seed(cfg.seed + rank)
     out = Path(out)
-    model = objective.model
+    model = cast(nn.Module, objective.model)
     objective.to(device)
 
     groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
@@ -262,7 +264,7 @@ def fit(
     steps_per_epoch = (
         max(1, len(probe))
         if not isinstance(train_data, IterableDataset)
-        else max(1, math.ceil(len(train_data) / cfg.batch_size))
+        else max(1, math.ceil(len(cast(Sized, train_data)) / cfg.batch_size))
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(cfg, steps_per_epoch))
     ema = AveragedModel(model, multi_avg_fn=_ema_update(cfg.ema_decay)) if cfg.ema_decay > 0 else None

@@ -12,13 +12,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hepfm.core.errors import OptionError
+from hepfm.core.errors import DataError, OptionError
 from hepfm.data.datasets import JetBatch
 from hepfm.models.families import family_of
 from hepfm.train.diffusion import noise, velocity_loss
@@ -40,6 +40,8 @@ class PretrainObjective(nn.Module):
         gen_weight: weight of the diffusion loss.
         jet_weight: weight of the jet-feature regression.
     """
+
+    model: Any  # a PET
 
     def __init__(self, model: nn.Module, gen_weight: float = 1.0, jet_weight: float = 0.1):
         super().__init__()
@@ -72,6 +74,8 @@ class ClassifierObjective(nn.Module):
     """Cross entropy of the classifier on clean jets (PET) or on events (event model); a weighted mean over
     the batch when its examples carry weights."""
 
+    model: Any  # of any family
+
     def __init__(self, model: nn.Module, use_jet_features: bool = False):
         super().__init__()
         self.model, self.use_jet_features = model, use_jet_features
@@ -96,6 +100,8 @@ class EventPretrainObjective(nn.Module):
     targets (log(1 + x / 10 GeV)); its "accuracy" is the fraction of correctly predicted labels.
     """
 
+    model: Any  # an EventGNN
+
     def __init__(self, model: nn.Module, task: str, target_weight: float = 1.0):
         super().__init__()
         if task not in EVENT_TASKS:
@@ -107,6 +113,8 @@ class EventPretrainObjective(nn.Module):
         if self.task == "multiclass":
             loss = F.cross_entropy(out, batch.y)
             return loss, {"accuracy": (out.argmax(-1) == batch.y).float().mean().item()}
+        if batch.truth is None or batch.targets is None:
+            raise DataError("multilabel pretraining needs events with generator truth ('truth_*', 'target_*')")
         n_labels = batch.truth.shape[1]
         bce = F.binary_cross_entropy_with_logits(out[:, :n_labels], batch.truth)
         mse = F.mse_loss(out[:, n_labels:], batch.targets)

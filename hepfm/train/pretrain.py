@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -140,7 +140,11 @@ def pretrain(
         raise OptionError("init", f"{start.path} is a {start.family.name} checkpoint; PET pretraining needs a PET")
     out = prepare_run(out, resume=resume, overwrite=overwrite, starts_from=start.path if start else None)
 
+    train_set: Any
+    val_set: Any
     if stream:
+        if isinstance(data, JetSample):
+            raise OptionError("stream", "streaming reads a hepfm dataset directory, not a sample in memory")
         train_set, val_set, class_names, fingerprint = streamed(
             data, val_fraction, max_particles, train.seed, allow_incomplete=allow_incomplete
         )
@@ -159,7 +163,7 @@ def pretrain(
         else:
             check_classes(sample)
         tr, _ = split(len(sample), val_fraction, train.seed)
-        normaliser = start.normaliser if start is not None else normaliser_of(data, sample, tr)
+        normaliser = start.normaliser if start is not None and start.normaliser else normaliser_of(data, sample, tr)
         train_set, val_set = subsets(JetDataset(sample, normaliser), val_fraction, train.seed)
         class_names, source = sample.class_names, sample.source
         fingerprint = _sample_fingerprint(sample, val_fraction)
@@ -169,9 +173,10 @@ def pretrain(
     if start is not None:
         cfg = PETConfig(**{**start.model_config, "generative": True})
     else:
+        assert cfg is not None
         cfg = replace(cfg, n_classes=len(class_names), generative=True)
     torch.manual_seed(train.seed)
-    model = PET(cfg)
+    model: Any = PET(cfg)
     if start is not None and init_weights:
         model = start.model(generative=True).train()
     meta = {

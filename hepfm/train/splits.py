@@ -38,7 +38,7 @@ def split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarra
 def subsets(dataset, val_fraction: float, seed: int) -> tuple[Subset, Subset]:
     """(training, validation) subsets of a map-style dataset, split by :func:`split`."""
     tr, va = split(len(dataset), val_fraction, seed)
-    return Subset(dataset, tr), Subset(dataset, va)
+    return Subset(dataset, tr.tolist()), Subset(dataset, va.tolist())
 
 
 def world_size() -> int:
@@ -69,9 +69,12 @@ def streamed(
     rank, world = (torch.distributed.get_rank(), world_size()) if torch.distributed.is_initialized() else (0, 1)
     rank = int(os.environ.get("RANK", rank))
     world = int(os.environ.get("WORLD_SIZE", world))
-    common = dict(max_particles=max_particles, rank=rank, world_size=world)
-    train = ShardedJetDataset(path, shards=train_shards, seed=seed, **common)  # reads dataset.json's normalisation
-    val = ShardedJetDataset(path, shards=val_shards, normaliser=train.normaliser, **common)
+    train = ShardedJetDataset(  # reads dataset.json's normalisation
+        path, shards=train_shards, seed=seed, max_particles=max_particles, rank=rank, world_size=world
+    )
+    val = ShardedJetDataset(
+        path, shards=val_shards, normaliser=train.normaliser, max_particles=max_particles, rank=rank, world_size=world
+    )
     manifest = read_manifest(path)
     fingerprint = data_fingerprint(
         manifest.get("seed"), manifest.get("settings"), [s.name for s in shards], [s.stat().st_size for s in shards]

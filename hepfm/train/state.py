@@ -136,7 +136,7 @@ def data_fingerprint(*parts: Any) -> str:
         elif isinstance(part, np.ndarray | torch.Tensor):
             array = np.ascontiguousarray(part.numpy() if isinstance(part, torch.Tensor) else part)
             digest.update(f"{array.dtype}{array.shape}".encode())
-            digest.update(memoryview(array).cast("B"))
+            digest.update(array.data.cast("B"))
         else:
             digest.update(repr(part).encode())
     return digest.hexdigest()

@@ -70,8 +70,12 @@ def read(path: Path, *, max_particles: int, max_jets: int | None) -> JetSample:
     if pid_fields:
         charge = ak.unflatten(flat["part_charge"], counts)
         pid = ak.unflatten(pid_from_flags(*(flat[f] for f in _JETCLASS_PID)), counts)
+    px, py, pz, energy = (arrays[f] for f in _JETCLASS_P4)
     return build_jet_sample(
-        *(arrays[f] for f in _JETCLASS_P4),
+        px,
+        py,
+        pz,
+        energy,
         onehot.argmax(axis=1),
         list(JETCLASS_CLASSES),
         charge=charge,

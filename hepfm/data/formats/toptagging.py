@@ -43,7 +43,8 @@ def frame_key(file: h5py.File, preferred: str, path: Path) -> str:
 
 def read(path: Path, *, max_particles: int, max_jets: int | None) -> JetSample:
     flats: dict[str, list[np.ndarray]] = {c: [] for c in _P4}
-    counts, labels = [], []
+    count_chunks: list[np.ndarray] = []
+    label_chunks: list[np.ndarray] = []
     with library_errors(path, "the pandas table"), h5py.File(path, "r") as file:
         frame = PandasFrame(file, frame_key(file, "table", path), path)
         columns = set(frame.columns)
@@ -66,12 +67,12 @@ def read(path: Path, *, max_particles: int, max_jets: int | None) -> JetSample:
             real = p4["E"] > 0
             for c, block in p4.items():
                 flats[c].append(block[real])
-            counts.append(real.sum(axis=1))
-            labels.append(values[:, -1])
+            count_chunks.append(real.sum(axis=1))
+            label_chunks.append(values[:, -1])
 
-    counts = np.concatenate(counts)
+    counts = np.concatenate(count_chunks)
     px, py, pz, energy = (ak.unflatten(np.concatenate(flats[c]), counts) for c in _P4)
-    labels = checked_labels(path, _LABEL, np.concatenate(labels), len(TOPTAGGING_CLASSES))
+    labels = checked_labels(path, _LABEL, np.concatenate(label_chunks), len(TOPTAGGING_CLASSES))
     return build_jet_sample(
         px, py, pz, energy, labels, list(TOPTAGGING_CLASSES), max_particles=max_particles, source=str(path)
     )
