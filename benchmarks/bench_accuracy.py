@@ -23,7 +23,6 @@ import time
 import numpy as np
 import torch
 from bench_model import PEER, matched_dim, peer_model, require_bench_dependencies
-from hepfm.train.recipes import split
 from torch import nn
 from torch.utils.data import Subset
 
@@ -31,6 +30,7 @@ from hepfm.core.metrics import classifier_metrics
 from hepfm.data import FeatureNormaliser, JetDataset, read_jets
 from hepfm.models.pet import PET, PETConfig
 from hepfm.train import TrainConfig, fit
+from hepfm.train.splits import split
 
 
 class Objective(nn.Module):
@@ -47,8 +47,8 @@ class Objective(nn.Module):
         return self.model(x, mask)
 
     def forward(self, batch):
-        x, mask, _, label = batch
-        logits = self.logits(x, mask)
+        label = batch.y
+        logits = self.logits(batch.x, batch.mask)
         loss = nn.functional.cross_entropy(logits, label)
         return loss, {"accuracy": (logits.argmax(-1) == label).float().mean().item()}
 
@@ -58,8 +58,8 @@ def probabilities(objective: Objective, dataset: JetDataset, batch_size: int = 2
     objective.eval()
     out = []
     for start in range(0, len(dataset), batch_size):
-        x, mask, _, _ = dataset.collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        out.append(torch.softmax(objective.logits(x, mask), -1).numpy())
+        batch = dataset.collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        out.append(torch.softmax(objective.logits(batch.x, batch.mask), -1).numpy())
     return np.concatenate(out)
 
 

@@ -16,11 +16,10 @@ import time
 
 import numpy as np
 import torch
-from hepfm.train.recipes import _by_length, _dataset_for, _eval_batches, checkpoint_normaliser
 
 from hepfm.data import read_jets
-from hepfm.train.checkpoint import load_checkpoint
-from hepfm.train.objectives import logits_and_labels
+from hepfm.train import load_checkpoint
+from hepfm.train.inference import by_length, eval_batches
 
 
 def main() -> None:
@@ -30,16 +29,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    model, config = load_checkpoint(args.checkpoint, generative=False)
-    dataset = _dataset_for(config, read_jets(args.data), checkpoint_normaliser(args.checkpoint))
+    ckpt = load_checkpoint(args.checkpoint)
+    model, dataset = ckpt.classifier(), ckpt.dataset(read_jets(args.data))
     everything = np.arange(len(dataset))
     print(f"| batch order | seconds for {len(dataset)} jets |")
     print("| --- | --- |")
-    for name, order in (("input order", everything), ("by multiplicity", _by_length(dataset, everything))):
+    for name, order in (("input order", everything), ("by multiplicity", by_length(dataset, everything))):
         start = time.perf_counter()
         with torch.no_grad():
-            for batch in _eval_batches(dataset, order, args.batch_size, torch.device("cpu")):
-                logits_and_labels(model, batch)
+            for batch in eval_batches(dataset, order, args.batch_size, torch.device("cpu")):
+                ckpt.family.logits(model, batch)
         print(f"| {name} | {time.perf_counter() - start:.1f} |")
 
 
