@@ -4,8 +4,9 @@ datasets. Making data (Pythia8, the detector, the factory) is :mod:`hepfm.sim`."
 from __future__ import annotations
 
 from hepfm.core.errors import DataError
-from hepfm.data.datasets import FeatureNormaliser, JetDataset, ShardedJetDataset
+from hepfm.data.datasets import JetDataset, ShardedJetDataset
 from hepfm.data.formats import read_events, read_jets
+from hepfm.data.normaliser import FeatureNormaliser
 from hepfm.data.sample import EventSample, JetSample
 from hepfm.data.schema import JET_FEATURES, JETCLASS_CLASSES, MAX_PARTICLES, PARTICLE_FEATURES
 

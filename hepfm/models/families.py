@@ -25,17 +25,17 @@ import torch
 from torch import nn
 
 from hepfm.core.errors import CheckpointError, DataError
-from hepfm.data.datasets import FeatureNormaliser, JetBatch, JetDataset
+from hepfm.data.datasets import JetBatch, JetDataset
 from hepfm.data.formats import read_events, read_jets
+from hepfm.data.normaliser import FeatureNormaliser
 from hepfm.data.sample import EventSample, JetSample
 from hepfm.data.schema import MAX_EVENT_PARTICLES, MAX_PARTICLES
+from hepfm.models.pet import PET, PETConfig
 
 __all__ = ["Family", "FAMILIES", "MODELS", "family_of", "family_of_model"]
 
 
 def _pet() -> tuple[type, type]:
-    from hepfm.models.pet import PET, PETConfig
-
     return PET, PETConfig
 
 

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from hepfm.core.errors import DataError, OptionError
 from hepfm.core.io import atomic_write_json, directory_lock
 from hepfm.core.parallel import dask_client
+from hepfm.data.normaliser import FeatureNormaliser
 from hepfm.data.schema import (
     CONTENTS,
     EVENT_SCHEMA,
@@ -39,6 +40,8 @@ from hepfm.data.schema import (
 )
 from hepfm.data.storage import read_jet_shards, read_manifest, read_shard, write_shard
 from hepfm.sim.detector import DETECTORS, DetectorConfig
+from hepfm.sim.events import count_lhe_events, make_events
+from hepfm.sim.jets import make_jets
 from hepfm.sim.processes import event_settings, get_event_process, get_recipe
 from hepfm.sim.pythia import check_settings, pythia_seed
 
@@ -206,8 +209,6 @@ class JetProduction(_Production):
         }
 
     def make(self, spec: ShardSpec, progress) -> tuple[Any, dict, dict]:
-        from hepfm.sim.jets import make_jets
-
         array, stats = make_jets(
             get_recipe(spec.class_name),
             spec.size,
@@ -251,8 +252,6 @@ class EventProduction(_Production):
     trigger_pt: float = 0.0
 
     def __post_init__(self) -> None:
-        from hepfm.sim.events import count_lhe_events
-
         object.__setattr__(self, "processes", tuple(self.processes))
         object.__setattr__(self, "lhe", {k: str(Path(v).resolve()) for k, v in (self.lhe or {}).items()})
         object.__setattr__(self, "trigger_pt", float(self.trigger_pt))
@@ -311,8 +310,6 @@ class EventProduction(_Production):
         }
 
     def make(self, spec: ShardSpec, progress) -> tuple[Any, dict, dict]:
-        from hepfm.sim.events import make_events
-
         settings = event_settings(get_event_process(spec.class_name, self.lhe), spec.skip)
         array, stats = make_events(
             settings,
@@ -421,8 +418,6 @@ def produce(
         if kind == "jets":
             manifest["normalisation"] = existing.get("normalisation")
             if manifest["normalisation"] is None or todo:
-                from hepfm.data.datasets import FeatureNormaliser
-
                 # jets drawn from every shard, so every class shapes the normalisation
                 per_shard = -(-_NORMALISATION_JETS // len(specs))
                 sample = read_jet_shards(out, max_jets_per_shard=per_shard, allow_incomplete=True)

@@ -30,7 +30,7 @@ from torch import nn
 
 from hepfm.core.errors import CheckpointError, DataError
 from hepfm.core.io import atomic_write_bytes, atomic_write_json, read_json_object
-from hepfm.data.datasets import FeatureNormaliser
+from hepfm.data.normaliser import FeatureNormaliser
 from hepfm.models.families import Family, family_of, family_of_model
 from hepfm.train.inference import predict
 

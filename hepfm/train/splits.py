@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import Subset
 
 from hepfm.core.errors import DataError, OptionError
-from hepfm.data.datasets import FeatureNormaliser, ShardedJetDataset
+from hepfm.data.datasets import ShardedJetDataset
+from hepfm.data.normaliser import FeatureNormaliser
 from hepfm.data.storage import read_manifest, read_shard, shard_paths
 from hepfm.train.state import data_fingerprint
 
