@@ -10,7 +10,7 @@ BENCH_STAMP := $(BENCH_VENV)/.hepfm-installed
 BENCH_ARGS ?=
 PROFILE ?= demo
 
-.PHONY: setup demo test lint bench bench-model clean chromium
+.PHONY: setup demo test lint bench bench-model bench-demo binder-check clean chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -38,6 +38,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check hepfm tests benchmarks notebooks
 	$(BIN)/ruff format --check hepfm tests benchmarks
 	$(BIN)/mypy
+
+# Binder as repo2docker builds it, from binder/ alone in a fresh environment, then the smoke suite (~20 min).
+binder-check: $(STAMP)
+	$(BIN)/python -m pytest -m binder tests/test_binder.py
+
+# Wall time and peak memory of every demo notebook, quiet and beside a busy process (benchmarks/RESULTS.md).
+bench-demo: $(STAMP)
+	$(BIN)/python benchmarks/bench_demo.py $(BENCH_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_generate.py

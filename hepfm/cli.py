@@ -507,6 +507,18 @@ def scan_command(
     typer.echo(scan_report(rows, out, checkpoint=str(checkpoint), train=str(train_data), test=str(test)))
 
 
+@app.command("export")
+def export_command(
+    checkpoint: str = typer.Argument(..., help="Checkpoint directory or a shipped checkpoint's name."),
+    onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write (dynamic batch and particle/object axes)."),
+) -> None:
+    """Export a checkpoint's classifier to ONNX for deployment (needs the onnx extra: pip install 'hepfm[onnx]')."""
+    from hepfm.train.export import export_onnx
+
+    path = export_onnx(checkpoint, onnx)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+
+
 # -- notebooks -------------------------------------------------------------------------------------------------
 
 

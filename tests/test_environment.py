@@ -50,3 +50,11 @@ def test_readme_opens_with_the_two_commands():
     commands = [c for c in block if c and not c.startswith("#")]
     assert commands == ["make demo", "make test"]
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_binder_installs_the_cpu_only_torch():
+    env = yaml.safe_load((ROOT / "binder" / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in pip
+    torch = [r for r in pip if r.startswith("torch==")]
+    assert torch and all("+" not in r for r in torch)  # pip takes the index's +cpu build of the pinned release

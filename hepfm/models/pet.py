@@ -93,7 +93,11 @@ def knn_indices(points: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch
     """
     n = points.shape[1]
     k = min(k, max(n - 1, 1))
-    dist = torch.cdist(points, points)  # (B, N, N)
+    if torch.compiler.is_exporting():  # ONNX has no cdist: the same distances by the matrix-product formula
+        sq = (points * points).sum(-1)  # (B, N)
+        dist = (sq.unsqueeze(2) + sq.unsqueeze(1) - 2 * points @ points.transpose(1, 2)).clamp_min(0).sqrt()
+    else:
+        dist = torch.cdist(points, points)  # (B, N, N)
     blocked = ~mask.unsqueeze(1) | torch.eye(n, dtype=torch.bool, device=points.device).unsqueeze(0)
     dist = dist.masked_fill(blocked, float("inf"))
     d, idx = dist.topk(k, dim=-1, largest=False)  # (B, N, k)
