@@ -51,7 +51,6 @@ __all__ = [
     "w1m",
     "w1p",
     "w1efp",
-    "jet_mass",
     "W1P_FEATURES",
     "constituent_kinematics",
     "generation_scores",
@@ -202,14 +201,6 @@ def to_sample(x: np.ndarray, mask: np.ndarray, reference, normaliser):
         max_particles=reference.particles.shape[1],
         source=f"generated like {reference.source}",
     )
-
-
-def jet_mass(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, energy: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Invariant mass of the constituents of each jet (N, P arrays; padding masked)."""
-    m = mask.astype(np.float64)
-    px, py = (pt * np.cos(phi) * m).sum(1), (pt * np.sin(phi) * m).sum(1)
-    pz, e = (pt * np.sinh(eta) * m).sum(1), (energy * m).sum(1)
-    return np.sqrt(np.maximum(e**2 - px**2 - py**2 - pz**2, 0.0))
 
 
 def efp(z: np.ndarray, theta: np.ndarray, edges: tuple[tuple[int, int], ...]) -> np.ndarray:

@@ -44,22 +44,24 @@ __all__ = [
 MODES = ("pretrained", "scratch")
 
 
-def _finetune_run(checkpoint, train, test, run: Path, cfg: TrainConfig, size: int, processes: int, options: dict):
+def _finetune_run(
+    checkpoint, train_data, test_data, run: Path, cfg: TrainConfig, size: int, processes: int, options: dict
+):
     """One scan run in a worker process, with its share of the cores among ``processes`` runs."""
     share_cores(processes)
     set_torch_threads()
-    finetune(checkpoint, train, test, run, train=cfg, n_train=size, **options)
+    finetune(checkpoint, train_data, test_data, run, train=cfg, n_train=size, **options)
     return str(run)
 
 
 def size_scan(
     checkpoint: str | Path | Checkpoint | None,
-    train,
-    test,
+    train_data,
+    test_data,
     sizes: list[int],
     seeds: list[int],
     out: str | Path,
-    train_config: TrainConfig,
+    train: TrainConfig,
     modes: tuple[str, ...] = MODES,
     variants: dict[str, dict] | None = None,
     parallel_runs: int = 1,
@@ -71,17 +73,18 @@ def size_scan(
 
     Args:
         checkpoint: pretrained checkpoint directory (jet or event model).
-        train, test: labelled samples (jets or events); each run draws ``size`` training examples with its seed.
+        train_data, test_data: labelled samples (jets or events), or paths; each run draws ``size`` training
+            examples with its seed.
         sizes: numbers of labelled training examples (validation is taken out of them).
         seeds: seeds per size.
         out: scan directory; runs go to ``out/<mode>-n<size>-s<seed>/``.
-        train_config: recipe shared by every run (its seed is replaced by the run's).
+        train: the optimisation recipe shared by every run (its seed is replaced by the run's).
         modes: any of :data:`MODES`.
         variants: instead of ``checkpoint`` and ``modes``, named set-ups: ``{name: {"checkpoint": dir,
             **finetune options}}``, e.g. ``{"multilabel": {"checkpoint": a}, "frozen": {"checkpoint": b,
             "freeze_backbone": True}, "scratch": {"checkpoint": b, "from_scratch": True}}``.
         parallel_runs: train this many runs at once, each in its own process with an equal share of the
-            cores (largest sizes first). Pass ``train`` and ``test`` as paths then, so that each process
+            cores (largest sizes first). Pass ``train_data`` and ``test_data`` as paths then, so that each process
             reads them itself instead of receiving a pickled copy.
         resume: reuse the finished runs of an earlier scan in ``out`` (trained with this very recipe) and
             continue its unfinished ones; without it, a scan directory holding runs is refused.
@@ -108,7 +111,7 @@ def size_scan(
 
     def setup(mode, seed):
         options = {**finetune_kwargs, **variants[mode]}
-        return options.pop("checkpoint"), replace(train_config, seed=seed, progress=False), options
+        return options.pop("checkpoint"), replace(train, seed=seed, progress=False), options
 
     done = [r for r in runs if (out / _name(*r) / "metrics.json").exists()] if resume else []
     for mode, size, seed in done:  # before any training: a scan directory holds one recipe
@@ -129,8 +132,8 @@ def size_scan(
                     pool.submit(
                         _finetune_run,
                         ckpt,
-                        train,
-                        test,
+                        train_data,
+                        test_data,
                         out / _name(mode, size, seed),
                         cfg,
                         size,
@@ -148,7 +151,7 @@ def size_scan(
             metrics = read_json_object(run / "metrics.json")
         else:
             ckpt, cfg, options = setup(mode, seed)
-            metrics = finetune(ckpt, train, test, run, train=cfg, n_train=size, **options, **run_options(run))
+            metrics = finetune(ckpt, train_data, test_data, run, train=cfg, n_train=size, **options, **run_options(run))
         rows.append({"mode": mode, "size": size, "seed": seed, **metrics})
     return rows
 
@@ -269,7 +272,7 @@ def two_fold(
     checkpoint: str | Path | Checkpoint,
     sample: JetSample,
     out: str | Path,
-    train_config: TrainConfig,
+    train: TrainConfig,
     modes: tuple[str, ...] = MODES,
     split_seed: int = 0,
     resume: bool = True,
@@ -300,7 +303,7 @@ def two_fold(
                     sample[halves[1 - fold]],
                     run,
                     from_scratch=mode == "scratch",
-                    train=replace(train_config, progress=False),
+                    train=replace(train, progress=False),
                     overwrite=True,
                     **finetune_kwargs,
                 )
