@@ -25,64 +25,16 @@ from hepfm.core.errors import DataError
 
 __all__ = ["PandasFrame", "pandas_keys", "string_list_pickle"]
 
-# Opcodes of a pickled list of str/int/float and nothing else: no GLOBAL, REDUCE, BUILD, INST, OBJ, ...
-_SAFE_OPCODES = {
-    "PROTO",
-    "FRAME",
-    "STOP",
-    "MARK",
-    "LIST",
-    "EMPTY_LIST",
-    "APPEND",
-    "APPENDS",
-    "TUPLE",
-    "EMPTY_TUPLE",
-    "TUPLE1",
-    "TUPLE2",
-    "TUPLE3",
-    "PUT",
-    "BINPUT",
-    "LONG_BINPUT",
-    "MEMOIZE",
-    "GET",
-    "BINGET",
-    "LONG_BINGET",
-    "UNICODE",
-    "BINUNICODE",
-    "SHORT_BINUNICODE",
-    "BINUNICODE8",
-    "STRING",
-    "BINSTRING",
-    "SHORT_BINSTRING",
-    "INT",
-    "BININT",
-    "BININT1",
-    "BININT2",
-    "LONG",
-    "LONG1",
-    "LONG4",
-    "FLOAT",
-    "BINFLOAT",
-    "NONE",
-}
+# Opcodes that push a string or a number, and the opcodes that only build a list (or tuple) of them: a pickled
+# list of column names uses nothing else, while any object would need GLOBAL, REDUCE, BUILD, INST, OBJ, ...
 _VALUE_OPCODES = {
-    "UNICODE",
-    "BINUNICODE",
-    "SHORT_BINUNICODE",
-    "BINUNICODE8",
-    "STRING",
-    "BINSTRING",
-    "SHORT_BINSTRING",
-    "INT",
-    "BININT",
-    "BININT1",
-    "BININT2",
-    "LONG",
-    "LONG1",
-    "LONG4",
-    "FLOAT",
-    "BINFLOAT",
-}
+    "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "STRING", "BINSTRING", "SHORT_BINSTRING",
+    "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",
+}  # fmt: skip
+_SAFE_OPCODES = _VALUE_OPCODES | {
+    "PROTO", "FRAME", "STOP", "MARK", "LIST", "EMPTY_LIST", "APPEND", "APPENDS", "TUPLE", "EMPTY_TUPLE", "TUPLE1",
+    "TUPLE2", "TUPLE3", "PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET", "LONG_BINGET", "NONE",
+}  # fmt: skip
 
 
 def string_list_pickle(data: bytes, where: str) -> list:
