@@ -14,7 +14,7 @@ import functools
 import inspect
 import os
 import typing
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, get_args, get_origin
 
@@ -22,6 +22,8 @@ import typer
 from typer.core import TyperGroup
 
 from hepfm.core.errors import HepfmError, OptionError
+from hepfm.sim.factory import EventProduction, JetProduction, produce
+from hepfm.train.pretrain import pretrain
 
 __all__ = ["app", "main"]
 
@@ -146,6 +148,13 @@ def recipe_options(**groups: tuple[type, tuple[str, ...]]):
     return wrap
 
 
+def _default(source: Any, name: str) -> Any:
+    """The default of dataclass field or function parameter ``name``: options repeat no default."""
+    if is_dataclass(source):
+        return next(f.default for f in fields(source) if f.name == name)
+    return inspect.signature(source).parameters[name].default
+
+
 def _train_config():
     from hepfm.train.config import TrainConfig
 
@@ -173,9 +182,13 @@ _TRAIN_FIELDS = (
 )
 # The options every data-producing command shares.
 _OUT = typer.Option(..., "--out", help="Dataset directory (created; re-running the same command resumes it).")
-_GEN_SEED = typer.Option(1, "--seed", help="Base seed; equal seeds give identical files.")
-_DETECTOR = typer.Option("cms", "--detector", help="Fast detector: cms, or none for particle level.")
-_WORKERS = typer.Option(1, "--workers", help="Dask LocalCluster worker processes (1 = in-process).")
+_GEN_SEED = typer.Option(_default(JetProduction, "seed"), "--seed", help="Base seed; equal seeds give identical files.")
+_DETECTOR = typer.Option(
+    _default(JetProduction, "detector"), "--detector", help="Fast detector: cms, or none for particle level."
+)
+_WORKERS = typer.Option(
+    _default(produce, "workers"), "--workers", help="Dask LocalCluster worker processes (1 = in-process)."
+)
 _SCHEDULER = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler.")
 _ALLOW_INCOMPLETE = typer.Option(
     False, "--allow-incomplete", help="Read an unfinished hepfm production (the shards written so far)."
@@ -217,7 +230,9 @@ def generate_jets_command(
     ),
     seed: int = _GEN_SEED,
     detector: str = _DETECTOR,
-    jets_per_shard: int = typer.Option(1000, "--jets-per-shard", help="Jets per shard file."),
+    jets_per_shard: int = typer.Option(
+        _default(JetProduction, "jets_per_shard"), "--jets-per-shard", help="Jets per shard file."
+    ),
     pythia_set: list[str] = typer.Option(
         None,
         "--set",
@@ -269,15 +284,17 @@ def generate_events_command(
     ),
     seed: int = _GEN_SEED,
     detector: str = _DETECTOR,
-    events_per_shard: int = typer.Option(1000, "--events-per-shard", help="Events per shard file."),
+    events_per_shard: int = typer.Option(
+        _default(EventProduction, "events_per_shard"), "--events-per-shard", help="Events per shard file."
+    ),
     content: str = typer.Option(
-        "objects",
+        _default(EventProduction, "content"),
         "--content",
         help="objects (reconstructed objects and truth) or "
         "particles (every particle-flow candidate, as the LHC Olympics sets).",
     ),
     trigger_pt: float = typer.Option(
-        0.0,
+        _default(EventProduction, "trigger_pt"),
         "--trigger-pt",
         help="Keep events whose leading anti-kT R=1.0 jet has "
         "pT above this, in GeV (1200 is the LHCO trigger; 0 keeps all).",
@@ -372,9 +389,13 @@ def pretrain_command(
     ),
     task: str = typer.Option("multiclass", "--task", help="Event model: multiclass or multilabel."),
     max_jets: int = typer.Option(None, "--max-jets", "--max-events", help="Read at most this many jets (events)."),
-    max_particles: int = typer.Option(128, "--max-particles", help="Constituents kept per jet."),
+    max_particles: int = typer.Option(
+        _default(pretrain, "max_particles"), "--max-particles", help="Constituents kept per jet."
+    ),
     val_fraction: float = typer.Option(
-        0.1, "--val-fraction", help="Held out for validation (with --stream: every round(1/f)-th shard)."
+        _default(pretrain, "val_fraction"),
+        "--val-fraction",
+        help="Held out for validation (with --stream: every round(1/f)-th shard).",
     ),
     stream: bool = typer.Option(False, "--stream", help="Stream a hepfm dataset shard by shard (data > memory)."),
     resume: bool = _RESUME,
