@@ -393,3 +393,24 @@ def test_unfolding_notebook_metrics(smoke_run):
         assert closure["w1_to_sim_truth"][key] < 0.2 * closure["w1_sim_vs_data_truth"][key], key
     assert _png_size(out / "07_unfolding" / "unfolded.png") == (2700, 765)  # 5 observables x 6 in, 8.5 in
     assert _png_size(out / "07_unfolding" / "w1.png") == (900, 585)
+
+
+def test_cms_jets_notebook_metrics(smoke_run):
+    out, _ = smoke_run
+    metrics = json.loads((out / "10_cms_jets" / "metrics.json").read_text())
+    # the real CMS file is fixed: its 24 AK8 jets (PUPPI-weighted constituent sums) and CMS's scores are exact
+    assert metrics["n_jets"] == 24 and metrics["median_n_particles"] == 41.5
+    assert metrics["median_jet_pt"] == pytest.approx(1295.87, abs=0.1)
+    assert metrics["median_jet_mass"] == pytest.approx(103.56, abs=0.05)
+    assert metrics["qcd_fraction_particlenet"] == 1.0
+    assert metrics["median_particlenet_top"] == pytest.approx(2.650e-4, rel=1e-3)
+    # the tagger fine-tuned here: 2 epochs on 32 of 40 generated jets (smoke: test AUC 1.0, accuracy 0.85)
+    assert metrics["tagger"].endswith("/10_cms_jets/tagger")
+    assert metrics["test_n_train"] == 32 and metrics["test_epochs_run"] == 2
+    assert metrics["test_auc"] > 0.8 and metrics["test_accuracy"] >= 0.7
+    # it calls most of these QCD jets QCD and orders them as ParticleNet does
+    # (smoke: 19 of 24 below 0.5, median top score 0.007, rank correlation 0.83)
+    assert 0.6 <= metrics["qcd_fraction_hepfm"] <= 1.0
+    assert metrics["median_hepfm_top"] < 0.2
+    assert metrics["correlation"] > 0.5
+    assert _png_size(out / "10_cms_jets" / "scores.png") == (1620, 495)  # three panels, 18 x 5.5 in at 90 dpi

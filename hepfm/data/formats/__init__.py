@@ -37,7 +37,7 @@ import uproot
 
 from hepfm.core.errors import DataError
 from hepfm.data import storage
-from hepfm.data.formats import energyflow, jetclass, jetnet, lhco, toptagging
+from hepfm.data.formats import energyflow, jetclass, jetnet, lhco, pfnano, toptagging
 from hepfm.data.formats.checks import check_limits, existing, library_errors
 from hepfm.data.formats.energyflow import ENERGYFLOW_CLASSES
 from hepfm.data.formats.jetnet import JETNET_CLASSES
@@ -88,12 +88,14 @@ _JET_READERS: dict[str, Callable[..., JetSample]] = {
     "toptagging": toptagging.read,
     "energyflow": energyflow.read,
     "jetnet": jetnet.read,
+    "pfnano": pfnano.read,
     "hepfm": storage.read_jet_shards,
 }
 _EVENT_READERS: dict[str, Callable[..., EventSample]] = {
     "lhco": lhco.read,
     "hepfm": storage.read_event_shards,
     "nanoaod": _read_nanoaod,
+    "pfnano": _read_nanoaod,
     "delphes": _read_delphes,
 }
 #: Names accepted by ``read_jets(format=...)``.
@@ -144,7 +146,7 @@ def read_jets(
         raise DataError(
             f"{path}: the {fmt} format holds one level of jets; level={level!r} needs a paired hepfm dataset"
         )
-    elif options:
+    elif options and fmt != "pfnano":
         raise DataError(f"{path}: the {fmt} format takes no options {sorted(options)}")
     return _JET_READERS[fmt](path, max_particles=max_particles, max_jets=max_jets, **options)
 
@@ -219,6 +221,8 @@ def _detect_root(path: Path) -> str:
     with library_errors(path, "the ROOT file"), uproot.open(path) as file:
         if jetclass.detect(file):
             return "jetclass"
+        if pfnano.detect(file):
+            return "pfnano"
         if "Events" in file and "Jet_pt" in file["Events"].keys():
             return "nanoaod"
         if "Delphes" in file:
