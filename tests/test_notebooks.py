@@ -11,7 +11,7 @@ import papermill
 import pytest
 
 from hepfm.core.errors import OptionError
-from hepfm.runner import NOTEBOOK_DIR, list_notebooks, load_profile, run_notebooks
+from hepfm.runner import NOTEBOOK_DIR, list_notebooks, load_profile, notebook_profiles, run_notebooks
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,12 @@ def test_notebooks_are_stripped_and_parameterised():
 
 def test_every_profile_names_only_existing_notebooks():
     names = {p.stem for p in list_notebooks()}
-    for profile in ("smoke", "demo", "cpu", "gpu"):
+    assert set(notebook_profiles()) == {"smoke", "demo", "cpu", "gpu-check", "gpu"}
+    for profile in notebook_profiles():
+        # a misspelt parameter would be ignored by papermill: every one must be a notebook's parameter
+        for notebook, params in load_profile(profile).items():
+            unknown = set(params) - set(papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{notebook}.ipynb")))
+            assert not unknown, (profile, notebook, unknown)
         assert set(load_profile(profile)) <= names, profile
         assert set(load_profile(profile)) == names, f"{profile} lacks parameters for some notebook"
 
