@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import synthetic_jets
@@ -26,8 +28,15 @@ RANKS = {
     "__init__": 0,
 }
 # Modules imported inside functions because their dependencies are heavy and needed by few: torch-geometric
-# (event model, graphs) and coffea (NanoAOD, Delphes). The CLI imports everything on use, so --help is instant.
-LAZY = {"hepfm.models.event_gnn", "hepfm.data.graphs", "hepfm.data.formats.nanoaod", "hepfm.models"}
+# (event model, graphs), coffea (NanoAOD, Delphes) and torch itself (the datasets, so that hepfm.sim and every
+# Dask worker of a production stay free of it). The CLI imports everything on use, so --help is instant.
+LAZY = {
+    "hepfm.models.event_gnn",
+    "hepfm.data.graphs",
+    "hepfm.data.formats.nanoaod",
+    "hepfm.models",
+    "hepfm.data.datasets",
+}
 
 
 def _modules():
@@ -69,6 +78,16 @@ def test_layers_import_one_way():
             if layer == "models" and target == "sim":
                 wrong.append(f"{module} imports {imported}")
     assert not wrong, wrong
+
+
+def test_simulation_and_readers_do_not_import_torch():
+    # each Dask worker of a production imports hepfm.sim: torch would cost it seconds and ~180 MB
+    code = "import sys, hepfm.sim, hepfm.data; print(sorted(m for m in ('torch', 'distributed') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    import hepfm.data
+
+    assert hepfm.data.JetDataset.__module__ == "hepfm.data.datasets"
 
 
 def test_function_local_imports_are_only_for_heavy_dependencies():

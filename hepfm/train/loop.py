@@ -39,6 +39,7 @@ from torch.utils.data import (
 from tqdm.auto import tqdm
 
 from hepfm.core.errors import OptionError
+from hepfm.core.memory import release_freed_memory
 from hepfm.core.parallel import set_torch_threads
 from hepfm.train.config import History, TrainConfig
 from hepfm.train.device import resolve_device
@@ -351,6 +352,7 @@ def fit(
         if world > 1:
             _check_in_sync(model, device, epoch)
             dist.barrier()
+        release_freed_memory()
     return history
 
 
