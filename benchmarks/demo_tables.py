@@ -97,6 +97,23 @@ def pretrain_events(m: dict) -> None:
     print("| label | " + " | ".join(ml["auc_per_label"]) + " |")
     print("| --- |" + " --- |" * len(ml["auc_per_label"]))
     print("| AUC | " + " | ".join(f"{v:.3f}" for v in ml["auc_per_label"].values()) + " |\n")
+    nano = m.get("nanoaod")
+    if nano:
+        called = sorted(nano["fraction_called"].items(), key=lambda kv: -kv[1])[:5]
+        print(
+            f"NanoAOD file ({nano['n_events']} events): called "
+            + ", ".join(f"{name} {frac:.3f}" for name, frac in called)
+            + "\n"
+        )
+        labels = list(nano["multilabel"]["truth_fraction"])
+        print("| label | " + " | ".join(labels) + " |")
+        print("| --- |" + " --- |" * len(labels))
+        for row, key in (
+            ("file truth (GenPart)", "truth_fraction"),
+            ("multilabel model, mean probability", "mean_predicted"),
+        ):
+            print(f"| {row} | " + " | ".join(f"{nano['multilabel'][key][k]:.2f}" for k in labels) + " |")
+        print()
 
 
 def finetune_events(m: dict) -> None:
