@@ -3,7 +3,9 @@
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
+# `make demo` installs what the notebooks need; `make test` adds the test tools and ONNX (the dev extra).
 STAMP  := $(VENV)/.hepfm-installed
+DEV_STAMP := $(VENV)/.hepfm-dev-installed
 # The model benchmark's peer (omnilearned) and ONNX tools live in their own venv, never in the test environment.
 BENCH_VENV  := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.hepfm-installed
@@ -15,10 +17,14 @@ PROFILE ?= demo
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e .
 	@touch $(STAMP)
 
-setup: $(STAMP)
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(DEV_STAMP)
+
+setup: $(DEV_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/hepfm notebooks run --profile $(PROFILE) --out runs/$(PROFILE)
@@ -31,23 +37,23 @@ chromium:
 	  echo "chromium could not be installed: the JupyterLab end-to-end test will be skipped"
 
 # The tests, after the linters, the formatter's check and the type checker; doctests run with the tests.
-test: $(STAMP) chromium lint
+test: $(DEV_STAMP) chromium lint
 	$(BIN)/python -m pytest --doctest-modules hepfm tests
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check hepfm tests benchmarks notebooks
 	$(BIN)/ruff format --check hepfm tests benchmarks
 	$(BIN)/mypy
 
 # Binder as repo2docker builds it, from binder/ alone in a fresh environment, then the smoke suite (~20 min).
-binder-check: $(STAMP)
+binder-check: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m binder tests/test_binder.py
 
 # Wall time and peak memory of every demo notebook, quiet and beside a busy process (benchmarks/RESULTS.md).
-bench-demo: $(STAMP)
+bench-demo: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_demo.py $(BENCH_ARGS)
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_generate.py
 
 $(BENCH_STAMP): pyproject.toml

@@ -1,17 +1,22 @@
 """Wall time and peak memory of every demo notebook, quiet and beside one competing CPU-bound process.
 
-Each notebook runs alone through ``hepfm notebooks run --profile demo --only NN`` (papermill, its own kernel).
+Each notebook runs alone through ``hepfm notebooks run --profile demo --only NN --jobs 1`` (papermill, its own
+kernel): what Binder runs, one notebook at a time. ``--suite`` adds the whole suite as ``make demo`` runs it
+(``hepfm notebooks run --profile demo``, two notebooks at a time where the machine allows).
 The memory is that of the whole process tree — runner, kernel, parallel training runs, Dask workers — sampled
 every 0.25 s as the sum of each process's proportional set size (PSS: shared pages divided among the processes
 sharing them, so the sum is what the tree costs the machine) and, beside it, the plain sum of resident sizes.
-The "busy" pass starts one process spinning on a core (``python -c 'while True: pass'``) before each notebook
+The "busy" pass starts one process spinning on a core (``python -c 'while True: pass'``) before each run
 and stops it after: what a laptop with a browser or a compile running looks like to hepfm.
+Machines of the same kind differ in speed: the run first prints a one-thread fp32 matmul rate, so that tables
+of different runs can be set side by side.
 
 Usage::
 
-    python benchmarks/bench_demo.py [--profile demo] [--only 02 --only 07] [--passes quiet,busy] [--out runs/bench-demo]
+    python benchmarks/bench_demo.py [--profile demo] [--only 02 --only 07] [--passes quiet,busy] [--suite]
+        [--no-notebooks] [--out runs/bench-demo]
 
-Prints a Markdown table and writes ``OUT/bench_demo.json``.
+Prints Markdown tables and writes ``OUT/bench_demo.json``.
 """
 
 from __future__ import annotations
@@ -47,10 +52,30 @@ def _memory(processes: list[psutil.Process]) -> tuple[int, int]:
     return pss, rss
 
 
-def run_notebook(name: str, profile: str, out: Path, busy: bool) -> dict:
-    """One notebook's run: wall seconds, peak PSS and RSS of its process tree (bytes), success."""
+def matmul_rate() -> float:
+    """GFLOP/s of a 1024x1024 fp32 matmul on one torch thread, in a fresh process (median of 5 x 20)."""
+    code = (
+        "import statistics, time, torch\n"
+        "torch.set_num_threads(1)\n"
+        "a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)\n"
+        "a @ b\n"
+        "rates = []\n"
+        "for _ in range(5):\n"
+        "    t = time.perf_counter()\n"
+        "    for _ in range(20):\n"
+        "        a @ b\n"
+        "    rates.append(20 * 2 * 1024**3 / (time.perf_counter() - t) / 1e9)\n"
+        "print(statistics.median(rates))\n"
+    )
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def run_notebook(name: str | None, profile: str, out: Path, busy: bool) -> dict:
+    """One notebook's run (``name``; None: the whole suite, as ``make demo`` runs it): wall seconds, peak PSS
+    and RSS of its process tree (bytes), success."""
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
-    cmd = [sys.executable, "-m", "hepfm", "notebooks", "run", "--profile", profile, "--only", name, "--out", str(out)]
+    cmd = [sys.executable, "-m", "hepfm", "notebooks", "run", "--profile", profile, "--out", str(out)]
+    cmd += ["--only", name, "--jobs", "1"] if name else []
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     root = psutil.Process(proc.pid)
@@ -76,37 +101,10 @@ def run_notebook(name: str, profile: str, out: Path, busy: bool) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="demo")
-    parser.add_argument("--only", action="append", help="notebook name or prefix (repeatable); default: all")
-    parser.add_argument("--passes", default="quiet,busy", help="quiet, busy or both, comma-separated")
-    parser.add_argument("--out", default=str(ROOT / "runs" / "bench-demo"))
-    args = parser.parse_args()
-    names = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    if args.only:
-        names = [n for n in names if any(n.startswith(o) for o in args.only)]
-    passes = [p for p in args.passes.split(",") if p]
-    out = Path(args.out)
-    results: dict[str, dict] = {}
-    for p in passes:
-        for name in names:
-            results.setdefault(name, {})[p] = run_notebook(name, args.profile, out / p, busy=p == "busy")
-            r = results[name][p]
-            print(
-                f"{name} {p}: {r['wall_seconds']:.0f} s, {r['peak_pss_bytes'] / 2**30:.2f} GiB PSS"
-                f"{'' if r['ok'] else '  FAILED'}",
-                flush=True,
-            )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_demo.json").write_text(
-        json.dumps({"profile": args.profile, "cores": psutil.cpu_count(), "results": results}, indent=2) + "\n"
-    )
-    head = "| notebook |" + "".join(f" {p} s | {p} peak GiB (PSS / RSS) |" for p in passes)
-    if {"quiet", "busy"} <= set(passes):
-        head += " busy / quiet |"
-    print("\n" + head)
-    print("|" + " --- |" * (1 + 2 * len(passes) + ({"quiet", "busy"} <= set(passes))))
+def _table(results: dict[str, dict], passes: list[str], first: str) -> list[str]:
+    both = {"quiet", "busy"} <= set(passes)
+    head = f"| {first} |" + "".join(f" {p} s | {p} peak GiB (PSS / RSS) |" for p in passes)
+    lines = [head + (" busy / quiet |" if both else ""), "|" + " --- |" * (1 + 2 * len(passes) + both)]
     totals = dict.fromkeys(passes, 0.0)
     for name, per_pass in results.items():
         cells = []
@@ -117,14 +115,58 @@ def main() -> None:
                 f" {r['wall_seconds']:.0f}{'' if r['ok'] else ' (failed)'} | "
                 f"{r['peak_pss_bytes'] / 2**30:.2f} / {r['peak_rss_bytes'] / 2**30:.2f} |"
             )
-        ratio = ""
-        if {"quiet", "busy"} <= set(per_pass):
-            ratio = f" {per_pass['busy']['wall_seconds'] / per_pass['quiet']['wall_seconds']:.2f} |"
-        print(f"| {name} |" + "".join(cells) + ratio)
-    line = "| total |" + "".join(f" {totals[p]:.0f} | |" for p in passes)
-    if {"quiet", "busy"} <= set(passes):
-        line += f" {totals['busy'] / totals['quiet']:.2f} |"
-    print(line)
+        ratio = f" {per_pass['busy']['wall_seconds'] / per_pass['quiet']['wall_seconds']:.2f} |" if both else ""
+        lines.append(f"| {name} |" + "".join(cells) + ratio)
+    if len(results) > 1:
+        line = "| total |" + "".join(f" {totals[p]:.0f} | |" for p in passes)
+        lines.append(line + (f" {totals['busy'] / totals['quiet']:.2f} |" if both else ""))
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--only", action="append", help="notebook name or prefix (repeatable); default: all")
+    parser.add_argument("--passes", default="quiet,busy", help="quiet, busy or both, comma-separated")
+    parser.add_argument("--suite", action="store_true", help="also run the whole suite as make demo does")
+    parser.add_argument("--no-notebooks", action="store_true", help="skip the notebook-by-notebook runs")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "bench-demo"))
+    args = parser.parse_args()
+    names = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if args.only:
+        names = [n for n in names if any(n.startswith(o) for o in args.only)]
+    if args.no_notebooks:
+        names = []
+    passes = [p for p in args.passes.split(",") if p]
+    out = Path(args.out)
+    rate = matmul_rate()
+    print(f"one-thread fp32 matmul (1024^2): {rate:.1f} GFLOP/s", flush=True)
+    results: dict[str, dict] = {}
+    suite: dict[str, dict] = {}
+    for p in passes:
+        for name in names:
+            results.setdefault(name, {})[p] = run_notebook(name, args.profile, out / p, busy=p == "busy")
+            r = results[name][p]
+            print(
+                f"{name} {p}: {r['wall_seconds']:.0f} s, {r['peak_pss_bytes'] / 2**30:.2f} GiB PSS"
+                f"{'' if r['ok'] else '  FAILED'}",
+                flush=True,
+            )
+        if args.suite:
+            r = suite.setdefault("suite", {})[p] = run_notebook(
+                None, args.profile, out / f"suite-{p}", busy=p == "busy"
+            )
+            print(f"suite {p}: {r['wall_seconds']:.0f} s, {r['peak_pss_bytes'] / 2**30:.2f} GiB PSS", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"profile": args.profile, "cores": psutil.cpu_count(), "matmul_gflops_1thread": rate}
+    (out / "bench_demo.json").write_text(json.dumps({**record, "results": results, "suite": suite}, indent=2) + "\n")
+    print(f"\nOne-thread fp32 matmul: {rate:.1f} GFLOP/s")
+    if results:
+        print("\nEach notebook alone (--jobs 1):\n")
+        print("\n".join(_table(results, passes, "notebook")))
+    if suite:
+        print("\nThe whole suite as make demo runs it:\n")
+        print("\n".join(_table(suite, passes, "run")))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def timing(run: Path) -> None:
     print("| notebook | status | seconds |\n| --- | --- | --- |")
     for name, v in summary.items():
         print(f"| {name} | {'ok' if v['ok'] else 'FAILED'} | {v['seconds']:.0f} |")
-    print(f"| **total** | | **{total:.0f}** ({total / 60:.1f} min) |\n")
+    print(f"| **sum** | | **{total:.0f}** ({total / 60:.1f} min; two at a time the suite takes less) |\n")
 
 
 def data(m: dict) -> None:

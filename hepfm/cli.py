@@ -551,11 +551,15 @@ def run_notebooks_command(
     only: list[str] = typer.Option(None, "--only", help="Run only these notebooks (name or prefix, e.g. 00)."),
     out: Path = typer.Option(None, "--out", help="Output directory (default runs/<profile>)."),
     notebooks: Path = typer.Option(None, "--notebooks", help="Notebook directory (default: the suite)."),
+    jobs: int = typer.Option(
+        None, "--jobs", help="Notebooks run at once (default: 2 where the cores and memory allow, else 1)."
+    ),
 ) -> None:
     """Execute the notebooks with papermill, write OUT/index.md; exit 1 if any notebook failed."""
     from hepfm.runner import NOTEBOOK_DIR, run_notebooks
 
-    results = run_notebooks(profile, out, _split(only) or None, notebooks or NOTEBOOK_DIR)
+    _positive("jobs", jobs)
+    results = run_notebooks(profile, out, _split(only) or None, notebooks or NOTEBOOK_DIR, jobs=jobs)
     for r in results:
         typer.echo(f"{'ok    ' if r.ok else 'FAILED'} {r.name:24s} {r.seconds:7.1f} s  {r.output_dir}")
     if results:

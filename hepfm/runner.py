@@ -4,14 +4,21 @@ Profiles (``smoke``, ``demo``, ``cpu``, ``gpu``) are YAML files in ``notebooks/p
 notebook name -> parameters. Each notebook runs in its own directory under ``OUT/<name>/`` (its
 executed copy, figures, ``metrics.json``); a failing notebook is reported and the others still run;
 ``OUT/index.md`` links everything.
+
+The notebooks are independent, so the runner executes two at a time where the cores and the memory allow
+(:func:`suite_jobs`), each kernel with its share of the cores: a kernel training a small model keeps about
+one core busy, and while one notebook trains the other generates its jets.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import sys
 import time
 import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +26,27 @@ import yaml
 
 from hepfm.core.errors import DataError, OptionError
 from hepfm.core.io import atomic_write_json, writable_directory
+from hepfm.core.memory import available_memory
+from hepfm.core.parallel import available_cores
 
-__all__ = ["NotebookResult", "run_notebooks", "list_notebooks", "load_profile", "notebook_profiles", "NOTEBOOK_DIR"]
+__all__ = [
+    "NotebookResult",
+    "run_notebooks",
+    "suite_jobs",
+    "list_notebooks",
+    "load_profile",
+    "notebook_profiles",
+    "NOTEBOOK_DIR",
+    "NOTEBOOK_MEMORY",
+]
 
 #: The notebooks of a source checkout (the package lives beside them).
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+#: Peak memory of one notebook's whole process tree at the demo profile (at most 1.31 GiB measured, benchmarks/
+#: RESULTS.md): a second notebook starts beside the first only where the memory left holds both.
+NOTEBOOK_MEMORY = int(1.5 * 2**30)
+#: Notebooks run at once at most: beyond two, each kernel's share of a laptop's cores gets too small to train on.
+MAX_JOBS = 2
 
 
 @dataclass
@@ -112,7 +135,7 @@ def _metric_lines(metrics: dict, prefix: str = "", limit: int = 60) -> list[str]
     return lines
 
 
-def _write_index(out: Path, profile: str, results: list[NotebookResult]) -> None:
+def _write_index(out: Path, profile: str, results: list[NotebookResult], wall: float, jobs: int) -> None:
     """``OUT/index.md``: a summary table, then every notebook's figures and metrics on the same page."""
     lines = [
         f"# hepfm notebooks — profile `{profile}`",
@@ -126,7 +149,10 @@ def _write_index(out: Path, profile: str, results: list[NotebookResult]) -> None
         metrics = f"[metrics.json]({rel}/metrics.json)" if (r.output_dir / "metrics.json").exists() else "—"
         status = "ok" if r.ok else "**FAILED**"
         lines.append(f"| [{r.name}]({rel}/{r.name}.ipynb) | {status} | {r.seconds:.0f} | {metrics} | {figures} |")
-    lines.append(f"\nTotal: {sum(r.seconds for r in results):.0f} s.")
+    lines.append(
+        f"\nTotal: {sum(r.seconds for r in results):.0f} s of notebooks"
+        + (f", {wall:.0f} s of wall time, {jobs} at a time." if jobs > 1 else ".")
+    )
     for r in results:
         rel = r.output_dir.relative_to(out)
         lines += ["", f"## {r.name}", ""]
@@ -145,8 +171,55 @@ def _write_index(out: Path, profile: str, results: list[NotebookResult]) -> None
     (out / "index.md").write_text("\n".join(lines) + "\n")
 
 
+def suite_jobs(notebooks: int) -> int:
+    """Notebooks to run at once: :data:`MAX_JOBS` where this process may use as many cores and the memory
+    left (:func:`~hepfm.core.memory.available_memory`, a container's limit included) holds as many notebooks of
+    :data:`NOTEBOOK_MEMORY`; else one. Binder (2 GB) runs one; a 2-core laptop with 3 GB free runs two.
+
+    >>> suite_jobs(1)
+    1
+    """
+    memory = available_memory()
+    by_memory = MAX_JOBS if memory is None else int(memory // NOTEBOOK_MEMORY)
+    return max(1, min(MAX_JOBS, available_cores(), notebooks, by_memory))
+
+
+def _execute(nb: Path, target: Path, parameters: dict, kernel: str, label: str) -> NotebookResult:
+    """Run one notebook with papermill into ``target``; any failure becomes a failed result."""
+    import papermill
+
+    print(f"[hepfm] {label} {nb.stem} -> {target}", flush=True)
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(nb),
+            str(target / nb.name),
+            parameters=parameters,
+            kernel_name=kernel,
+            language="python",
+            cwd=str(nb.parent),
+            progress_bar=False,
+            log_output=False,
+        )
+        return NotebookResult(nb.stem, True, time.perf_counter() - start, target)
+    except Exception:  # noqa: BLE001 - any failure is reported and the suite goes on
+        return NotebookResult(nb.stem, False, time.perf_counter() - start, target, traceback.format_exc())
+
+
+def _share_threads(threads: int) -> None:
+    """In a runner process: the kernels it starts get ``threads`` torch/BLAS threads (OMP_NUM_THREADS caps
+    :func:`~hepfm.core.parallel.threads_per_process`, so parallel runs inside a notebook divide that share)."""
+    current = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not (current.isdigit() and 0 < int(current) <= threads):
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 def run_notebooks(
-    profile: str, out: str | Path | None = None, only: list[str] | None = None, notebook_dir: Path = NOTEBOOK_DIR
+    profile: str,
+    out: str | Path | None = None,
+    only: list[str] | None = None,
+    notebook_dir: Path = NOTEBOOK_DIR,
+    jobs: int | None = None,
 ) -> list[NotebookResult]:
     """Execute the notebooks with a profile's parameters; never stops at the first failure.
 
@@ -155,12 +228,14 @@ def run_notebooks(
         out: output directory (default ``runs/<profile>``).
         only: notebook names or name prefixes (``"00"``, ``"00_data"``) to run; None runs all.
         notebook_dir: where the notebooks and ``params/`` are.
+        jobs: notebooks run at once, each in its own process with an equal share of the cores; None chooses
+            (:func:`suite_jobs`). 1 runs them one after the other in this process.
 
     Returns:
-        One :class:`NotebookResult` per notebook run; ``OUT/index.md`` summarises them.
+        One :class:`NotebookResult` per notebook run, in the suite's order; ``OUT/index.md`` summarises them.
     """
-    import papermill
-
+    if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
+        raise OptionError("jobs", f"must be a positive integer, got {jobs!r}")
     notebook_dir = Path(notebook_dir)
     notebooks = list_notebooks(notebook_dir)
     params = load_profile(profile, notebook_dir)
@@ -173,40 +248,48 @@ def run_notebooks(
         notebooks = chosen
     writable_directory(out, "out")
     kernel = _kernel_name()
-    results = []
-    suite_start = time.perf_counter()
-    for k, nb in enumerate(notebooks, 1):
+    jobs = min(jobs, len(notebooks)) if jobs is not None else suite_jobs(len(notebooks))
+    tasks = []
+    for nb in notebooks:
         target = out / nb.stem
         target.mkdir(parents=True, exist_ok=True)
-        parameters = {**params.get(nb.stem, {}), "output_dir": str(target)}
-        start = time.perf_counter()
-        elapsed = _clock(start - suite_start)
+        tasks.append((nb, target, {**params.get(nb.stem, {}), "output_dir": str(target)}))
+    total, suite_start = len(tasks), time.perf_counter()
+    results: list[NotebookResult] = []
+
+    def finished(result: NotebookResult) -> None:
+        results.append(result)
+        if not result.ok:
+            print(f"[hepfm] FAILED {result.name}: see {out / 'index.md'}", flush=True)
         print(
-            f"[hepfm] [{k}/{len(notebooks)}] {nb.stem} ({profile}), {elapsed} elapsed, "
-            f"{len(notebooks) - k} after it -> {target}",
+            f"[hepfm] [{len(results)}/{total} done] {result.name} {'done' if result.ok else 'FAILED'} in "
+            f"{_clock(result.seconds)}, {_clock(time.perf_counter() - suite_start)} elapsed, "
+            f"{total - len(results)} to go",
             flush=True,
         )
-        try:
-            papermill.execute_notebook(
-                str(nb),
-                str(target / nb.name),
-                parameters=parameters,
-                kernel_name=kernel,
-                language="python",
-                cwd=str(nb.parent),
-                progress_bar=False,
-                log_output=False,
-            )
-            results.append(NotebookResult(nb.stem, True, time.perf_counter() - start, target))
-        except Exception:  # noqa: BLE001 - any failure is reported and the suite goes on
-            results.append(NotebookResult(nb.stem, False, time.perf_counter() - start, target, traceback.format_exc()))
-            print(f"[hepfm] FAILED {nb.name}: see {out / 'index.md'}", flush=True)
-        print(
-            f"[hepfm] [{k}/{len(notebooks)}] {nb.stem} {'done' if results[-1].ok else 'FAILED'} in "
-            f"{_clock(results[-1].seconds)}",
-            flush=True,
-        )
-        _write_index(out, profile, results)
+        results.sort(key=lambda r: r.name)
+        _write_index(out, profile, results, time.perf_counter() - suite_start, jobs)
+
+    def label(k: int) -> str:
+        return f"[{k}/{total}] ({profile}, {_clock(time.perf_counter() - suite_start)} elapsed)"
+
+    if jobs == 1:
+        for k, (nb, target, parameters) in enumerate(tasks, 1):
+            finished(_execute(nb, target, parameters, kernel, label(k)))
+    else:
+        print(f"[hepfm] {total} notebooks ({profile}), {jobs} at a time", flush=True)
+        threads = max(1, available_cores() // jobs)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_share_threads, initargs=(threads,)) as pool:
+            pending: set[Future] = set()
+            queue = list(enumerate(tasks, 1))
+            while queue or pending:
+                while queue and len(pending) < jobs:  # submit as lanes free up, so the label's clock is right
+                    k, (nb, target, parameters) = queue.pop(0)
+                    pending.add(pool.submit(_execute, nb, target, parameters, kernel, label(k)))
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    finished(future.result())
     summary = {r.name: {"ok": r.ok, "seconds": round(r.seconds, 1)} for r in results}
     atomic_write_json(out / "summary.json", summary)
     return results

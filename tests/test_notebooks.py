@@ -11,7 +11,8 @@ import papermill
 import pytest
 
 from hepfm.core.errors import OptionError
-from hepfm.runner import NOTEBOOK_DIR, list_notebooks, load_profile, notebook_profiles, run_notebooks
+from hepfm.core.memory import available_memory
+from hepfm.runner import NOTEBOOK_DIR, list_notebooks, load_profile, notebook_profiles, run_notebooks, suite_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -285,13 +286,20 @@ def test_cka_notebook_metrics(smoke_run):
         assert (out / "09_cka" / f"cka_{model}.png").stat().st_size > 50_000
 
 
-def test_runner_carries_on_past_a_failing_notebook(tmp_path):
+_RECORD = (
+    "import json, os, pathlib\n"
+    "metrics = {'x': x, 'omp': os.environ.get('OMP_NUM_THREADS')}\n"
+    "pathlib.Path(output_dir, 'metrics.json').write_text(json.dumps(metrics))"
+)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_runner_carries_on_past_a_failing_notebook(tmp_path, jobs, capfd, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
     nbdir = tmp_path / "nbs"
     (nbdir / "params").mkdir(parents=True)
-    for name, body in (
-        ("00_bad", "raise RuntimeError('boom')"),
-        ("01_good", "import json, pathlib\npathlib.Path(output_dir, 'metrics.json').write_text(json.dumps({'x': x}))"),
-    ):
+    for name, body in (("00_bad", "raise RuntimeError('boom')"), ("01_good", _RECORD), ("02_good", _RECORD)):
         nb = nbformat.v4.new_notebook()
         nb.cells = [
             nbformat.v4.new_code_cell("output_dir = ''  # out\nx = 1  # a number", metadata={"tags": ["parameters"]}),
@@ -299,13 +307,44 @@ def test_runner_carries_on_past_a_failing_notebook(tmp_path):
         ]
         nbformat.write(nb, nbdir / f"{name}.ipynb")
     (nbdir / "params" / "smoke.yaml").write_text("01_good:\n  x: 5\n")
-    results = run_notebooks("smoke", tmp_path / "out", notebook_dir=nbdir)
-    assert [(r.name, r.ok) for r in results] == [("00_bad", False), ("01_good", True)]
-    assert json.loads((tmp_path / "out" / "01_good" / "metrics.json").read_text()) == {"x": 5}
+    results = run_notebooks("smoke", tmp_path / "out", notebook_dir=nbdir, jobs=jobs)
+    assert [(r.name, r.ok) for r in results] == [("00_bad", False), ("01_good", True), ("02_good", True)]
+    # two at a time, each kernel gets its share of the (two) cores; one at a time, the kernel keeps them all
+    omp = "1" if jobs == 2 else None
+    assert json.loads((tmp_path / "out" / "01_good" / "metrics.json").read_text()) == {"x": 5, "omp": omp}
+    assert json.loads((tmp_path / "out" / "02_good" / "metrics.json").read_text()) == {"x": 1, "omp": omp}
+    printed = capfd.readouterr().out
+    assert "[3/3 done]" in printed and "0 to go" in printed and "FAILED 00_bad" in printed
     index = (tmp_path / "out" / "index.md").read_text()
     assert "**FAILED**" in index and "boom" in index
     # one page: every notebook's metrics (and figures) below the table
     assert "## 01_good" in index and "- `x`: 5" in index
+
+
+def test_two_notebooks_at_once_only_where_cores_and_memory_allow(monkeypatch):
+    monkeypatch.setattr("hepfm.runner.available_cores", lambda: 2)
+    monkeypatch.setattr("hepfm.runner.available_memory", lambda: 20 * 2**30)
+    assert suite_jobs(11) == 2 and suite_jobs(1) == 1
+    monkeypatch.setattr("hepfm.runner.available_memory", lambda: 2 * 2**30)  # Binder
+    assert suite_jobs(11) == 1
+    monkeypatch.setattr("hepfm.runner.available_memory", lambda: 20 * 2**30)
+    monkeypatch.setattr("hepfm.runner.available_cores", lambda: 1)
+    assert suite_jobs(11) == 1
+    with pytest.raises(OptionError, match="jobs: must be a positive integer"):
+        run_notebooks("smoke", jobs=0)
+
+
+def test_available_memory_honours_the_cgroup_limit(tmp_path):
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "meminfo").write_text("MemTotal: 24000000 kB\nMemAvailable: 20000000 kB\n")
+    assert available_memory(tmp_path) == 20000000 * 1024
+    cgroup = tmp_path / "sys" / "fs" / "cgroup"
+    cgroup.mkdir(parents=True)
+    (cgroup / "memory.max").write_text("max\n")
+    assert available_memory(tmp_path) == 20000000 * 1024
+    (cgroup / "memory.max").write_text(f"{2 * 2**30}\n")
+    (cgroup / "memory.current").write_text(f"{2**29}\n")
+    assert available_memory(tmp_path) == 2 * 2**30 - 2**29
 
 
 def test_unknown_profile_and_notebook(tmp_path):

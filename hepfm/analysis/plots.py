@@ -12,7 +12,7 @@ import numpy as np
 
 from hepfm.data.sample import JetSample
 
-__all__ = ["use_style", "compare_classes", "save", "scan_plot", "convergence_plot", "training_curves"]
+__all__ = ["use_style", "compare_classes", "save", "SavedFigure", "scan_plot", "convergence_plot", "training_curves"]
 
 _AXES = {
     "mass": ("Jet mass [GeV]", 40, 0.0, 300.0),
@@ -57,9 +57,17 @@ def compare_classes(samples: dict[str, JetSample], feature: str, classes: list[s
     return fig
 
 
-def save(fig, output_dir: str | Path, name: str) -> Path:
-    """Save a figure as PNG into ``output_dir`` and close it."""
-    path = Path(output_dir) / f"{name}.png"
+class SavedFigure(type(Path())):  # type: ignore[misc]
+    """The path of a saved PNG that a notebook displays as the image itself: ``display(save(fig, ...))``
+    shows the file, so each figure is drawn once (drawing it again inline costs as much as saving it)."""
+
+    def _repr_png_(self) -> bytes:
+        return self.read_bytes()
+
+
+def save(fig, output_dir: str | Path, name: str) -> SavedFigure:
+    """Save a figure as PNG into ``output_dir`` and close it; returns the file, which displays as the image."""
+    path = SavedFigure(output_dir, f"{name}.png")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -316,7 +316,8 @@ def two_fold(
 @dataclass
 class ScanReport:
     """What a training-size scan shows: the summary per mode and size, the convergence of the fine-tuned
-    runs, the printed table, the headline numbers and the figures (already saved into the scan directory)."""
+    runs, the printed table, the headline numbers and the figures (the PNG files in the scan directory, which
+    display as images in a notebook)."""
 
     summary: dict
     convergence: dict
@@ -367,9 +368,10 @@ def scan_report(
     fig, axes = plt.subplots(1, 3, figsize=(20, 5.8), constrained_layout=True)
     for ax, metric in zip(axes, ("auc", "accuracy", "rej30"), strict=True):
         scan_plot(summary, metric, ax=ax, title=title, xlabel=f"Labelled training {unit}")
-    save(fig, out, "scan")
-    figures = {"scan": fig, "convergence": convergence_plot(rows, sizes[0], unit=unit)}
-    save(figures["convergence"], out, "convergence")
+    figures = {
+        "scan": save(fig, out, "scan"),
+        "convergence": save(convergence_plot(rows, sizes[0], unit=unit), out, "convergence"),
+    }
     targets = scan_targets(summary, convergence)
     runs = rows if keep_history else [{k: v for k, v in r.items() if k != "history"} for r in rows]
     write_metrics(
