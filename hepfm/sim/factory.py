@@ -403,7 +403,9 @@ def produce(
         kind = production.kind
         plan = {**production.identity(), f"{kind}_per_class": counts, "shards": [Path(s.path).name for s in specs]}
         atomic_write_json(out / MANIFEST, {**plan, "complete": False})
-        todo = [s for s in specs if not _shard_done(s)]
+        # Shard k of every class before shard k + 1 of any: a production stopped partway (or read with
+        # allow_incomplete while it runs) holds every class in equal measure.
+        todo = sorted((s for s in specs if not _shard_done(s)), key=lambda s: (s.shard_index, s.label))
         stats = _run(production, todo, workers, scheduler, progress) if todo else []
         manifest = {**plan, "complete": True}
         if "last_run" in existing:
