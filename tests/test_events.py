@@ -258,6 +258,42 @@ def test_event_finetuning_replaces_the_head_and_keeps_the_recipe(event_checkpoin
     assert ckpt.config["model"] == "event_gnn" and ckpt.model().config.n_outputs == 3
 
 
+def test_finetuning_on_pretrained_processes_starts_from_their_classifier(event_checkpoints, event_dataset, tmp_path):
+    """The new head of a task whose processes the multiclass model was pretrained on takes that classifier's rows
+    (matched by name, in the task's order): before any step it is the pretrained classifier restricted to them."""
+    from hepfm.train import TrainConfig, finetune
+    from hepfm.train.checkpoint import load_checkpoint
+
+    out, _ = event_checkpoints
+    events = read_events(event_dataset)
+    pretrained = load_checkpoint(out / "multiclass")
+    p = pretrained.predict(events, device="cpu")  # classes ttH, ttbar, WZ
+    # a two-process task in the other order: WZ (label 0) against ttH (label 1)
+    keep = events.labels != 1
+    task = dataclasses.replace(
+        events[keep], labels=(events.labels[keep] == 0).astype(np.int64), class_names=["WZ", "ttH"]
+    )
+    still = TrainConfig(epochs=1, batch_size=32, lr=1e-12, ema_decay=0, weight_decay=0, progress=False, patience=0)
+    m = finetune(out / "multiclass", task, task, tmp_path / "ft", train=still, freeze_backbone=True)
+    assert m["head_init"] == "auto" and m["head_start"] == "classes"
+    q = load_checkpoint(tmp_path / "ft").predict(task, device="cpu")
+    expected = p[keep][:, [2, 0]] / p[keep][:, [2, 0]].sum(1, keepdims=True)
+    assert np.allclose(q, expected, atol=1e-5)
+    assert m["auc"] > 0.9  # the pretrained classifier already tells ttH from WZ
+    # the multilabel model has no class rows: auto probes, classes is refused before anything is written
+    m = finetune(out / "multilabel", task, task, tmp_path / "ml", train=still, freeze_backbone=True)
+    assert m["head_start"] == "probe"
+    with pytest.raises(OptionError, match="head_init.*multilabel model"):
+        finetune(out / "multilabel", task, task, tmp_path / "refused", train=still, head_init="classes")
+    unseen = dataclasses.replace(task, class_names=["WZ", "Zprime"])
+    with pytest.raises(OptionError, match=r"does not know \['Zprime'\]"):
+        finetune(out / "multiclass", unseen, unseen, tmp_path / "refused", train=still, head_init="classes")
+    assert not any((tmp_path / "refused").iterdir())  # refused before any training wrote there
+    # from scratch there is no pretrained classifier: its random features are probed
+    m = finetune(out / "multiclass", task, task, tmp_path / "scratch", train=still, from_scratch=True)
+    assert m["head_start"] == "probe"
+
+
 def test_pretrained_event_model_classifies_nanoaod(event_checkpoints, shared_data):
     from hepfm.train import evaluate_checkpoint
 

@@ -322,7 +322,9 @@ def test_cli_pretrain_and_finetune(small_dataset, tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert "AUC" in r.output and (tmp_path / "f" / "metrics.json").exists()
-    assert json.loads((tmp_path / "f" / "metrics.json").read_text())["head_init"] == "probe"
+    metrics = json.loads((tmp_path / "f" / "metrics.json").read_text())
+    # the pretrained model knows these classes: its classifier's rows start the new head
+    assert metrics["head_init"] == "auto" and metrics["head_start"] == "classes"
     # bad input: a message naming the file and status 2, not a traceback
     r = runner.invoke(
         app,

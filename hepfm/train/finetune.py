@@ -1,7 +1,8 @@
 """Fine-tuning a pretrained model on a new task (``hepfm finetune``), or training the same model from scratch.
 
 :func:`finetune` loads the checkpoint once, puts a new classification layer on its backbone — started as a
-linear probe of the backbone's features (:func:`probe_head`) or at zero — trains everything with the
+copy of the pretrained classifier's rows for the task's classes where the checkpoint knows them all, as a
+linear probe of the backbone's features (:func:`probe_head`) otherwise, or at zero — trains everything with the
 backbone's learning rate divided by ``lr_factor``, evaluates on a test sample and writes ``metrics.json``.
 :func:`fit_classifier` is its training step, shared with OmniFold's and weak supervision's classifiers.
 The recipe is a :class:`FinetuneConfig` beside the optimisation's :class:`~hepfm.train.config.TrainConfig`.
@@ -34,10 +35,20 @@ from hepfm.train.pretrain import check_classes
 from hepfm.train.splits import split, world_size
 from hepfm.train.state import best_dir, data_fingerprint, finish_run, prepare_run, record_data
 
-__all__ = ["FinetuneConfig", "HEAD_INITS", "REWEIGHTING_HEAD_INIT", "probe_head", "fit_classifier", "finetune"]
+__all__ = [
+    "FinetuneConfig",
+    "HEAD_INITS",
+    "REWEIGHTING_HEAD_INIT",
+    "class_rows",
+    "probe_head",
+    "fit_classifier",
+    "finetune",
+]
 
-HeadInit = Literal["probe", "zero"]
-#: How a fine-tuned model's new head may start.
+HeadInit = Literal["auto", "classes", "probe", "zero"]
+#: How a fine-tuned model's new head may start: ``classes`` takes the pretrained classifier's rows of the task's
+#: classes (every one must be a class of the checkpoint), ``probe`` fits a linear probe (:func:`probe_head`),
+#: ``zero`` starts at zero, ``auto`` is ``classes`` where the checkpoint's classifier knows every class, else ``probe``.
 HEAD_INITS: tuple[str, ...] = get_args(HeadInit)
 # OmniFold's and CWoLa's classifiers read their outputs as likelihood ratios of samples that may not differ at
 # all (a closure test, a background-only region): a probe fitted to that noise would start them away from 1,
@@ -53,7 +64,10 @@ class FinetuneConfig:
     freeze_backbone: bool = option(False, "Train only the new head (linear probing).")
     lr_factor: float = option(10.0, "Backbone learning rate = head learning rate / this.", exclusive_minimum=0)
     head_init: HeadInit = option(
-        "probe", "New head's start: probe (a linear probe of the backbone) or zero.", choices=HEAD_INITS
+        "auto",
+        "New head's start: classes (the pretrained classifier's rows of the task's classes), probe (a linear "
+        "probe of the backbone), zero, or auto (classes where the checkpoint knows them all, else probe).",
+        choices=HEAD_INITS,
     )
     val_fraction: float = option(
         0.2, "Part of the training sample held out for early stopping.", exclusive_minimum=0, exclusive_maximum=1
@@ -148,6 +162,42 @@ def probe_head(
     return time.perf_counter() - start
 
 
+def class_rows(ckpt: Checkpoint, class_names: list[str]) -> list[int] | None:
+    """Rows of the checkpoint's classification layer for ``class_names``, matched by name; None where the
+    checkpoint has no class-probability head (a multilabel model) or does not know every one of the classes.
+
+    Two rows of a pretrained multiclass head are the pretrained classifier of those two classes: their logit
+    difference is its log-likelihood ratio between them, before any fine-tuning.
+    """
+    if ckpt.model_config.get("task", "multiclass") != "multiclass":
+        return None
+    known = list(ckpt.class_names)
+    if not all(name in known for name in class_names):
+        return None
+    return [known.index(name) for name in class_names]
+
+
+def _head_start(config: FinetuneConfig, ckpt: Checkpoint, class_names: list[str]) -> tuple[str, list[int] | None]:
+    """The head's start (``classes``, ``probe`` or ``zero``) and, for ``classes``, the pretrained rows it takes.
+    A model trained from scratch has no pretrained classifier: ``auto`` and ``classes`` probe its features."""
+    if config.head_init == "zero":
+        return "zero", None
+    if config.head_init == "probe" or config.from_scratch:
+        return "probe", None
+    rows = class_rows(ckpt, class_names)
+    if rows is not None:
+        return "classes", rows
+    if config.head_init == "classes":
+        missing = [c for c in class_names if c not in ckpt.class_names]
+        raise OptionError(
+            "head_init",
+            f"classes needs a multiclass checkpoint that knows every class of the data; {ckpt.path} "
+            + (f"does not know {missing}" if missing else f"is a {ckpt.model_config.get('task')} model")
+            + " (use probe or zero)",
+        )
+    return "probe", None
+
+
 def fit_classifier(
     checkpoint: str | Path | Checkpoint,
     sample,
@@ -166,8 +216,10 @@ def fit_classifier(
     head of ``len(sample.class_names)`` outputs on the checkpoint's backbone, the backbone at the head's
     learning rate / ``lr_factor``, early stopping on a random ``val_fraction`` of ``sample``. Per-example
     weights (``sample.weights``) weight the loss. The best weights are written to ``out`` as a checkpoint.
-    The fresh head starts as a linear probe of the backbone's features (``head_init="probe"``, see
-    :func:`probe_head`; the from-scratch model probes its random features alike) or at zero (``"zero"``).
+    The fresh head starts as the pretrained classifier's rows of the sample's classes where the checkpoint
+    knows them all (``head_init="auto"``, the default, or ``"classes"``; see :func:`class_rows`), else as a
+    linear probe of the backbone's features (``"probe"``, see :func:`probe_head`; the from-scratch model
+    probes its random features alike), or at zero (``"zero"``).
     The wall seconds returned, and those of every epoch in the history, include the probe.
 
     Args:
@@ -185,6 +237,7 @@ def fit_classifier(
     train = train or TrainConfig()
     config = _with_options(config, options)
     ckpt = load_checkpoint(checkpoint)
+    head_start, rows = _head_start(config, ckpt, list(sample.class_names))
     out = prepare_run(out, resume=resume, overwrite=overwrite, starts_from=ckpt.path)
     check_classes(sample)
     record_data(
@@ -198,11 +251,16 @@ def fit_classifier(
     torch.manual_seed(train.seed)
     overrides: dict[str, Any] = {"generative": False} if ckpt.family.name == "jets" else {}
     model: Any = ckpt.build(**overrides) if config.from_scratch else ckpt.model(**overrides)
+    pretrained_head = [p.detach()[rows].clone() for p in (model.head.weight, model.head.bias)] if rows else None
     model.replace_head(len(sample.class_names))  # the same fresh head for both: only the backbone's start differs
     start = time.perf_counter()
     resuming = resume and (out / "training" / "latest.json").exists()  # the head comes back with the state
     probe_seconds = 0.0
-    if config.head_init == "probe" and not resuming:
+    if pretrained_head is not None and not resuming:
+        with torch.no_grad():
+            model.head.weight.copy_(pretrained_head[0])
+            model.head.bias.copy_(pretrained_head[1])
+    if head_start == "probe" and not resuming:
         probe_seconds = probe_head(model, dataset, tr, train.device, config.use_jet_features)
     model.train()
     head = list(model.head.parameters())
@@ -226,6 +284,7 @@ def fit_classifier(
         "freeze_backbone": config.freeze_backbone,
         "use_jet_features": config.use_jet_features,
         "head_init": config.head_init,
+        "head_start": head_start,
         "max_particles": config.max_particles or ckpt.max_particles,
         **(meta or {}),
     }
@@ -300,6 +359,7 @@ def finetune(
         sample = sample[np.sort(np.random.default_rng(train.seed).permutation(len(sample))[: config.n_train])]
     check_classes(sample)
     check_classes(test, "test")
+    head_start = _head_start(config, ckpt, list(sample.class_names))[0]
     signal = len(sample.class_names) - 1 if config.signal is None else config.signal
     if signal >= len(sample.class_names):
         raise OptionError("signal", f"class {signal} does not exist; the classes are {sample.class_names}")
@@ -315,6 +375,7 @@ def finetune(
         "from_scratch": config.from_scratch,
         "freeze_backbone": config.freeze_backbone,
         "head_init": config.head_init,
+        "head_start": head_start,
         "seed": train.seed,
         "world_size": world_size(),
         "n_train": len(sample) - n_val,
