@@ -12,7 +12,8 @@ BENCH_STAMP := $(BENCH_VENV)/.hepfm-installed
 BENCH_ARGS ?=
 PROFILE ?= demo
 
-.PHONY: setup demo test lint bench bench-model bench-demo binder-check clean chromium foundation-data foundation-events
+.PHONY: setup demo test lint bench bench-model bench-demo binder-check clean chromium foundation-data foundation-events-data \
+	foundation-jets-data foundation-events
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -74,16 +75,18 @@ NICE    := nice -n 10
 JETS_1M := $(HEPFM_CACHE)/jetclass-1m
 EVENTS_300K := $(HEPFM_CACHE)/events-12p-300k
 
-foundation-data: $(STAMP)
+foundation-data: foundation-events-data foundation-jets-data
+
+foundation-events-data: $(STAMP)
 	$(NICE) $(BIN)/hepfm generate events --events-per-process 25000 --events-per-shard 2500 --seed 2026 \
 	    --workers $(WORKERS) --out $(EVENTS_300K)
+
+foundation-jets-data: $(STAMP)
 	$(NICE) $(BIN)/hepfm generate jets --jets-per-class 100000 --jets-per-shard 5000 --seed 2026 \
 	    --workers $(WORKERS) --out $(JETS_1M)
 
 # The two event checkpoints, side by side (one thread each), into the cache; checkpoints/ gets them by hand.
-foundation-events: $(STAMP)
-	$(NICE) $(BIN)/hepfm generate events --events-per-process 25000 --events-per-shard 2500 --seed 2026 \
-	    --workers $(WORKERS) --out $(EVENTS_300K)
+foundation-events: foundation-events-data
 	for task in multiclass multilabel; do \
 	  HEPFM_THREADS=1 $(NICE) $(BIN)/hepfm pretrain --model event_gnn --task $$task --data $(EVENTS_300K) \
 	    --out $(HEPFM_CACHE)/event-gnn-$$task --epochs 15 --batch-size 256 --lr 0.002 --patience 4 --seed 0 \

@@ -113,6 +113,8 @@ def _kernel_name() -> str:
 
 #: Metrics keys too long for the index page (per-run rows, training histories); metrics.json keeps them.
 _BULKY = ("runs", "history", "rows", "curves")
+#: The metrics key of a notebook's one-line result, shown first on the index page.
+HEADLINE = "headline"
 
 
 def _metric_lines(metrics: dict, prefix: str = "", limit: int = 60) -> list[str]:
@@ -120,7 +122,7 @@ def _metric_lines(metrics: dict, prefix: str = "", limit: int = 60) -> list[str]
     lines = []
     for key, value in metrics.items():
         name = f"{prefix}{key}"
-        if key in _BULKY:
+        if key in _BULKY or (key == HEADLINE and not prefix):
             continue
         if isinstance(value, dict):
             lines += _metric_lines(value, f"{name}.", limit)
@@ -135,20 +137,34 @@ def _metric_lines(metrics: dict, prefix: str = "", limit: int = 60) -> list[str]
     return lines
 
 
+def _read_metrics(result: NotebookResult) -> dict | None:
+    """A notebook's ``metrics.json`` as a dict; None where it is missing or not a JSON object."""
+    try:
+        metrics = json.loads((result.output_dir / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return metrics if isinstance(metrics, dict) else None
+
+
 def _write_index(out: Path, profile: str, results: list[NotebookResult], wall: float, jobs: int) -> None:
-    """``OUT/index.md``: a summary table, then every notebook's figures and metrics on the same page."""
+    """``OUT/index.md``: a summary table with each notebook's one-line result (its metrics' ``headline``),
+    then every notebook's figures and metrics on the same page."""
     lines = [
         f"# hepfm notebooks — profile `{profile}`",
         "",
-        "| notebook | status | time (s) | metrics | figures |",
-        "| --- | --- | --- | --- | --- |",
+        "| notebook | status | time (s) | result | metrics | figures |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
+    metrics = {r.name: _read_metrics(r) for r in results}
     for r in results:
         rel = r.output_dir.relative_to(out)
         figures = " ".join(f"[{p.name}]({rel / p.name})" for p in sorted(r.output_dir.glob("*.png")))
-        metrics = f"[metrics.json]({rel}/metrics.json)" if (r.output_dir / "metrics.json").exists() else "—"
+        link = f"[metrics.json]({rel}/metrics.json)" if (r.output_dir / "metrics.json").exists() else "—"
+        headline = str((metrics[r.name] or {}).get(HEADLINE, "")).replace("|", "/") or "—"
         status = "ok" if r.ok else "**FAILED**"
-        lines.append(f"| [{r.name}]({rel}/{r.name}.ipynb) | {status} | {r.seconds:.0f} | {metrics} | {figures} |")
+        lines.append(
+            f"| [{r.name}]({rel}/{r.name}.ipynb) | {status} | {r.seconds:.0f} | {headline} | {link} | {figures} |"
+        )
     lines.append(
         f"\nTotal: {sum(r.seconds for r in results):.0f} s of notebooks"
         + (f", {wall:.0f} s of wall time, {jobs} at a time." if jobs > 1 else ".")
@@ -156,13 +172,14 @@ def _write_index(out: Path, profile: str, results: list[NotebookResult], wall: f
     for r in results:
         rel = r.output_dir.relative_to(out)
         lines += ["", f"## {r.name}", ""]
+        m = metrics[r.name]
+        if m and m.get(HEADLINE):
+            lines += [f"**{m[HEADLINE]}**", ""]
         lines += [f"![{p.stem}]({rel / p.name})" for p in sorted(r.output_dir.glob("*.png"))]
-        metrics_file = r.output_dir / "metrics.json"
-        if metrics_file.exists():
-            try:
-                lines += ["", *_metric_lines(json.loads(metrics_file.read_text()))]
-            except (json.JSONDecodeError, AttributeError):
-                lines += ["", f"(metrics.json of {r.name} is not a JSON object)"]
+        if m is not None:
+            lines += ["", *_metric_lines(m)]
+        elif (r.output_dir / "metrics.json").exists():
+            lines += ["", f"(metrics.json of {r.name} is not a JSON object)"]
     failed = [r for r in results if not r.ok]
     if failed:
         lines += ["", "## Failures", ""]
@@ -200,6 +217,8 @@ def _execute(nb: Path, target: Path, parameters: dict, kernel: str, label: str) 
             cwd=str(nb.parent),
             progress_bar=False,
             log_output=False,
+            # the kernel's own notices (local TCP on every start, the interrupt at shutdown) would bury the progress
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
         )
         return NotebookResult(nb.stem, True, time.perf_counter() - start, target)
     except Exception:  # noqa: BLE001 - any failure is reported and the suite goes on

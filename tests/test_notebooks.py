@@ -58,6 +58,9 @@ def test_all_notebooks_run_at_smoke(smoke_run):
     index = (out / "index.md").read_text()
     for name in results:
         assert f"[{name}]({name}/{name}.ipynb)" in index
+        # each notebook's one-line result heads its section of the index
+        headline = json.loads((out / name / "metrics.json").read_text())["headline"]
+        assert len(headline) > 40 and f"**{headline}**" in index, name
 
 
 def _png_size(path) -> tuple[int, int]:
@@ -288,7 +291,7 @@ def test_cka_notebook_metrics(smoke_run):
 
 _RECORD = (
     "import json, os, pathlib\n"
-    "metrics = {'x': x, 'omp': os.environ.get('OMP_NUM_THREADS')}\n"
+    "metrics = {'x': x, 'omp': os.environ.get('OMP_NUM_THREADS'), 'headline': f'x is {x}'}\n"
     "pathlib.Path(output_dir, 'metrics.json').write_text(json.dumps(metrics))"
 )
 
@@ -311,14 +314,19 @@ def test_runner_carries_on_past_a_failing_notebook(tmp_path, jobs, capfd, monkey
     assert [(r.name, r.ok) for r in results] == [("00_bad", False), ("01_good", True), ("02_good", True)]
     # two at a time, each kernel gets its share of the (two) cores; one at a time, the kernel keeps them all
     omp = "1" if jobs == 2 else None
-    assert json.loads((tmp_path / "out" / "01_good" / "metrics.json").read_text()) == {"x": 5, "omp": omp}
-    assert json.loads((tmp_path / "out" / "02_good" / "metrics.json").read_text()) == {"x": 1, "omp": omp}
-    printed = capfd.readouterr().out
+    for name, x in (("01_good", 5), ("02_good", 1)):
+        metrics = json.loads((tmp_path / "out" / name / "metrics.json").read_text())
+        assert metrics == {"x": x, "omp": omp, "headline": f"x is {x}"}
+    captured = capfd.readouterr()
+    printed = captured.out
     assert "[3/3 done]" in printed and "0 to go" in printed and "FAILED 00_bad" in printed
+    assert "IPKernelApp" not in captured.err  # the kernels' start-up notices stay out of the progress lines
     index = (tmp_path / "out" / "index.md").read_text()
     assert "**FAILED**" in index and "boom" in index
     # one page: every notebook's metrics (and figures) below the table
     assert "## 01_good" in index and "- `x`: 5" in index
+    # each notebook's headline in the table and at the head of its section, not again among the metrics
+    assert "| x is 5 |" in index and "**x is 5**" in index and "`headline`" not in index
 
 
 def test_two_notebooks_at_once_only_where_cores_and_memory_allow(monkeypatch):

@@ -36,6 +36,7 @@ __all__ = [
     "two_fold",
     "time_to_accuracy",
     "scan_report",
+    "scan_headline",
     "scan_targets",
     "ScanReport",
     "MODES",
@@ -348,6 +349,24 @@ def scan_targets(summary: dict, convergence: dict) -> dict:
     }
 
 
+def scan_headline(summary: dict, unit: str = "jets") -> str:
+    """One line of a scan for a summary page: the mean AUC of every start at the smallest and largest size.
+
+    >>> scan_headline({"pretrained": {100: {"auc": [0.98, 0.01]}}, "scratch": {100: {"auc": [0.9, 0.02]}}})
+    'AUC with 100 labelled jets: pretrained 0.980 ± 0.010, scratch 0.900 ± 0.020'
+    """
+    sizes = sorted({n for per_size in summary.values() for n in per_size})
+    parts = []
+    for n in dict.fromkeys((sizes[0], sizes[-1])):
+        cells = [
+            f"{mode} {per_size[n]['auc'][0]:.3f} ± {per_size[n]['auc'][1]:.3f}"
+            for mode, per_size in summary.items()
+            if n in per_size and per_size[n]["auc"][0] is not None
+        ]
+        parts.append(f"with {n} labelled {unit}: " + ", ".join(cells))
+    return "AUC " + "; ".join(parts)
+
+
 def scan_report(
     rows: list[dict], out: str | Path, *, title: str = "", unit: str = "jets", keep_history: bool = True, **info
 ) -> ScanReport:
@@ -377,6 +396,7 @@ def scan_report(
     write_metrics(
         out,
         {
+            "headline": scan_headline(summary, unit),
             "summary": summary,
             "convergence": convergence,
             "targets": targets,
