@@ -13,7 +13,7 @@ BENCH_ARGS ?=
 PROFILE ?= demo
 
 .PHONY: setup demo test lint bench bench-model bench-demo binder-check clean chromium foundation-data foundation-events-data \
-	foundation-jets-data foundation-events
+	foundation-jets-data foundation-events foundation-pet-tiny foundation-pet-small
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -92,6 +92,11 @@ foundation-events: foundation-events-data
 	    --out $(HEPFM_CACHE)/event-gnn-$$task --epochs 15 --batch-size 256 --lr 0.002 --patience 4 --seed 0 \
 	    --resume & \
 	done; wait
+
+# PET on the 10^6 jets, streamed shard by shard; `tiny` (Binder, the demo) and `small` (OmniLearn's size, for a GPU).
+foundation-pet-tiny foundation-pet-small: foundation-pet-%: foundation-jets-data
+	$(NICE) $(BIN)/hepfm pretrain --data $(JETS_1M) --stream --config $* --epochs 5 --batch-size 128 --lr 0.001 \
+	    --patience 0 --seed 0 --out $(HEPFM_CACHE)/pet-$*-jetclass --resume
 
 clean:
 	rm -rf runs .pytest_cache
