@@ -65,6 +65,26 @@ def test_event_production_is_seeded_and_resumable(event_dataset, tmp_path):
         generate_events(["ttH", "ttbar", "WZ"], 100, out, seed=6, events_per_shard=50, progress=False)
 
 
+def test_production_makes_shard_k_of_every_process_before_shard_k_plus_1(tmp_path, monkeypatch):
+    """A production stopped partway (a long one in the background) then holds every process alike."""
+    from hepfm.sim import factory
+
+    made = []
+    run_shard = factory.run_shard
+
+    def recording(production, spec, progress=False):
+        made.append((spec.class_name, spec.shard_index))
+        return run_shard(production, spec, progress)
+
+    monkeypatch.setattr(factory, "run_shard", recording)
+    generate_events(["WZ", "ZZ"], 20, tmp_path / "ev", seed=3, events_per_shard=10, progress=False)
+    assert made == [("WZ", 0), ("ZZ", 0), ("WZ", 1), ("ZZ", 1)]
+    # the manifest keeps its order, process by process, so reading is unchanged
+    assert [p.name for p in shard_paths(tmp_path / "ev")] == [
+        f"{c}-{k:05d}.parquet" for c in ("WZ", "ZZ") for k in (0, 1)
+    ]
+
+
 def test_lhe_input_is_showered_by_pythia(shared_data, tmp_path):
     lhe = shared_data.parent / "lhe" / "ttbar_tevatron_pythia6.lhe"
     assert count_lhe_events(lhe) == 100
