@@ -98,6 +98,9 @@ def test_scan_resumes_and_two_fold(tmp_path):
     # the same directory with another recipe: refused before anything is trained or mixed
     with pytest.raises(ValueError, match=r"n20-s0/metrics.json: finished with another recipe .*\(epochs=2 -> 7\)"):
         size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", replace(FAST, epochs=7), resume=True)
+    # ... and so with another start of the new head (the runs recorded the default, auto)
+    with pytest.raises(ValueError, match=r"finished with another recipe .*\(head_init='auto' -> 'probe'\)"):
+        size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", FAST, resume=True, head_init="probe")
     # without resume, a directory holding runs is refused and left as it was
     with pytest.raises(OutputError, match="scan: holds 4 run.*--resume"):
         size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", FAST)

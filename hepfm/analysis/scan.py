@@ -25,7 +25,7 @@ from hepfm.core.parallel import set_torch_threads, share_cores
 from hepfm.data.sample import JetSample
 from hepfm.train.checkpoint import Checkpoint, load_checkpoint
 from hepfm.train.config import TrainConfig
-from hepfm.train.finetune import finetune
+from hepfm.train.finetune import FinetuneConfig, finetune
 from hepfm.train.state import has_state, recipe_changes
 
 __all__ = [
@@ -117,7 +117,8 @@ def size_scan(
     done = [r for r in runs if (out / _name(*r) / "metrics.json").exists()] if resume else []
     for mode, size, seed in done:  # before any training: a scan directory holds one recipe
         path = out / _name(mode, size, seed) / "metrics.json"
-        _check_recipe(path, read_json_object(path).get("train_config"), setup(mode, seed)[1])
+        _, cfg, options = setup(mode, seed)
+        _check_recipe(path, read_json_object(path), cfg, options)
     todo = [r for r in runs if r not in done]
 
     def run_options(run: Path) -> dict:  # continue an unfinished run of a resumed scan, else start afresh
@@ -166,10 +167,21 @@ def _inside(out: Path, checkpoint: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
-def _check_recipe(path: Path, stored: dict | None, cfg: TrainConfig) -> None:
-    """A finished run is reused only if it was trained with this recipe (runs from before the recipe was
-    recorded are taken as they are)."""
-    changes = None if stored is None else recipe_changes(stored, cfg)
+# The fine-tuning options a run's metrics.json records, which a resumed scan must share.
+_RECORDED_OPTIONS = ("from_scratch", "freeze_backbone", "head_init")
+
+
+def _check_recipe(path: Path, metrics: dict, cfg: TrainConfig, options: dict) -> None:
+    """A finished run is reused only if it was trained with this recipe: the optimisation (``cfg``) and the
+    fine-tuning options its metrics record (runs from before a field was recorded are taken as they are)."""
+    stored = metrics.get("train_config")
+    found = [] if stored is None else [recipe_changes(stored, cfg)]
+    defaults = FinetuneConfig()
+    for key in _RECORDED_OPTIONS:
+        wanted = options.get(key, getattr(defaults, key))
+        if key in metrics and metrics[key] != wanted:
+            found.append(f"{key}={metrics[key]!r} -> {wanted!r}")
+    changes = ", ".join(c for c in found if c)
     if changes:
         raise DataError(
             f"{path}: finished with another recipe than this scan asks for ({changes}); "
