@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from hepfm.data import DataError, JetDataset
 from hepfm.models import PET, PETConfig
 from hepfm.train import ClassifierObjective, TrainConfig, finetune, fit, model_outputs, pretrain
 from hepfm.train.checkpoint import load_weights
-from hepfm.train.finetune import probe_head
+from hepfm.train.finetune import probe_head, recipe_differences
 from hepfm.train.loop import data_loader, lr_schedule
 
 FAST = dict(batch_size=16, progress=False, lr=1e-3, warmup_epochs=0.5)
@@ -210,6 +211,18 @@ def test_probe_head_is_the_penalised_logistic_regression_optimum():
     assert ce.item() < 0.5 * np.log(2)  # these classes are linearly separable even in random features
     # the model predicts with the probed head: its outputs are the logits of the fit
     assert torch.allclose(logits.double(), z @ weight.detach().T + bias.detach(), atol=1e-4)
+
+
+def test_recipe_differences_name_what_changed():
+    cfg = TrainConfig(epochs=2)
+    metrics = {"train_config": dataclasses.asdict(cfg), "head_init": "probe", "from_scratch": False}
+    assert recipe_differences(metrics, cfg, {"head_init": "probe"}) is None
+    assert recipe_differences(metrics, cfg) == "head_init='probe' -> 'auto'"  # the default asked for
+    changed = recipe_differences(
+        metrics, dataclasses.replace(cfg, epochs=3), {"head_init": "probe", "from_scratch": True}
+    )
+    assert changed == "epochs=2 -> 3, from_scratch=False -> True"
+    assert recipe_differences({}, cfg) is None  # a run that recorded nothing is taken as it is
 
 
 def test_freeze_backbone_changes_only_the_head(tmp_path):

@@ -32,8 +32,7 @@ from hepfm.core.io import read_json_object
 from hepfm.models.families import family_of
 from hepfm.train.checkpoint import Checkpoint, load_checkpoint
 from hepfm.train.config import TrainConfig
-from hepfm.train.finetune import finetune
-from hepfm.train.state import recipe_changes
+from hepfm.train.finetune import finetune, recipe_differences
 
 __all__ = [
     "linear_cka",
@@ -270,12 +269,12 @@ def probe_batches(dataset, batch_size: int, seed: int = 0) -> list:
     ]
 
 
-def _finished_with(run: Path, train: TrainConfig) -> bool:
-    """Whether ``run`` holds a finished fine-tuning trained with the recipe ``train``."""
+def _finished_with(run: Path, train: TrainConfig, options: dict) -> bool:
+    """Whether ``run`` holds a finished fine-tuning trained with the recipe ``train`` and ``options``."""
     if not (run / "metrics.json").exists() or not (run / "model.safetensors").exists():
         return False
-    stored = read_json_object(run / "metrics.json").get("train_config")
-    return isinstance(stored, dict) and recipe_changes(stored, train) is None
+    metrics = read_json_object(run / "metrics.json")
+    return isinstance(metrics.get("train_config"), dict) and recipe_differences(metrics, train, options) is None
 
 
 def train_cka_models(
@@ -305,7 +304,7 @@ def train_cka_models(
     models = {"pretrained": load_checkpoint(checkpoint).model()}
     for name, (seed, options) in CKA_RUNS.items():
         run, cfg = out / name, replace(train_config, seed=seed)
-        if not (resume and _finished_with(run, cfg)):
+        if not (resume and _finished_with(run, cfg, options)):
             finetune(checkpoint, train, test, run, train=cfg, overwrite=True, **options)
         models[name] = load_checkpoint(run).model()
     return models

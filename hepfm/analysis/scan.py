@@ -25,8 +25,8 @@ from hepfm.core.parallel import set_torch_threads, share_cores
 from hepfm.data.sample import JetSample
 from hepfm.train.checkpoint import Checkpoint, load_checkpoint
 from hepfm.train.config import TrainConfig
-from hepfm.train.finetune import FinetuneConfig, finetune
-from hepfm.train.state import has_state, recipe_changes
+from hepfm.train.finetune import finetune, recipe_differences
+from hepfm.train.state import has_state
 
 __all__ = [
     "size_scan",
@@ -167,21 +167,9 @@ def _inside(out: Path, checkpoint: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
-# The fine-tuning options a run's metrics.json records, which a resumed scan must share.
-_RECORDED_OPTIONS = ("from_scratch", "freeze_backbone", "head_init")
-
-
 def _check_recipe(path: Path, metrics: dict, cfg: TrainConfig, options: dict) -> None:
-    """A finished run is reused only if it was trained with this recipe: the optimisation (``cfg``) and the
-    fine-tuning options its metrics record (runs from before a field was recorded are taken as they are)."""
-    stored = metrics.get("train_config")
-    found = [] if stored is None else [recipe_changes(stored, cfg)]
-    defaults = FinetuneConfig()
-    for key in _RECORDED_OPTIONS:
-        wanted = options.get(key, getattr(defaults, key))
-        if key in metrics and metrics[key] != wanted:
-            found.append(f"{key}={metrics[key]!r} -> {wanted!r}")
-    changes = ", ".join(c for c in found if c)
+    """A finished run is reused only if it was trained with this recipe (:func:`recipe_differences`)."""
+    changes = recipe_differences(metrics, cfg, options)
     if changes:
         raise DataError(
             f"{path}: finished with another recipe than this scan asks for ({changes}); "

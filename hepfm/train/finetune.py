@@ -33,7 +33,7 @@ from hepfm.train.loop import fit
 from hepfm.train.objectives import ClassifierObjective
 from hepfm.train.pretrain import check_classes
 from hepfm.train.splits import split, world_size
-from hepfm.train.state import best_dir, data_fingerprint, finish_run, prepare_run, record_data
+from hepfm.train.state import best_dir, data_fingerprint, finish_run, prepare_run, recipe_changes, record_data
 
 __all__ = [
     "FinetuneConfig",
@@ -41,6 +41,7 @@ __all__ = [
     "REWEIGHTING_HEAD_INIT",
     "class_rows",
     "probe_head",
+    "recipe_differences",
     "fit_classifier",
     "finetune",
 ]
@@ -309,6 +310,25 @@ def fit_classifier(
     finish_run(out)
     load_into(model, load_weights(out / "model.safetensors"), out / "model.safetensors")
     return model.eval(), history, wall
+
+
+# The fine-tuning options a run's metrics.json records, which a reused run must share with the one asked for.
+_RECORDED_OPTIONS = ("from_scratch", "freeze_backbone", "head_init")
+
+
+def recipe_differences(metrics: dict, train: TrainConfig, options: dict | None = None) -> str | None:
+    """How a finished fine-tuning (its ``metrics.json``) differs from the run asked for: the optimisation
+    ``train`` and the :class:`FinetuneConfig` fields in ``options`` (defaults elsewhere). Fields a run did not
+    record (runs from before they were) count as equal. None where nothing differs, else ``"key=old -> new, ..."``.
+    """
+    stored = metrics.get("train_config")
+    found = [recipe_changes(stored, train)] if isinstance(stored, dict) else []
+    defaults = FinetuneConfig()
+    for key in _RECORDED_OPTIONS:
+        wanted = (options or {}).get(key, getattr(defaults, key))
+        if key in metrics and metrics[key] != wanted:
+            found.append(f"{key}={metrics[key]!r} -> {wanted!r}")
+    return ", ".join(c for c in found if c) or None
 
 
 def finetune(
