@@ -20,14 +20,13 @@ import onnxruntime as ort
 import torch
 
 from hepfm.core.parallel import threads_per_process
-from hepfm.data import read_events, read_jets
 from hepfm.train import load_checkpoint
 from hepfm.train.export import OPSET, export_onnx
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CASES = {
-    "pet-tiny-jetclass": ("jets", SHARED / "public-samples" / "jetclass_sample.root"),
-    "event-gnn-multiclass": ("events", SHARED / "nanoaod" / "cms_opendata_2015_ttbar_nanoaod.root"),
+    "pet-tiny-jetclass": SHARED / "public-samples" / "jetclass_sample.root",
+    "event-gnn-multiclass": SHARED / "nanoaod" / "cms_opendata_2015_ttbar_nanoaod.root",
 }
 
 
@@ -75,9 +74,9 @@ def main() -> None:
     )
     print("| checkpoint | data | examples | max abs logit difference | PyTorch /s | ONNX Runtime /s | file MiB |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for name, (family, path) in CASES.items():
+    for name, path in CASES.items():
         ckpt = load_checkpoint(name)
-        sample = read_jets(path) if family == "jets" else read_events(path)
+        sample = ckpt.read(path)  # jets or events, as the checkpoint's family reads them
         items = batches(ckpt, sample, args.batch_size)
         model = ckpt.classifier().eval()
         with tempfile.TemporaryDirectory() as tmp:
@@ -89,7 +88,7 @@ def main() -> None:
             ort_s, got = timed(lambda item, s=session: s.run(None, item[0])[0], items, args.repeats)
         diff = max(float(np.abs(a - b).max()) for a, b in zip(got, expected, strict=True))
         print(
-            f"| {name} | {path.name} | {len(sample)} {family} | {diff:.2e} | {len(sample) / torch_s:.0f} | "
+            f"| {name} | {path.name} | {len(sample)} {ckpt.family.name} | {diff:.2e} | {len(sample) / torch_s:.0f} | "
             f"{len(sample) / ort_s:.0f} | {size:.1f} |"
         )
 
