@@ -179,6 +179,7 @@ _TRAIN_FIELDS = (
     "seed",
     "device",
     "num_workers",
+    "save_minutes",
 )
 # The options every data-producing command shares.
 _OUT = typer.Option(..., "--out", help="Dataset directory (created; re-running the same command resumes it).")

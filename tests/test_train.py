@@ -15,7 +15,7 @@ from torch.utils.data import Subset
 
 from hepfm.core.errors import CheckpointError
 from hepfm.core.metrics import background_rejection, roc_auc
-from hepfm.data import DataError, JetDataset
+from hepfm.data import DataError, JetDataset, ShardedJetDataset, read_jets
 from hepfm.models import PET, PETConfig
 from hepfm.train import ClassifierObjective, TrainConfig, finetune, fit, model_outputs, pretrain
 from hepfm.train.checkpoint import load_weights
@@ -68,6 +68,31 @@ def test_resume_is_bit_exact(tmp_path):
     ref_last = load_weights(tmp_path / "ref" / "training" / "epoch-0002" / "ema.safetensors")
     run_last = load_weights(tmp_path / "run" / "training" / "epoch-0002" / "ema.safetensors")
     assert all(torch.equal(ref_last[k], run_last[k]) for k in ref_last)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_resume_part_way_through_an_epoch_is_bit_exact(small_dataset, tmp_path, stream):
+    if stream:  # an hour-long epoch over streamed shards is what part-way states are for
+        memory = JetDataset(read_jets(small_dataset))
+        train, val = ShardedJetDataset(small_dataset, seed=1, normaliser=memory.normaliser), Subset(memory, range(16))
+    else:
+        ds = JetDataset(synthetic_jets(64))
+        train, val = Subset(ds, range(48)), Subset(ds, range(48, 64))
+    cfg = TrainConfig(epochs=2, patience=0, **FAST)  # 3 batches an epoch
+    reference = _objective()
+    ref_history = fit(reference, train, val, cfg, tmp_path / "ref")
+
+    every_batch = dataclasses.replace(cfg, save_minutes=1e-9)
+    crashing = CrashAfter(_objective(), n=3 + 2)  # dies at the third batch of the second epoch
+    with pytest.raises(Crash):
+        fit(crashing, train, val, every_batch, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "training" / "latest.json").read_text()) == {"epoch": 1, "dir": "partial"}
+    resumed = _objective(seed=123)
+    history = fit(resumed, train, val, cfg, tmp_path / "run", resume=True)  # save_minutes may change on resume
+    for (name, a), b in zip(reference.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert [e["train_loss"] for e in history.epochs] == [e["train_loss"] for e in ref_history.epochs]
+    assert not (tmp_path / "run" / "training" / "partial").exists()
 
 
 def test_resume_refuses_another_recipe_or_a_broken_state(tmp_path):

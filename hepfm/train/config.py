@@ -80,6 +80,10 @@ class TrainConfig:
     # Used only for datasets of at least 4 chunks (0 disables), so small samples keep fully random batches.
     bucket_batches: int = option(16, "Batches sorted by length together (0: random batches).", minimum=0)
     keep_epochs: int = option(2, "Training-state checkpoints kept on disk.", minimum=1)
+    # An epoch over 10^6 streamed jets takes an hour on a laptop: a killed run loses at most this much of it.
+    save_minutes: float = option(
+        20.0, "Also save the training state every this many minutes inside an epoch (0: at epoch ends only).", minimum=0
+    )
     progress: bool = option(True, "Show progress bars.")
 
     def __post_init__(self) -> None:

@@ -9,8 +9,9 @@ device ``auto`` (cuda / mps / cpu), mixed precision on GPUs and multi-process da
 family's (:class:`~hepfm.data.datasets.JetBatch`, :class:`~hepfm.data.graphs.EventBatch`): ``len(batch)``
 examples, moved with ``batch.to(device)``.
 
-Resumption is exact at epoch boundaries: the shuffling of epoch ``e`` depends only on (seed, e), and
-the state carries the model, EMA, optimizer, scheduler and RNG states.
+Resumption is exact, also part-way through an epoch (a state is saved every ``save_minutes``): the shuffling
+of epoch ``e`` depends only on (seed, e), and the state carries the model, EMA, optimizer, scheduler and RNG
+states and how many batches of the epoch were trained.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from torch.utils.data import (
 )
 from tqdm.auto import tqdm
 
-from hepfm.core.errors import OptionError
+from hepfm.core.errors import CheckpointError, OptionError
 from hepfm.core.memory import release_freed_memory
 from hepfm.core.parallel import set_torch_threads
 from hepfm.train.config import History, TrainConfig
@@ -242,7 +243,8 @@ def fit(
         cfg: the recipe.
         out: run directory; training state goes to ``out/training/``.
         param_groups: optimizer parameter groups with ``lr_scale`` (default: all parameters at ``cfg.lr``).
-        resume: continue from ``out/training/latest.json`` (exactly where the last epoch ended).
+        resume: continue from ``out/training/latest.json``, exactly where the last saved state left off (an
+            epoch's end, or part-way through one).
         on_best: called on rank 0 as ``on_best(model, weights, epoch)`` whenever the validation loss
             improves; ``weights`` is the EMA state when EMA is on. Use it to write the deployable checkpoint.
 
@@ -277,9 +279,9 @@ def fit(
     def autocast():
         return torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp)
 
-    start_epoch, history, bad_epochs = 0, History(), 0
+    start_epoch, history, bad_epochs, progress = 0, History(), 0, None
     if resume and has_state(out):
-        start_epoch, history, bad_epochs = load_state(out, model, ema, optimizer, scheduler, cfg, device)
+        start_epoch, history, bad_epochs, progress = load_state(out, model, ema, optimizer, scheduler, cfg, device)
     elif resume and rank == 0:
         warnings.warn(f"{out / 'training'}: no training state to resume from; starting at epoch 0", stacklevel=2)
     train_module = objective
@@ -288,14 +290,44 @@ def fit(
             objective, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
 
-    wall0 = time.perf_counter() - (history.epochs[-1]["wall_seconds"] if history.epochs else 0.0)
+    if progress is not None and world > 1:
+        raise CheckpointError(
+            f"{out / 'training'}: the saved state is part-way through an epoch; resume it in one process first"
+        )
+    done = progress or {}
+    wall0 = time.perf_counter() - done.get("wall_seconds", history.epochs[-1]["wall_seconds"] if history.epochs else 0)
+    # part-way states need every rank to stop at the same batch: single-process runs only
+    save_every = cfg.save_minutes * 60 if world == 1 else 0.0
     for epoch in range(start_epoch, cfg.epochs):
         if history.stopped_early:
             break
         train_module.train()
         loader = data_loader(train_data, cfg, epoch, rank, world, shuffle=True)
-        bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress or rank != 0)
-        total, n, t0 = 0.0, 0, time.perf_counter()
+        # part-way: skip the batches trained before the state was saved, then restore the random state saved there
+        skip = int(done.get("batches_done", 0))
+        saved = (torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+        batches = iter(loader)  # draws from the random state
+        if skip:
+            for _ in range(skip):
+                if next(batches, None) is None:
+                    raise CheckpointError(
+                        f"{out / 'training'}: the saved state is {skip} batches into epoch {epoch}, "
+                        "which has fewer; resume with the same data"
+                    )
+            torch.set_rng_state(saved[0])
+            if saved[1] is not None:
+                torch.cuda.set_rng_state(saved[1], device)
+        bar = tqdm(
+            batches,
+            total=_batches_per_epoch(loader),
+            initial=skip,
+            desc=f"epoch {epoch}",
+            leave=False,
+            disable=not cfg.progress or rank != 0,
+        )
+        total, n, steps = float(done.get("loss_sum", 0.0)), int(done.get("examples", 0)), skip
+        t0, last_save = time.perf_counter() - done.get("train_seconds", 0.0), time.perf_counter()
+        done = {}
         for batch in _lockstep(bar, device) if world > 1 and isinstance(train_data, IterableDataset) else bar:
             batch = batch.to(device)
             with autocast():
@@ -314,7 +346,26 @@ def fit(
                 ema.update_parameters(model)
             total += loss.item() * len(batch)
             n += len(batch)
+            steps += 1
             bar.set_postfix(loss=f"{total / max(n, 1):.4f}")
+            if save_every and time.perf_counter() - last_save >= save_every:
+                now = time.perf_counter()
+                position = {"batches_done": steps, "loss_sum": total, "examples": n}
+                position |= {"train_seconds": now - t0, "wall_seconds": now - wall0}
+                save_state(
+                    out,
+                    epoch,
+                    model,
+                    ema,
+                    optimizer,
+                    scheduler,
+                    history,
+                    bad_epochs,
+                    cfg,
+                    rng_states(device),
+                    progress=position,
+                )
+                last_save = time.perf_counter()
         train_seconds = time.perf_counter() - t0
 
         eval_objective = objective
@@ -354,6 +405,13 @@ def fit(
             dist.barrier()
         release_freed_memory()
     return history
+
+
+def _batches_per_epoch(loader: DataLoader) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:  # an iterable dataset without a length
+        return None
 
 
 def _check_in_sync(model: nn.Module, device, epoch: int) -> None:

@@ -7,11 +7,13 @@ A run directory ``OUT``::
     OUT/training/run.json                     what the run trains on (a fingerprint of the data) and how
     OUT/training/best/                        the best weights so far (a checkpoint), promoted to OUT at the end
     OUT/training/epoch-NNNN/, latest.json     per-epoch state: model, EMA, optimizer, scheduler, RNG, history
+    OUT/training/partial/                     the same, part-way through an epoch (``save_minutes``)
 
 A killed run leaves only ``training/``: nothing in ``OUT`` looks like a finished model. :func:`prepare_run`
 refuses, before any work, an ``OUT`` that is (or holds, or lies inside) the checkpoint a run starts from, and
 an ``OUT`` holding another run unless it is resumed (same data, same recipe) or ``overwrite`` replaces it.
-Resumption is exact at epoch boundaries: the shuffling of epoch ``e`` depends only on (seed, e).
+Resumption is exact, at epoch boundaries and part-way through an epoch: the shuffling of epoch ``e`` depends
+only on (seed, e), so the batches already trained on are skipped and the random-number states restored.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ __all__ = [
 ]
 
 #: TrainConfig fields that may change when a run is resumed; any other change would alter the schedule.
-RESUMABLE_CHANGES = ("patience", "device", "amp", "num_workers", "keep_epochs", "progress")
+RESUMABLE_CHANGES = ("patience", "device", "amp", "num_workers", "keep_epochs", "save_minutes", "progress")
 # The files of a run that --overwrite removes (and nothing else in OUT).
 _RUN_FILES = ("config.json", "model.safetensors", "metrics.json")
 
@@ -220,11 +222,17 @@ def save_state(
     bad_epochs: int,
     cfg: TrainConfig,
     rng: dict[str, torch.Tensor],
+    progress: dict | None = None,
 ) -> None:
-    """Write the state after ``epoch`` to ``training/epoch-NNNN`` (atomically: a temporary directory renamed)."""
+    """Write the state after ``epoch`` to ``training/epoch-NNNN`` (atomically: a temporary directory renamed).
+
+    With ``progress`` (``batches_done``, ``loss_sum``, ``examples``, ``train_seconds``, ``wall_seconds``) the
+    state is one part-way through ``epoch`` instead, written to ``training/partial``; ``history`` then ends
+    with the epoch before.
+    """
     run_dir = training_dir(out)
-    final = run_dir / f"epoch-{epoch:04d}"
-    tmp = run_dir / f".epoch-{epoch:04d}.tmp"
+    name = "partial" if progress is not None else f"epoch-{epoch:04d}"
+    final, tmp = run_dir / name, run_dir / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_weights(model.state_dict(), tmp / "model.safetensors")
@@ -244,19 +252,26 @@ def save_state(
             "bad_epochs": bad_epochs,
             "history": asdict(history),
             "train_config": asdict(cfg),
+            **({"progress": progress} if progress is not None else {}),
         },
     )
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     atomic_write_json(run_dir / "latest.json", {"epoch": epoch, "dir": final.name})
-    for old in sorted(run_dir.glob("epoch-*"))[: -cfg.keep_epochs]:
-        shutil.rmtree(old, ignore_errors=True)
+    if progress is None:  # the epoch is whole: its part-way state is no longer the latest
+        shutil.rmtree(run_dir / "partial", ignore_errors=True)
+        for old in sorted(run_dir.glob("epoch-*"))[: -cfg.keep_epochs]:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def load_state(
     out: str | Path, model: nn.Module, ema, optimizer, scheduler, cfg: TrainConfig, device: torch.device
-) -> tuple[int, History, int]:
-    """Restore the state written last into ``out``; returns (next epoch, history, epochs without improvement).
+) -> tuple[int, History, int, dict | None]:
+    """Restore the state written last into ``out``.
+
+    Returns:
+        (epoch to run next, history, epochs without improvement, progress): ``progress`` is None after a whole
+        epoch, else how far into that epoch the state was written (see :func:`save_state`).
 
     Raises:
         CheckpointError: the state is incomplete or corrupt, or was written with another recipe.
@@ -279,7 +294,9 @@ def load_state(
         optimizer.load_state_dict(_unflatten_optimizer(opt, state["optimizer"]))
         scheduler.load_state_dict(state["scheduler"])
         history = History(**state["history"])
-        epoch, bad_epochs = state["epoch"], state["bad_epochs"]
+        epoch, bad_epochs, progress = state["epoch"], state["bad_epochs"], state.get("progress")
+        if progress is not None and not isinstance(progress.get("batches_done"), int):
+            raise ValueError(f"progress {progress!r} has no batches_done")
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{src}: training state does not fit this run ({err!r})") from err
     rank = dist.get_rank() if dist.is_initialized() else 0
@@ -289,4 +306,4 @@ def load_state(
         torch.set_rng_state(cpu)
     if device.type == "cuda" and f"rng.torch_cuda.{rank}" in tensors:
         torch.cuda.set_rng_state(tensors[f"rng.torch_cuda.{rank}"], device)
-    return epoch + 1, history, bad_epochs
+    return (epoch, history, bad_epochs, progress) if progress is not None else (epoch + 1, history, bad_epochs, None)
