@@ -92,6 +92,15 @@ def test_amortise_adds_one_pretraining_to_the_pretrained_modes_only(rows):
     assert "a: target accuracy 0.765; reached by scratch 2/2 in 3.0 s, pretrained 1/2 in 0.5 s, frozen 0/1" in text
     assert "one pretraining: 100 s" in text
     assert "with pretraining:    102.5 s" in text
+    # 10.5 s saved over two tasks: 100 s of pretraining pays for itself after 100 / 5.25 tasks like these
+    assert shared.break_even() == {"pretrained": pytest.approx(100 / 5.25)}
+    assert "pays for itself after 19.0 tasks" in text
+    slower = amortise(
+        {"b": {**other, "pretrained": {**other["pretrained"], "median_seconds": 12.0}}},
+        100.0,
+        ["pretrained", "scratch"],
+    )
+    assert slower.break_even() == {"pretrained": None} and "never pays for itself" in str(slower)
     # whichever modes do not start from the pretraining pay nothing for it
     both = amortise(efficiency, 100.0, ["pretrained", "scratch"], from_scratch=("scratch", "pretrained"))
     assert both.with_pretraining == both.totals

@@ -132,12 +132,36 @@ class Amortisation:
             target = entry.get("target_accuracy")
             lines.append(f"{task}: target accuracy {target:.3f}; reached by {reach}" if target is not None else task)
         lines.append(f"one pretraining: {self.pretraining_seconds:.0f} s")
+        even = self.break_even()
         for mode, seconds in self.totals.items():
-            lines.append(
+            line = (
                 f"{mode:10s} fine-tuning to target, all tasks: {seconds:8.1f} s; "
                 f"with pretraining: {self.with_pretraining[mode]:8.1f} s"
             )
+            if mode in even:
+                pays = even[mode]
+                line += "; never pays for itself" if pays is None else f"; pays for itself after {pays:.1f} tasks"
+            lines.append(line)
         return "\n".join(lines)
+
+    def break_even(self, reference: str = "scratch") -> dict[str, float | None]:
+        """Per pretrained mode, after how many tasks like these one pretraining has paid for itself.
+
+        The pretraining's seconds over the mean time to target saved per task against ``reference``; None
+        where the mode saves no time. Modes without a total (or without the reference's) are left out.
+
+        >>> Amortisation(100.0, {"ft": 5.0, "scratch": 30.0}, {}, efficiency={"a": {}, "b": {}}).break_even()
+        {'ft': 8.0}
+        """
+        if reference not in self.totals or not self.efficiency:
+            return {}
+        out: dict[str, float | None] = {}
+        for mode, seconds in self.totals.items():
+            if mode in self.from_scratch:
+                continue
+            saved = (self.totals[reference] - seconds) / len(self.efficiency)
+            out[mode] = self.pretraining_seconds / saved if saved > 0 else None
+        return out
 
 
 def amortise(
