@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -134,3 +136,13 @@ def test_candidates_below_threshold_are_dropped():
     c = simulate(cfg, np.random.default_rng(0), **p)
     assert np.all(np.hypot(c.px, c.py) >= cfg.candidate_pt_min)
     assert sorted(np.abs(c.pid).tolist()) == [22, 211]
+
+
+def test_a_cell_without_energy_gives_no_tower_and_no_warning():
+    p = particles([22, 22], 20.0, [0.3, -1.2], [0.1, 2.0], event=[0, 1])
+    p["energy"] = np.array([0.0, p["energy"][1]])  # a deposit without energy in a cell of its own
+    cfg = DetectorConfig(ecal_threshold=-1.0, ecal_significance=-1e9)  # noise alone would pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = simulate(cfg, np.random.default_rng(0), **p)
+    assert c.event.tolist() == [1] and np.all(np.isfinite(c.px))

@@ -142,8 +142,10 @@ def _towers(cfg: DetectorConfig, rng, event, energy, eta, phi, ecal: np.ndarray)
     key = ((event.astype(np.int64) * n_eta + ieta) * n_phi + iphi) * 2 + ecal
     uniq, inverse = np.unique(key, return_inverse=True)
     e_sum = np.bincount(inverse, weights=energy)
-    # Energy-weighted direction of the deposits; phi averaged as a vector to survive the wrap.
-    w_eta = np.bincount(inverse, weights=energy * eta) / e_sum
+    # Energy-weighted direction of the deposits; phi averaged as a vector to survive the wrap. A cell whose
+    # deposits carry no energy has no direction: it is never kept (below), whatever its noise.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w_eta = np.bincount(inverse, weights=energy * eta) / e_sum
     w_cos = np.bincount(inverse, weights=energy * np.cos(phi))
     w_sin = np.bincount(inverse, weights=energy * np.sin(phi))
     t_ecal = (uniq % 2).astype(bool)
@@ -153,8 +155,10 @@ def _towers(cfg: DetectorConfig, rng, event, energy, eta, phi, ecal: np.ndarray)
     const = np.where(t_ecal, cfg.ecal_constant, cfg.hcal_constant)
     sigma = np.sqrt(sto**2 * e_sum + noise**2 + (const * e_sum) ** 2)
     e_meas = e_sum + sigma * rng.standard_normal(len(e_sum))
-    keep = (e_meas > np.where(t_ecal, cfg.ecal_threshold, cfg.hcal_threshold)) & (
-        e_meas > np.where(t_ecal, cfg.ecal_significance, cfg.hcal_significance) * sigma
+    keep = (
+        (e_sum > 0)
+        & (e_meas > np.where(t_ecal, cfg.ecal_threshold, cfg.hcal_threshold))
+        & (e_meas > np.where(t_ecal, cfg.ecal_significance, cfg.hcal_significance) * sigma)
     )
     return t_event[keep], e_meas[keep], w_eta[keep], np.arctan2(w_sin, w_cos)[keep], t_ecal[keep]
 
