@@ -126,6 +126,27 @@ def finetune_events(m: dict) -> None:
             cells = [_pm(t["summary"].get(v, {}).get(size, {}).get("auc"), 3) for v in variants]
             print(f"| {task} | {'yes' if t['unseen'] else 'no'} | {size} | " + " | ".join(cells) + " |")
     print(f"\nOne pretraining: {m['pretraining_seconds']:.0f} s.\n")
+    if "efficiency" not in m:
+        return
+    size = m["sizes"][-1]
+    print(f"Time to the target validation accuracy at {size} events (median over the seeds that reach it):\n")
+    print("| task | target | " + " | ".join(variants) + " |")
+    print("| --- | --- |" + " --- |" * len(variants))
+    for task, e in m["efficiency"].items():
+        cells = []
+        for v in variants:
+            r = e.get(v, {})
+            seconds = "—" if r.get("median_seconds") is None else f"{r['median_seconds']:.0f} s"
+            cells.append(f"{seconds} ({r.get('reached', 0)}/{r.get('of', 0)})")
+        print(f"| {task} | {e['target_accuracy']:.3f} | " + " | ".join(cells) + " |")
+    totals, even = m["total_seconds_to_target"], m.get("break_even_tasks", {})
+    cells = [f"{totals[v]:.0f} s" if v in totals else "—" for v in variants]
+    print("| **all tasks** | | " + " | ".join(cells) + " |")
+    with_pre = m["total_seconds_with_pretraining"]
+    cells = [f"{with_pre[v]:.0f} s" if v in with_pre else "—" for v in variants]
+    print("| **with one pretraining** | | " + " | ".join(cells) + " |")
+    cells = ["—" if v not in even else ("never" if even[v] is None else f"{even[v]:.1f}") for v in variants]
+    print("| **pays for itself after (tasks)** | | " + " | ".join(cells) + " |\n")
 
 
 def generation(m: dict) -> None:
