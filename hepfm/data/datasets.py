@@ -137,6 +137,7 @@ class ShardedJetDataset(IterableDataset):
         self.normaliser = normaliser
         self.seed, self.shuffle_shards, self.epoch = seed, shuffle_shards, 0
         self.rank, self.world_size = rank, world_size
+        self.batch_size, self.bucket_batches = 0, 0  # set_buckets
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -163,9 +164,21 @@ class ShardedJetDataset(IterableDataset):
 
     collate = staticmethod(JetDataset.collate)
 
+    def set_buckets(self, batch_size: int, bucket_batches: int) -> None:
+        """Batch jets of similar multiplicity, as in-memory training does (``BucketBatchSampler``).
+
+        Each shuffled buffer is cut into chunks of ``bucket_batches`` batches, sorted by multiplicity within a
+        chunk and split into batches of ``batch_size``, whose order is shuffled; a buffer of fewer than four
+        chunks stays in random order. A buffer's last, partial batch is carried into the next buffer, so that
+        every batch a DataLoader of ``batch_size`` forms is one of these. ``bucket_batches`` 0 turns it off.
+        """
+        self.batch_size, self.bucket_batches = batch_size, bucket_batches
+
     def __iter__(self):
         mine = self._my_shards()
         rng = np.random.default_rng([self.seed or 0, self.epoch, self.rank])
+        bucketed = self.seed is not None and self.batch_size > 0 and self.bucket_batches > 0
+        carry: list[np.ndarray] = []
         for start in range(0, len(mine), self.shuffle_shards):
             group = mine[start : start + self.shuffle_shards]
             samples = []
@@ -173,15 +186,43 @@ class ShardedJetDataset(IterableDataset):
                 array, attrs = read_jet_shard(shard)
                 samples.append(shard_to_sample(array, attrs, max_particles=self.max_particles, source=str(shard)))
             normalised = [self.normaliser.transform(s) for s in samples]
-            x = np.concatenate([n[0] for n in normalised])
-            jets = np.concatenate([n[1] for n in normalised])
-            mask = np.concatenate([s.mask for s in samples])
-            labels = np.concatenate([s.labels for s in samples])
-            order = rng.permutation(len(labels)) if self.seed is not None else np.arange(len(labels))
-            for i in order:
-                yield (
-                    torch.from_numpy(x[i]),
-                    torch.from_numpy(mask[i]),
-                    torch.from_numpy(jets[i]),
-                    torch.tensor(labels[i]),
-                )
+            columns = [
+                np.concatenate([n[0] for n in normalised]),
+                np.concatenate([s.mask for s in samples]),
+                np.concatenate([n[1] for n in normalised]),
+                np.concatenate([s.labels for s in samples]),
+            ]
+            if carry:
+                columns = [np.concatenate([c, a]) for c, a in zip(carry, columns, strict=True)]
+            n = len(columns[3])
+            if bucketed:
+                if n >= 4 * self.batch_size * self.bucket_batches:  # as in memory: a small buffer stays random
+                    order, rest = _bucket_order(columns[1].sum(1), self.batch_size, self.bucket_batches, rng)
+                else:
+                    perm = rng.permutation(n)
+                    order, rest = perm[: n - n % self.batch_size], perm[n - n % self.batch_size :]
+                carry = [c[rest] for c in columns]
+            else:
+                order = rng.permutation(n) if self.seed is not None else np.arange(n)
+            yield from _items(columns, order)
+        if carry:
+            yield from _items(carry, np.arange(len(carry[3])))
+
+
+def _items(columns: list[np.ndarray], order: np.ndarray):
+    x, mask, jets, labels = columns
+    for i in order:
+        yield torch.from_numpy(x[i]), torch.from_numpy(mask[i]), torch.from_numpy(jets[i]), torch.tensor(labels[i])
+
+
+def _bucket_order(lengths: np.ndarray, batch_size: int, bucket_batches: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Indices in full batches of similar ``lengths``, in shuffled batch order, and those of the partial batch."""
+    perm = rng.permutation(len(lengths))
+    batches = []
+    for start in range(0, len(perm), batch_size * bucket_batches):
+        chunk = perm[start : start + batch_size * bucket_batches]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rest = batches.pop() if batches and len(batches[-1]) < batch_size else np.empty(0, dtype=np.int64)
+    full = [batches[i] for i in rng.permutation(len(batches))]
+    return (np.concatenate(full) if full else np.empty(0, dtype=np.int64)), rest

@@ -142,6 +142,8 @@ def data_loader(data: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: i
     if isinstance(data, IterableDataset):
         if hasattr(data, "set_epoch"):
             data.set_epoch(epoch)
+        if hasattr(data, "set_buckets"):
+            data.set_buckets(cfg.batch_size, cfg.bucket_batches if shuffle else 0)
         return DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=_collate(data))
     lengths = _lengths(data)
     chunk = cfg.bucket_batches * cfg.batch_size
