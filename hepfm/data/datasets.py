@@ -215,14 +215,23 @@ def _items(columns: list[np.ndarray], order: np.ndarray):
         yield torch.from_numpy(x[i]), torch.from_numpy(mask[i]), torch.from_numpy(jets[i]), torch.tensor(labels[i])
 
 
-def _bucket_order(lengths: np.ndarray, batch_size: int, bucket_batches: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Indices in full batches of similar ``lengths``, in shuffled batch order, and those of the partial batch."""
-    perm = rng.permutation(len(lengths))
+def length_sorted_batches(
+    order: np.ndarray, lengths: np.ndarray, batch_size: int, bucket_batches: int
+) -> list[np.ndarray]:
+    """Cut shuffled indices ``order`` into chunks of ``bucket_batches`` batches, sort each chunk by ``lengths``
+    and split it into batches of ``batch_size``: batches of similar length, in chunk order (the last may be
+    partial). Shared by in-memory (``BucketBatchSampler``) and streamed training."""
     batches = []
-    for start in range(0, len(perm), batch_size * bucket_batches):
-        chunk = perm[start : start + batch_size * bucket_batches]
+    for start in range(0, len(order), batch_size * bucket_batches):
+        chunk = order[start : start + batch_size * bucket_batches]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return batches
+
+
+def _bucket_order(lengths: np.ndarray, batch_size: int, bucket_batches: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Indices in full batches of similar ``lengths``, in shuffled batch order, and those of the partial batch."""
+    batches = length_sorted_batches(rng.permutation(len(lengths)), lengths, batch_size, bucket_batches)
     rest = batches.pop() if batches and len(batches[-1]) < batch_size else np.empty(0, dtype=np.int64)
     full = [batches[i] for i in rng.permutation(len(batches))]
     return (np.concatenate(full) if full else np.empty(0, dtype=np.int64)), rest

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sized
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -42,6 +43,7 @@ from tqdm.auto import tqdm
 from hepfm.core.errors import CheckpointError, OptionError
 from hepfm.core.memory import release_freed_memory
 from hepfm.core.parallel import set_torch_threads
+from hepfm.data.datasets import length_sorted_batches
 from hepfm.train.config import History, TrainConfig
 from hepfm.train.device import resolve_device
 from hepfm.train.optim import Lion
@@ -111,13 +113,10 @@ class BucketBatchSampler(Sampler):
         self.lengths, self.batch_size, self.bucket = lengths, batch_size, bucket
         self.seed, self.epoch, self.rank, self.world = seed, epoch, rank, world
 
-    def _batches(self) -> list[torch.Tensor]:
+    def _batches(self) -> list[np.ndarray]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         perm = torch.randperm(len(self.lengths), generator=g)
-        batches = []
-        for chunk in perm.split(self.bucket * self.batch_size):
-            chunk = chunk[torch.argsort(self.lengths[chunk], stable=True)]
-            batches.extend(chunk.split(self.batch_size))
+        batches = length_sorted_batches(perm.numpy(), self.lengths.numpy(), self.batch_size, self.bucket)
         order = torch.randperm(len(batches), generator=g).tolist()
         batches = [batches[i] for i in order]
         usable = len(batches) - len(batches) % self.world if len(batches) >= self.world else len(batches)
