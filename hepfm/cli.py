@@ -534,7 +534,8 @@ def export_command(
     checkpoint: str = typer.Argument(..., help="Checkpoint directory or a shipped checkpoint's name."),
     onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write (dynamic batch and particle/object axes)."),
 ) -> None:
-    """Export a checkpoint's classifier to ONNX for deployment (needs the onnx extra: pip install 'hepfm[onnx]')."""
+    # the help is Rich markup: the bracket is escaped so that the extra's name shows
+    r"""Export a checkpoint's classifier to ONNX for deployment (needs the onnx extra: pip install 'hepfm\[onnx]')."""
     from hepfm.train.export import export_onnx
 
     path = export_onnx(checkpoint, onnx)

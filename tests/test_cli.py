@@ -22,12 +22,19 @@ runner = CliRunner()
         ["notebooks", "run"],
         ["scan"],
         ["finetune"],
+        ["pretrain"],
+        ["export"],
     ],
 )
 def test_every_command_has_help(args):
     result = runner.invoke(app, [*args, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+
+
+def test_help_shows_brackets():
+    result = runner.invoke(app, ["export", "--help"])
+    assert "pip install 'hepfm[onnx]'" in " ".join(result.output.split())
 
 
 def test_generate_and_inspect(tmp_path):
