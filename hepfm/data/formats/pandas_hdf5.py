@@ -18,7 +18,6 @@ import pickletools
 from pathlib import Path
 
 import h5py
-import hdf5plugin  # noqa: F401 - registers the Blosc and other filters PyTables writes with
 import numpy as np
 
 from hepfm.core.errors import DataError
@@ -101,6 +100,10 @@ class PandasFrame:
     """
 
     def __init__(self, file: h5py.File, key: str, path: Path):
+        # registers the Blosc and other filters PyTables writes with; imported where a frame is read, so that
+        # commands that never read one do not load its 46 MB of compression libraries
+        import hdf5plugin  # noqa: F401
+
         self.path, self.key = path, key
         if key not in file or not isinstance(file[key], h5py.Group):
             raise DataError(f"{path}: no pandas frame at key {key!r}")
