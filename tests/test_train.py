@@ -6,6 +6,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -112,6 +113,33 @@ def test_resume_refuses_another_recipe_or_a_broken_state(tmp_path):
     big = ClassifierObjective(PET(PETConfig.named("tiny", n_classes=2, generative=False, n_blocks=5)))
     with pytest.raises(CheckpointError, match="epoch-0000/model.safetensors: missing tensor"):
         fit(big, train, val, cfg, tmp_path / "run", resume=True)
+
+
+class Slow(torch.nn.Module):
+    """Wraps an objective and takes ``seconds`` longer for every training step."""
+
+    def __init__(self, objective, seconds):
+        super().__init__()
+        self.inner, self.seconds, self.model = objective, seconds, objective.model
+
+    def forward(self, batch):
+        if self.training:
+            time.sleep(self.seconds)
+        return self.inner(batch)
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_progress_bar_redraws_rarely_in_a_log_file(tmp_path, capfd, monkeypatch, live):
+    """Written to a file (a batch job's log), the bar redraws once a minute, not ten times a second."""
+    if live:  # a notebook kernel: live redraws
+        monkeypatch.setitem(sys.modules, "ipykernel", sys.modules.get("ipykernel", sys))
+    else:
+        monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    ds = JetDataset(synthetic_jets(96))
+    cfg = TrainConfig(epochs=1, patience=0, **{**FAST, "progress": True})
+    fit(Slow(_objective(), 0.15), Subset(ds, range(80)), Subset(ds, range(80, 96)), cfg, tmp_path / "run")
+    draws = capfd.readouterr().err.count("epoch 0:")  # 5 steps of 0.15 s
+    assert draws >= 5 if live else draws <= 3
 
 
 def test_early_stopping_and_history(tmp_path):

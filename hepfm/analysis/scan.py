@@ -16,12 +16,12 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
-from tqdm.auto import tqdm
 
 from hepfm.analysis.plots import convergence_plot, save, scan_plot, use_style
 from hepfm.core.errors import DataError, OutputError
 from hepfm.core.io import read_json_object, write_metrics
 from hepfm.core.parallel import set_torch_threads, share_cores
+from hepfm.core.progress import progress_bar
 from hepfm.data.sample import JetSample
 from hepfm.train.checkpoint import Checkpoint, load_checkpoint
 from hepfm.train.config import TrainConfig
@@ -143,11 +143,11 @@ def size_scan(
                         {**options, **run_options(out / _name(mode, size, seed))},
                     )
                 )
-            for future in tqdm(as_completed(futures), total=len(futures), desc="scan", unit="run"):
+            for future in progress_bar(as_completed(futures), total=len(futures), desc="scan", unit="run"):
                 future.result()
         done = todo + done
     rows = []
-    for mode, size, seed in tqdm(runs, desc="scan", unit="run", disable=parallel_runs > 1):
+    for mode, size, seed in progress_bar(runs, desc="scan", unit="run", disable=parallel_runs > 1):
         run = out / _name(mode, size, seed)
         if (mode, size, seed) in done:
             metrics = read_json_object(run / "metrics.json")

@@ -21,11 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tqdm.auto import tqdm
-
 from hepfm.core.errors import DataError, OptionError
 from hepfm.core.io import atomic_write_json, directory_lock
 from hepfm.core.parallel import dask_client
+from hepfm.core.progress import progress_bar
 from hepfm.data.normaliser import FeatureNormaliser
 from hepfm.data.schema import (
     CONTENTS,
@@ -326,7 +325,9 @@ class EventProduction(_Production):
 
 def run_shard(production: _Production, spec: ShardSpec, progress: bool = False) -> dict:
     """Generate and write one shard (a Dask task; also called in-process). Returns its stats."""
-    bar = tqdm(total=spec.size, desc=f"{spec.class_name}[{spec.shard_index}]", leave=False, disable=not progress)
+    bar = progress_bar(
+        total=spec.size, desc=f"{spec.class_name}[{spec.shard_index}]", leave=False, disable=not progress
+    )
     array, stats, extra = production.make(spec, bar)
     bar.close()
     # Wall time stays out of the file so that equal seeds give byte-identical shards.
@@ -384,7 +385,7 @@ def produce(
         out: dataset directory; created if needed.
         workers: Dask worker processes on a ``LocalCluster``; 1 runs in this process.
         scheduler: address of an existing Dask scheduler (overrides ``workers``).
-        progress: show a tqdm progress bar.
+        progress: show a progress bar.
 
     Returns:
         The dataset directory.
@@ -431,7 +432,9 @@ def produce(
 def _run(
     production: _Production, todo: list[ShardSpec], workers: int, scheduler: str | None, progress: bool
 ) -> list[dict]:
-    bar = tqdm(total=sum(s.size for s in todo), desc=production.kind, unit=production.kind[:-1], disable=not progress)
+    bar = progress_bar(
+        total=sum(s.size for s in todo), desc=production.kind, unit=production.kind[:-1], disable=not progress
+    )
     results = []
     try:
         if scheduler is None and workers <= 1:

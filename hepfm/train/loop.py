@@ -38,11 +38,11 @@ from torch.utils.data import (
     Sampler,
     Subset,
 )
-from tqdm.auto import tqdm
 
 from hepfm.core.errors import CheckpointError, OptionError
 from hepfm.core.memory import release_freed_memory
 from hepfm.core.parallel import set_torch_threads
+from hepfm.core.progress import progress_bar
 from hepfm.data.datasets import length_sorted_batches
 from hepfm.train.config import History, TrainConfig
 from hepfm.train.device import resolve_device
@@ -318,7 +318,7 @@ def fit(
             torch.set_rng_state(saved[0])
             if saved[1] is not None:
                 torch.cuda.set_rng_state(saved[1], device)
-        bar = tqdm(
+        bar = progress_bar(
             batches,
             total=_batches_per_epoch(loader),
             initial=skip,
@@ -348,7 +348,7 @@ def fit(
             total += loss.item() * len(batch)
             n += len(batch)
             steps += 1
-            bar.set_postfix(loss=f"{total / max(n, 1):.4f}")
+            bar.set_postfix(loss=f"{total / max(n, 1):.4f}", refresh=False)  # drawn with the next update
             if save_every and time.perf_counter() - last_save >= save_every:
                 now = time.perf_counter()
                 position = {"batches_done": steps, "loss_sum": total, "examples": n}
@@ -397,7 +397,7 @@ def fit(
                 on_best(model, weights, epoch)
             save_state(out, epoch, model, ema, optimizer, scheduler, history, bad_epochs, cfg, rng)
             if cfg.progress:
-                tqdm.write(
+                bar.write(
                     f"epoch {epoch}: train {record['train_loss']:.4f}  val {record['val_loss']:.4f}"
                     f"{'  *' if improved else ''}  ({train_seconds:.1f} s)"
                 )
