@@ -30,8 +30,12 @@ __all__ = ["app", "main"]
 DEBUG_ENV = "HEPFM_DEBUG"
 
 
+# API parameters whose command-line flag is not their name with dashes
+_FLAGS = {"settings": "--set", "classes": "--classes/--recipe"}
+
+
 def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
 def _message(err: BaseException) -> str:
@@ -308,6 +312,7 @@ def generate_events_command(
 
     The LHC Olympics-like anomaly-detection samples:
     hepfm generate events --processes qcd_dijet --events-per-process 100000 --content particles --trigger-pt 1200
+    --out data/lhco-qcd
     """
     from hepfm.sim.factory import EventProduction, produce
     from hepfm.sim.processes import PRETRAINING_PROCESSES
@@ -388,10 +393,12 @@ def pretrain_command(
     config: str = typer.Option(
         None, "--config", help="Size: PET tiny (default), small, medium; event model default, small, tiny."
     ),
-    task: str = typer.Option("multiclass", "--task", help="Event model: multiclass or multilabel."),
+    task: str = typer.Option(None, "--task", help="Event model only: multiclass (default) or multilabel."),
     max_jets: int = typer.Option(None, "--max-jets", "--max-events", help="Read at most this many jets (events)."),
     max_particles: int = typer.Option(
-        _default(pretrain, "max_particles"), "--max-particles", help="Constituents kept per jet."
+        None,
+        "--max-particles",
+        help=f"PET only: constituents kept per jet (default {_default(pretrain, 'max_particles')}).",
     ),
     val_fraction: float = typer.Option(
         _default(pretrain, "val_fraction"),
@@ -414,19 +421,24 @@ def pretrain_command(
         raise OptionError("model", f"unknown model {model!r}; use pet or event_gnn")
     _positive("max_jets", max_jets)
     _positive("max_particles", max_particles)
+    if model == "pet" and task is not None:
+        raise OptionError("task", "is the event model's (--model event_gnn); PET pretrains on its one objective")
+    if model == "event_gnn" and max_particles is not None:
+        raise OptionError("max_particles", "is PET's; the event model keeps every object of an event")
     size = config or ("tiny" if model == "pet" else "default")
     PETConfig.named(size) if model == "pet" else EventGNNConfig.named(size)  # an unknown size fails here
     common = dict(
         val_fraction=val_fraction, resume=resume, overwrite=overwrite, train=train, allow_incomplete=allow_incomplete
     )
     if model == "pet":
-        metrics = pretrain(
-            data, out, config=size, max_jets=max_jets, max_particles=max_particles, stream=stream, **common
-        )
+        particles = _default(pretrain, "max_particles") if max_particles is None else max_particles
+        metrics = pretrain(data, out, config=size, max_jets=max_jets, max_particles=particles, stream=stream, **common)
     else:
         if stream:
             raise OptionError("stream", "streaming is for PET pretraining; the event model reads its data whole")
-        metrics = pretrain_events(data, out, config=size, task=task, max_events=max_jets, **common)
+        metrics = pretrain_events(
+            data, out, config=size, task=task or _default(pretrain_events, "task"), max_events=max_jets, **common
+        )
     accuracy = metrics["val_accuracy"]
     typer.echo(
         f"best epoch {metrics['best_epoch']}: val loss {metrics['best_val_loss']:.4f}, "
@@ -535,7 +547,8 @@ def export_command(
     onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write (dynamic batch and particle/object axes)."),
 ) -> None:
     # the help is Rich markup: the bracket is escaped so that the extra's name shows
-    r"""Export a checkpoint's classifier to ONNX for deployment (needs the onnx extra: pip install 'hepfm\[onnx]')."""
+    r"""Export a checkpoint's classifier to ONNX for deployment (needs the onnx extra: in the hepfm checkout,
+    pip install -e '.\[onnx]')."""
     from hepfm.train.export import export_onnx
 
     path = export_onnx(checkpoint, onnx)

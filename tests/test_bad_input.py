@@ -44,6 +44,7 @@ from hepfm.core.errors import (
     OutputError,
 )
 from hepfm.data import read_events, read_jets
+from hepfm.data.schema import EVENT_SCHEMA
 from hepfm.data.storage import write_shard
 from hepfm.runner import run_notebooks
 from hepfm.sim import generate_events, generate_jets
@@ -143,7 +144,7 @@ def with_nan(jagged):
     return ak.unflatten(flat, ak.num(jagged))
 
 
-def event_shard(w, field_name=None, label=None):
+def event_shard(w, field_name=None, label=None, version=EVENT_SCHEMA):
     records = {"label": np.zeros(3, np.int32)}
     n = np.array([2, 1, 3])
     for f in ("obj_pt", "obj_eta", "obj_phi", "obj_energy", "obj_btag", "obj_charge", "obj_type"):
@@ -156,7 +157,7 @@ def event_shard(w, field_name=None, label=None):
     if label is not None:
         records["label"] = np.full(3, label, np.int32)
     path = w.tmp / "events.parquet"
-    write_shard(ak.Array(records), path, {"class_names": ["ttH"], "content": "objects"})
+    write_shard(ak.Array(records), path, {"class_names": ["ttH"], "content": "objects", "event_schema": version})
     return path
 
 
@@ -363,6 +364,7 @@ CASES = [
         "'obj_pt'",
         "NaN",
     ),
+    api("event-shard-layout-99", lambda w: read_events(event_shard(w, version=99)), DataError, "'event_schema'", "99"),
     api("event-shard-nan-truth", lambda w: read_events(event_shard(w, "truth_top")), DataError, "'truth_top'", "NaN"),
     api("event-shard-nan-charge", lambda w: read_events(event_shard(w, "obj_charge")), DataError, "'obj_charge'"),
     api(
@@ -515,7 +517,13 @@ CASES = [
         "--jets-per-class",
         "--profile",
     ),
-    cli("cli-gen-bad-set", lambda w: gen_args(w, "--set", "Bogus:thing = 1"), "--settings", "Bogus:thing"),
+    cli("cli-gen-bad-set", lambda w: gen_args(w, "--set", "Bogus:thing = 1"), "--set: ", "Bogus:thing"),
+    cli(
+        "cli-gen-bad-recipe",
+        lambda w: ["generate", "jets", "--recipe", "topp", "--jets-per-class", "2", "--out", str(w.tmp / "g")],
+        "--classes/--recipe: ",
+        "'topp'",
+    ),
     cli(
         "cli-gen-bad-lhe",
         lambda w: ["generate", "events", "--events-per-process", "3", "--lhe", "ttW", "--out", str(w.tmp / "e")],
@@ -819,6 +827,13 @@ CASES = [
     cli("cli-pretrain-max-particles", lambda w: pt_args(w, "--max-particles", "0"), "--max-particles"),
     cli("cli-pretrain-max-jets", lambda w: pt_args(w, "--max-jets", "-5"), "--max-jets"),
     cli("cli-pretrain-events-stream", lambda w: pt_args(w, "--model", "event_gnn", "--stream"), "--stream"),
+    cli("cli-pretrain-pet-task", lambda w: pt_args(w, "--task", "multilabel"), "--task: ", "event_gnn"),
+    cli(
+        "cli-pretrain-events-max-particles",
+        lambda w: pt_args(w, "--model", "event_gnn", "--max-particles", "50"),
+        "--max-particles: ",
+        "PET",
+    ),
     cli(
         "cli-pretrain-incomplete",
         lambda w: (edit_manifest(w, complete=False), pt_args(w))[1],

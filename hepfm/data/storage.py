@@ -23,6 +23,7 @@ from hepfm.core.errors import DataError, MissingInputError
 from hepfm.core.io import atomic_path, read_json_object
 from hepfm.data.sample import EventSample, JetSample, build_jet_sample
 from hepfm.data.schema import (
+    EVENT_SCHEMA,
     JET_FIELDS,
     MANIFEST,
     MAX_PARTICLES,
@@ -324,6 +325,11 @@ def read_event_shards(
     def checked():
         for shard in shard_paths(path, allow_incomplete):
             array, attrs = read_shard(shard)
+            version = attrs.get("event_schema")
+            if version is not None and version != EVENT_SCHEMA:
+                raise DataError(
+                    f"{shard}: field 'event_schema' is {version!r}, this hepfm reads version {EVENT_SCHEMA}"
+                )
             columns = PARTICLE_FIELDS if attrs.get("content") == "particles" else OBJECT_FIELDS
             missing = [f for f in ("label", *columns) if f not in array.fields]
             if missing:
@@ -331,6 +337,8 @@ def read_event_shards(
                     f"{shard}: missing field(s) {missing}; an event shard has "
                     f"{['label', *columns]} (is this a jet dataset? use read_jets)"
                 )
+            if version is None:
+                raise DataError(f"{shard}: parquet metadata field 'event_schema' missing: not a hepfm event shard")
             _check_finite_fields(array, array.fields, shard)
             _check_labels(array, attrs["class_names"], shard)
             yield shard, array, attrs

@@ -82,7 +82,10 @@ class TrainConfig:
     keep_epochs: int = option(2, "Training-state checkpoints kept on disk.", minimum=1)
     # An epoch over 10^6 streamed jets takes an hour on a laptop: a killed run loses at most this much of it.
     save_minutes: float = option(
-        20.0, "Also save the training state every this many minutes inside an epoch (0: at epoch ends only).", minimum=0
+        20.0,
+        "Also save the training state every this many minutes inside an epoch (0, and under torchrun: at epoch ends "
+        "only).",
+        minimum=0,
     )
     progress: bool = option(True, "Show progress bars.")
 

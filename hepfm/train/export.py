@@ -11,7 +11,7 @@ or any ONNX consumer:
   ``batch`` (nodes,) int64 — and output ``logits`` (B, K).
 
 The class names, feature names and the hepfm version are stored in the model's metadata (``metadata_props``).
-The ONNX tools are an optional extra: ``pip install 'hepfm[onnx]'``.
+The ONNX tools are an optional extra: ``pip install -e '.[onnx]'`` in the hepfm checkout (``make test`` installs it).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def _onnx_modules() -> tuple[Any, Any]:
         import onnxscript  # noqa: F401 - torch.onnx's exporter needs it
     except ImportError as err:
         raise DependencyError(
-            f"ONNX export needs the onnx extra: pip install 'hepfm[onnx]' ({err.name} missing)"
+            f"ONNX export needs the onnx extra: pip install -e '.[onnx]' in the hepfm checkout ({err.name} missing)"
         ) from err
     return onnx, torch.onnx
 
