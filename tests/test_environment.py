@@ -58,3 +58,12 @@ def test_binder_installs_the_cpu_only_torch():
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in pip
     torch = [r for r in pip if r.startswith("torch==")]
     assert torch and all("+" not in r for r in torch)  # pip takes the index's +cpu build of the pinned release
+
+
+def test_every_shipped_checkpoint_travels_with_a_wheel():
+    """A wheel installs pyproject's data-files under share/hepfm/checkpoints, where load_checkpoint finds them."""
+    data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    shipped = sorted(p.name for p in (ROOT / "checkpoints").iterdir() if (p / "config.json").exists())
+    assert data_files == {
+        f"share/hepfm/checkpoints/{n}": [f"checkpoints/{n}/*.json", f"checkpoints/{n}/*.safetensors"] for n in shipped
+    }

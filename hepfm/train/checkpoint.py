@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,14 +50,18 @@ __all__ = [
 FORMAT = 1
 #: Environment variable: more directories (``:``-separated) holding checkpoints to load by name.
 CHECKPOINTS_ENV = "HEPFM_CHECKPOINTS"
-# The shipped checkpoints of a source checkout, beside the package.
-_SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints"
+# The shipped checkpoints: beside the package in a source checkout (and an editable install), under the
+# environment's share/ where a wheel installs them (pyproject.toml's data-files).
+_SHIPPED = (
+    Path(__file__).resolve().parents[2] / "checkpoints",
+    Path(sysconfig.get_path("data")) / "share" / "hepfm" / "checkpoints",
+)
 
 
 def checkpoint_dirs() -> list[Path]:
     """Where checkpoints are looked up by name: ``$HEPFM_CHECKPOINTS`` entries, then the shipped ones."""
     extra = [Path(p) for p in os.environ.get(CHECKPOINTS_ENV, "").split(":") if p]
-    return [*extra, _SHIPPED]
+    return [*extra, *_SHIPPED]
 
 
 def save_weights(tensors: dict[str, torch.Tensor], path: str | Path) -> str:
