@@ -35,19 +35,28 @@ class Crash(RuntimeError):
     pass
 
 
-class CrashAfter(torch.nn.Module):
-    """Wraps an objective and raises after ``n`` training calls, like a killed job."""
+class EveryStep(torch.nn.Module):
+    """Wraps an objective and calls ``hook(step)`` before each training step (steps counted from 0)."""
 
-    def __init__(self, objective, n):
+    def __init__(self, objective, hook):
         super().__init__()
-        self.inner, self.n, self.model = objective, n, objective.model
+        self.inner, self.hook, self.model, self.steps = objective, hook, objective.model, 0
 
     def forward(self, batch):
         if self.training:
-            self.n -= 1
-            if self.n < 0:
-                raise Crash
+            self.hook(self.steps)
+            self.steps += 1
         return self.inner(batch)
+
+
+def crash_after(objective, n):
+    """Raises at training step ``n``, like a killed job."""
+
+    def crash(step):
+        if step >= n:
+            raise Crash
+
+    return EveryStep(objective, crash)
 
 
 def test_resume_is_bit_exact(tmp_path):
@@ -57,7 +66,7 @@ def test_resume_is_bit_exact(tmp_path):
     reference = _objective()
     fit(reference, train, val, cfg, tmp_path / "ref")
 
-    crashing = CrashAfter(_objective(), n=3 + 2)  # 3 steps per epoch: dies inside the second epoch
+    crashing = crash_after(_objective(), n=3 + 2)  # 3 steps per epoch: dies inside the second epoch
     with pytest.raises(Crash):
         fit(crashing, train, val, cfg, tmp_path / "run")
     assert json.loads((tmp_path / "run" / "training" / "latest.json").read_text())["epoch"] == 0
@@ -84,7 +93,7 @@ def test_resume_part_way_through_an_epoch_is_bit_exact(small_dataset, tmp_path, 
     ref_history = fit(reference, train, val, cfg, tmp_path / "ref")
 
     every_batch = dataclasses.replace(cfg, save_minutes=1e-9)
-    crashing = CrashAfter(_objective(), n=3 + 2)  # dies at the third batch of the second epoch
+    crashing = crash_after(_objective(), n=3 + 2)  # dies at the third batch of the second epoch
     with pytest.raises(Crash):
         fit(crashing, train, val, every_batch, tmp_path / "run")
     assert json.loads((tmp_path / "run" / "training" / "latest.json").read_text()) == {"epoch": 1, "dir": "partial"}
@@ -115,19 +124,6 @@ def test_resume_refuses_another_recipe_or_a_broken_state(tmp_path):
         fit(big, train, val, cfg, tmp_path / "run", resume=True)
 
 
-class Slow(torch.nn.Module):
-    """Wraps an objective and takes ``seconds`` longer for every training step."""
-
-    def __init__(self, objective, seconds):
-        super().__init__()
-        self.inner, self.seconds, self.model = objective, seconds, objective.model
-
-    def forward(self, batch):
-        if self.training:
-            time.sleep(self.seconds)
-        return self.inner(batch)
-
-
 @pytest.mark.parametrize("live", [False, True])
 def test_progress_bar_redraws_rarely_in_a_log_file(tmp_path, capfd, monkeypatch, live):
     """Written to a file (a batch job's log), the bar redraws once a minute, not ten times a second."""
@@ -137,7 +133,13 @@ def test_progress_bar_redraws_rarely_in_a_log_file(tmp_path, capfd, monkeypatch,
         monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
     ds = JetDataset(synthetic_jets(96))
     cfg = TrainConfig(epochs=1, patience=0, **{**FAST, "progress": True})
-    fit(Slow(_objective(), 0.15), Subset(ds, range(80)), Subset(ds, range(80, 96)), cfg, tmp_path / "run")
+    fit(
+        EveryStep(_objective(), lambda _: time.sleep(0.15)),
+        Subset(ds, range(80)),
+        Subset(ds, range(80, 96)),
+        cfg,
+        tmp_path / "run",
+    )
     draws = capfd.readouterr().err.count("epoch 0:")  # 5 steps of 0.15 s
     assert draws >= 5 if live else draws <= 3
 
