@@ -101,6 +101,12 @@ def test_scan_resumes_and_two_fold(tmp_path):
     # ... and so with another start of the new head (the runs recorded the default, auto)
     with pytest.raises(ValueError, match=r"finished with another recipe .*\(head_init='auto' -> 'probe'\)"):
         size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", FAST, resume=True, head_init="probe")
+    # ... and so from a retrained checkpoint of the same name, or on other test data
+    pretrain(synthetic_jets(32, seed=5), tmp_path / "pre", train=FAST, overwrite=True)
+    with pytest.raises(ValueError, match=r"finished with another recipe .*\(other checkpoint weights"):
+        size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", FAST, resume=True)
+    with pytest.raises(ValueError, match=r"finished with another recipe .*other test data"):
+        size_scan(tmp_path / "pre", train, synthetic_jets(40, seed=6), [20], [0], tmp_path / "scan", FAST, resume=True)
     # without resume, a directory holding runs is refused and left as it was
     with pytest.raises(OutputError, match="scan: holds 4 run.*--resume"):
         size_scan(tmp_path / "pre", train, test, [20, 40], [0], tmp_path / "scan", FAST)

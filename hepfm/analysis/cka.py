@@ -16,6 +16,7 @@ of a fine-tuned model, two models trained from scratch and the pretrained one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -28,11 +29,10 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from hepfm.core.errors import OptionError
-from hepfm.core.io import read_json_object
 from hepfm.models.families import family_of
 from hepfm.train.checkpoint import Checkpoint, load_checkpoint
 from hepfm.train.config import TrainConfig
-from hepfm.train.finetune import finetune, recipe_differences
+from hepfm.train.finetune import finetune, finished_run, run_sources
 
 __all__ = [
     "linear_cka",
@@ -269,14 +269,6 @@ def probe_batches(dataset, batch_size: int, seed: int = 0) -> list:
     ]
 
 
-def _finished_with(run: Path, train: TrainConfig, options: dict) -> bool:
-    """Whether ``run`` holds a finished fine-tuning trained with the recipe ``train`` and ``options``."""
-    if not (run / "metrics.json").exists() or not (run / "model.safetensors").exists():
-        return False
-    metrics = read_json_object(run / "metrics.json")
-    return isinstance(metrics.get("train_config"), dict) and recipe_differences(metrics, train, options) is None
-
-
 def train_cka_models(
     checkpoint: str | Path | Checkpoint,
     train,
@@ -302,9 +294,11 @@ def train_cka_models(
     """
     out = Path(out)
     models = {"pretrained": load_checkpoint(checkpoint).model()}
+    sources = functools.cache(lambda: run_sources(checkpoint, train, test))  # read only to check a finished run
     for name, (seed, options) in CKA_RUNS.items():
         run, cfg = out / name, replace(train_config, seed=seed)
-        if not (resume and _finished_with(run, cfg, options)):
+        finished = resume and (run / "metrics.json").exists() and finished_run(run, cfg, options, sources())
+        if not finished:
             finetune(checkpoint, train, test, run, train=cfg, overwrite=True, **options)
         models[name] = load_checkpoint(run).model()
     return models

@@ -25,7 +25,7 @@ from hepfm.core.progress import progress_bar
 from hepfm.data.sample import JetSample
 from hepfm.train.checkpoint import Checkpoint, load_checkpoint
 from hepfm.train.config import TrainConfig
-from hepfm.train.finetune import finetune, recipe_differences
+from hepfm.train.finetune import finetune, finished_run, recipe_differences, run_sources
 from hepfm.train.state import has_state
 
 __all__ = [
@@ -115,10 +115,13 @@ def size_scan(
         return options.pop("checkpoint"), replace(train, seed=seed, progress=False), options
 
     done = [r for r in runs if (out / _name(*r) / "metrics.json").exists()] if resume else []
+    sources: dict = {}  # per starting checkpoint: what its runs start from and see (read once)
     for mode, size, seed in done:  # before any training: a scan directory holds one recipe
         path = out / _name(mode, size, seed) / "metrics.json"
-        _, cfg, options = setup(mode, seed)
-        _check_recipe(path, read_json_object(path), cfg, options)
+        ckpt, cfg, options = setup(mode, seed)
+        if str(ckpt) not in sources:
+            sources[str(ckpt)] = run_sources(ckpt, train_data, test_data, options.get("max_particles"))
+        _check_recipe(path, read_json_object(path), cfg, options, sources[str(ckpt)])
     todo = [r for r in runs if r not in done]
 
     def run_options(run: Path) -> dict:  # continue an unfinished run of a resumed scan, else start afresh
@@ -167,13 +170,14 @@ def _inside(out: Path, checkpoint: Path) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
-def _check_recipe(path: Path, metrics: dict, cfg: TrainConfig, options: dict) -> None:
-    """A finished run is reused only if it was trained with this recipe (:func:`recipe_differences`)."""
-    changes = recipe_differences(metrics, cfg, options)
+def _check_recipe(path: Path, metrics: dict, cfg: TrainConfig, options: dict, sources: dict) -> None:
+    """A finished run is reused only if it was trained with this recipe, from this checkpoint on these data
+    (:func:`recipe_differences`)."""
+    changes = recipe_differences(metrics, cfg, options, sources)
     if changes:
         raise DataError(
             f"{path}: finished with another recipe than this scan asks for ({changes}); "
-            "give the scan another output directory"
+            "give the scan another output directory (or --overwrite)"
         )
 
 
@@ -295,19 +299,14 @@ def two_fold(
         aucs, accs = [], []
         for fold in (0, 1):
             run = out / f"{mode}-fold{fold}"
-            if resume and (run / "metrics.json").exists():
-                metrics = read_json_object(run / "metrics.json")
-            else:
-                metrics = finetune(
-                    checkpoint,
-                    sample[halves[fold]],
-                    sample[halves[1 - fold]],
-                    run,
-                    from_scratch=mode == "scratch",
-                    train=replace(train, progress=False),
-                    overwrite=True,
-                    **finetune_kwargs,
-                )
+            options = {**finetune_kwargs, "from_scratch": mode == "scratch"}
+            cfg, halves_of_fold = replace(train, progress=False), (sample[halves[fold]], sample[halves[1 - fold]])
+            metrics = None
+            if resume and (run / "metrics.json").exists():  # reused only if this very fold, recipe and checkpoint
+                sources = run_sources(checkpoint, *halves_of_fold, finetune_kwargs.get("max_particles"))
+                metrics = finished_run(run, cfg, options, sources)
+            if metrics is None:
+                metrics = finetune(checkpoint, *halves_of_fold, run, train=cfg, overwrite=True, **options)
             aucs.append(metrics["auc"])
             accs.append(metrics["accuracy"])
         result[mode] = {"auc_per_fold": aucs, "mean_auc": float(np.mean(aucs)), "accuracy_per_fold": accs}

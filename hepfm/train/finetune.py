@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from hepfm.core.errors import DataError, OptionError
-from hepfm.core.io import write_metrics
+from hepfm.core.io import read_json_object, write_metrics
 from hepfm.core.metrics import classifier_metrics
 from hepfm.models.families import family_of
 from hepfm.train.checkpoint import Checkpoint, load_checkpoint, load_into, load_weights, save_checkpoint
@@ -42,6 +42,8 @@ __all__ = [
     "class_rows",
     "probe_head",
     "recipe_differences",
+    "finished_run",
+    "run_sources",
     "fit_classifier",
     "finetune",
 ]
@@ -314,12 +316,38 @@ def fit_classifier(
 
 # The fine-tuning options a run's metrics.json records, which a reused run must share with the one asked for.
 _RECORDED_OPTIONS = ("from_scratch", "freeze_backbone", "head_init")
+# What a run starts from and sees, as its metrics.json records it (see run_sources).
+_SOURCES = {"start_sha256": "checkpoint weights", "train_fingerprint": "training data", "test_fingerprint": "test data"}
 
 
-def recipe_differences(metrics: dict, train: TrainConfig, options: dict | None = None) -> str | None:
+def _sample_fingerprint(sample) -> str:
+    return data_fingerprint(sample.particles, sample.mask, sample.labels, sample.weights, list(sample.class_names))
+
+
+def _sources(ckpt: Checkpoint, sample, test) -> dict:
+    return {
+        "start_sha256": ckpt.config.get("weights_sha256"),
+        "train_fingerprint": _sample_fingerprint(sample),
+        "test_fingerprint": _sample_fingerprint(test),
+    }
+
+
+def run_sources(checkpoint: str | Path | Checkpoint, train_data, test_data, max_particles: int | None = None) -> dict:
+    """What a :func:`finetune` run starts from and sees, as its ``metrics.json`` records it: the sha256 of the
+    checkpoint's weights and fingerprints of the whole training and test samples (before ``n_train`` is drawn).
+    :func:`recipe_differences` compares them, so that a finished run is not reused for another checkpoint or
+    other data."""
+    ckpt = load_checkpoint(checkpoint)
+    return _sources(ckpt, ckpt.read(train_data, max_particles), ckpt.read(test_data, max_particles))
+
+
+def recipe_differences(
+    metrics: dict, train: TrainConfig, options: dict | None = None, sources: dict | None = None
+) -> str | None:
     """How a finished fine-tuning (its ``metrics.json``) differs from the run asked for: the optimisation
-    ``train`` and the :class:`FinetuneConfig` fields in ``options`` (defaults elsewhere). Fields a run did not
-    record (runs from before they were) count as equal. None where nothing differs, else ``"key=old -> new, ..."``.
+    ``train``, the :class:`FinetuneConfig` fields in ``options`` (defaults elsewhere) and, given ``sources``
+    (:func:`run_sources`), the checkpoint and data it started from. Fields a run did not record (runs from before
+    they were) count as equal. None where nothing differs, else ``"key=old -> new, ..."``.
     """
     stored = metrics.get("train_config")
     found = [recipe_changes(stored, train)] if isinstance(stored, dict) else []
@@ -328,7 +356,23 @@ def recipe_differences(metrics: dict, train: TrainConfig, options: dict | None =
         wanted = (options or {}).get(key, getattr(defaults, key))
         if key in metrics and metrics[key] != wanted:
             found.append(f"{key}={metrics[key]!r} -> {wanted!r}")
+    asked = sources or {}
+    for key, what in _SOURCES.items():
+        if key in metrics and key in asked and metrics[key] != asked[key]:
+            found.append(f"other {what} ({key} {str(metrics[key])[:12]}... -> {str(asked[key])[:12]}...)")
     return ", ".join(c for c in found if c) or None
+
+
+def finished_run(run: str | Path, train: TrainConfig, options: dict, sources: dict) -> dict | None:
+    """The ``metrics.json`` of a fine-tuning finished in ``run`` with the recipe ``train`` and ``options``, from
+    the checkpoint and on the data of ``sources`` (:func:`run_sources`); None if there is none to reuse."""
+    run = Path(run)
+    if not (run / "metrics.json").exists() or not (run / "model.safetensors").exists():
+        return None
+    metrics = read_json_object(run / "metrics.json")
+    if not isinstance(metrics.get("train_config"), dict) or recipe_differences(metrics, train, options, sources):
+        return None
+    return metrics
 
 
 def finetune(
@@ -373,6 +417,7 @@ def finetune(
             f"{test.source}: class names {test.class_names} differ from the training sample's "
             f"{sample.class_names} ({sample.source})"
         )
+    sources = _sources(ckpt, sample, test)  # before n_train is drawn: what run_sources gives for these data
     if config.n_train is not None:
         if config.n_train > len(sample):
             raise DataError(f"{sample.source}: {len(sample)} examples, fewer than n_train={config.n_train}")
@@ -408,6 +453,7 @@ def finetune(
         "wall_seconds": wall,
         "history": history.epochs,
         "train_config": asdict(train),
+        **sources,
     }
     write_metrics(out, metrics)
     return metrics
