@@ -125,7 +125,9 @@ def finetune_events(m: dict) -> None:
         for size in map(str, m["sizes"]):
             cells = [_pm(t["summary"].get(v, {}).get(size, {}).get("auc"), 3) for v in variants]
             print(f"| {task} | {'yes' if t['unseen'] else 'no'} | {size} | " + " | ".join(cells) + " |")
-    print(f"\nOne pretraining: {m['pretraining_seconds']:.0f} s.\n")
+    cost = m["pretraining_seconds"]
+    cost = cost if isinstance(cost, dict) else {"each pretrained start": cost}
+    print("\nPretraining: " + ", ".join(f"{mode} {s:.0f} s" for mode, s in cost.items()) + ".\n")
     if "efficiency" not in m:
         return
     size = m["sizes"][-1]
@@ -144,7 +146,7 @@ def finetune_events(m: dict) -> None:
     print("| **all tasks** | | " + " | ".join(cells) + " |")
     with_pre = m["total_seconds_with_pretraining"]
     cells = [f"{with_pre[v]:.0f} s" if v in with_pre else "—" for v in variants]
-    print("| **with one pretraining** | | " + " | ".join(cells) + " |")
+    print("| **with its pretraining** | | " + " | ".join(cells) + " |")
     cells = ["—" if v not in even else ("never" if even[v] is None else f"{even[v]:.1f}") for v in variants]
     print("| **pays for itself after (tasks)** | | " + " | ".join(cells) + " |\n")
 

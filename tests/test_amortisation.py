@@ -21,7 +21,7 @@ from hepfm.analysis.amortisation import (
     time_to_target,
 )
 from hepfm.analysis.scan import summarise
-from hepfm.core.errors import CheckpointError, DataError
+from hepfm.core.errors import CheckpointError, DataError, OptionError
 from hepfm.train.checkpoint import load_checkpoint
 
 
@@ -87,7 +87,7 @@ def test_amortise_adds_one_pretraining_to_the_pretrained_modes_only(rows):
     shared = amortise(efficiency, 100.0, ["pretrained", "scratch", "frozen"])
     assert shared.totals == {"pretrained": 2.5, "scratch": 13.0}  # frozen misses the target in task a
     assert shared.with_pretraining == {"pretrained": 102.5, "scratch": 13.0}
-    assert shared.pretraining_seconds == 100.0 and shared.efficiency == efficiency
+    assert shared.pretraining_seconds == {"pretrained": 100.0, "frozen": 100.0} and shared.efficiency == efficiency
     text = str(shared)
     assert "a: target accuracy 0.765; reached by scratch 2/2 in 3.0 s, pretrained 1/2 in 0.5 s, frozen 0/1" in text
     assert "one pretraining: 100 s" in text
@@ -105,6 +105,12 @@ def test_amortise_adds_one_pretraining_to_the_pretrained_modes_only(rows):
     both = amortise(efficiency, 100.0, ["pretrained", "scratch"], from_scratch=("scratch", "pretrained"))
     assert both.with_pretraining == both.totals
     assert amortise(efficiency, 100.0, ["pretrained", "not run"]).totals == {"pretrained": 2.5}
+    # two pretrainings of different cost (multiclass and multilabel): each mode pays for its own
+    apart = amortise(efficiency, {"pretrained": 100.0, "frozen": 40.0}, ["pretrained", "frozen", "scratch"])
+    assert apart.with_pretraining == {"pretrained": 102.5, "scratch": 13.0}
+    assert "pretraining: pretrained 100 s, frozen 40 s" in str(apart)
+    with pytest.raises(OptionError, match="pretraining_seconds: .*'frozen'"):
+        amortise(efficiency, {"pretrained": 100.0}, ["pretrained", "frozen", "scratch"])
 
 
 def test_pretraining_seconds_of_a_checkpoint(tmp_path):

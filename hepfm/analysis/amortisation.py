@@ -12,7 +12,7 @@ its per-epoch ``history`` (``epoch``, ``wall_seconds``, ``val_accuracy``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from hepfm.analysis.plots import scan_plot
 from hepfm.analysis.scan import time_to_accuracy
-from hepfm.core.errors import CheckpointError, DataError
+from hepfm.core.errors import CheckpointError, DataError, OptionError
 from hepfm.core.io import read_json_object
 from hepfm.train.checkpoint import Checkpoint, load_checkpoint
 
@@ -107,14 +107,15 @@ class Amortisation:
     """Training time to the target summed over tasks, without and with the pretraining's cost.
 
     Attributes:
-        pretraining_seconds: one pretraining, shared by every task.
+        pretraining_seconds: ``{mode: seconds}``: the pretraining each pretrained mode starts from, shared by
+            every task.
         totals: ``{mode: seconds}`` summed over the tasks, for the modes that reach the target in every task.
         with_pretraining: ``totals`` plus the pretraining for the modes that start from it.
         from_scratch: the modes that pay no pretraining.
         efficiency: the per-task table the totals come from (``{task: task_efficiency(...)}``).
     """
 
-    pretraining_seconds: float
+    pretraining_seconds: dict[str, float]
     totals: dict[str, float]
     with_pretraining: dict[str, float]
     from_scratch: tuple[str, ...] = ("scratch",)
@@ -131,7 +132,11 @@ class Amortisation:
             )
             target = entry.get("target_accuracy")
             lines.append(f"{task}: target accuracy {target:.3f}; reached by {reach}" if target is not None else task)
-        lines.append(f"one pretraining: {self.pretraining_seconds:.0f} s")
+        costs = set(self.pretraining_seconds.values())
+        if len(costs) == 1:
+            lines.append(f"one pretraining: {costs.pop():.0f} s")
+        else:
+            lines.append("pretraining: " + ", ".join(f"{m} {s:.0f} s" for m, s in self.pretraining_seconds.items()))
         even = self.break_even()
         for mode, seconds in self.totals.items():
             line = (
@@ -150,7 +155,7 @@ class Amortisation:
         The pretraining's seconds over the mean time to target saved per task against ``reference``; None
         where the mode saves no time. Modes without a total (or without the reference's) are left out.
 
-        >>> Amortisation(100.0, {"ft": 5.0, "scratch": 30.0}, {}, efficiency={"a": {}, "b": {}}).break_even()
+        >>> Amortisation({"ft": 100.0}, {"ft": 5.0, "scratch": 30.0}, {}, efficiency={"a": {}, "b": {}}).break_even()
         {'ft': 8.0}
         """
         if reference not in self.totals or not self.efficiency:
@@ -160,13 +165,13 @@ class Amortisation:
             if mode in self.from_scratch:
                 continue
             saved = (self.totals[reference] - seconds) / len(self.efficiency)
-            out[mode] = self.pretraining_seconds / saved if saved > 0 else None
+            out[mode] = self.pretraining_seconds[mode] / saved if saved > 0 else None
         return out
 
 
 def amortise(
     efficiency: dict[str, dict],
-    pretraining_seconds: float,
+    pretraining_seconds: float | Mapping[str, float],
     modes: Sequence[str],
     from_scratch: Collection[str] = ("scratch",),
 ) -> Amortisation:
@@ -174,7 +179,8 @@ def amortise(
 
     Args:
         efficiency: ``{task: task_efficiency(...)}``.
-        pretraining_seconds: the cost of the one pretraining the pretrained modes share.
+        pretraining_seconds: the cost of the one pretraining the pretrained modes share, or per pretrained mode
+            ``{mode: seconds}`` where they start from different pretrainings (multiclass and multilabel).
         modes: the modes to total, in order.
         from_scratch: the modes that do not start from the pretraining (they pay nothing for it).
 
@@ -191,8 +197,15 @@ def amortise(
         per_task = [entry.get(mode, {}).get("median_seconds") for entry in efficiency.values()]
         if all(s is not None for s in per_task):
             totals[mode] = float(sum(per_task))
-    with_pretraining = {m: s + (0.0 if m in from_scratch else pretraining_seconds) for m, s in totals.items()}
-    return Amortisation(float(pretraining_seconds), totals, with_pretraining, tuple(from_scratch), dict(efficiency))
+    pretrained = [m for m in modes if m not in from_scratch]
+    if isinstance(pretraining_seconds, Mapping):
+        if missing := [m for m in pretrained if m not in pretraining_seconds]:
+            raise OptionError("pretraining_seconds", f"no pretraining cost for the pretrained mode(s) {missing}")
+        cost = {m: float(pretraining_seconds[m]) for m in pretrained}
+    else:
+        cost = {m: float(pretraining_seconds) for m in pretrained}
+    with_pretraining = {m: s + cost.get(m, 0.0) for m, s in totals.items()}
+    return Amortisation(cost, totals, with_pretraining, tuple(from_scratch), dict(efficiency))
 
 
 def task_scan_figure(
