@@ -138,7 +138,8 @@ def data_fingerprint(*parts: Any) -> str:
         elif isinstance(part, np.ndarray | torch.Tensor):
             array = np.ascontiguousarray(part.numpy() if isinstance(part, torch.Tensor) else part)
             digest.update(f"{array.dtype}{array.shape}".encode())
-            digest.update(array.data.cast("B"))
+            if array.size:  # an empty array's memoryview cannot be cast; its dtype and shape say it all
+                digest.update(array.data.cast("B"))
         else:
             digest.update(repr(part).encode())
     return digest.hexdigest()
