@@ -41,7 +41,7 @@ from hepfm.analysis.generation import w1
 from hepfm.analysis.observables import OBSERVABLE_RANGES, OBSERVABLES
 from hepfm.data.formats import read_jets
 from hepfm.data.sample import JetSample
-from hepfm.sim.factory import generate_jets
+from hepfm.sim.factory import generate_jets, shard_size
 from hepfm.train.checkpoint import Checkpoint, load_checkpoint
 from hepfm.train.config import TrainConfig
 from hepfm.train.finetune import REWEIGHTING_HEAD_INIT, fit_classifier
@@ -256,7 +256,8 @@ def paired_jets(
     progress: bool = True,
 ) -> tuple[JetSample, JetSample]:
     """Generate (or complete) ``n_jets`` jets of ``process`` at particle and detector level, paired jet by jet,
-    into ``out`` (two shards per worker), and read both levels.
+    into ``out`` (in shards of
+    :func:`~hepfm.sim.factory.shard_size`: the same jets whatever the worker count), and read both levels.
 
     Args:
         out: the dataset directory.
@@ -278,7 +279,7 @@ def paired_jets(
         seed=seed,
         settings=list(settings),
         paired=True,
-        jets_per_shard=-(-n_jets // (2 * workers)),
+        jets_per_shard=shard_size(n_jets),
         workers=workers,
         progress=progress,
     )

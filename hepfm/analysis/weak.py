@@ -36,7 +36,7 @@ from hepfm.core.errors import OptionError
 from hepfm.core.metrics import roc_auc
 from hepfm.data.formats import read_events
 from hepfm.sim.dijets import Dijets, dijets
-from hepfm.sim.factory import generate_events
+from hepfm.sim.factory import generate_events, shard_size
 from hepfm.sim.processes import LHCO_TRIGGER_PT
 from hepfm.train.checkpoint import Checkpoint, load_checkpoint
 from hepfm.train.config import TrainConfig
@@ -178,7 +178,8 @@ def generate_dijets(
     progress: bool = True,
 ) -> Dijets:
     """Generate (or complete) ``n_events`` particle-level events of ``process`` that pass the single-jet
-    trigger into ``out`` (two shards per worker), and cluster them into their two leading jets.
+    trigger into ``out`` (in shards of :func:`~hepfm.sim.factory.shard_size`: the
+    same events whatever the worker count), and cluster them into their two leading jets.
 
     Args:
         process: a process of :data:`hepfm.sim.PROCESSES` (``qcd_dijet``, ``Wprime_XY``).
@@ -197,7 +198,7 @@ def generate_dijets(
         seed=seed,
         content="particles",
         trigger_pt=trigger_pt,
-        events_per_shard=-(-n_events // (2 * workers)),
+        events_per_shard=shard_size(n_events),
         workers=workers,
         progress=progress,
     )

@@ -52,12 +52,25 @@ __all__ = [
     "generate_jets",
     "generate_events",
     "SIZE_PRESETS",
+    "shard_size",
 ]
 
 #: Jets per class of the standard production sizes (``hepfm generate jets --profile``; ``paper`` runs on a cluster).
 SIZE_PRESETS = {"smoke": 50, "demo": 300, "cpu": 25_000, "paper": 10_000_000}
 # Jets drawn (spread over every shard) to fit a jet production's feature normalisation.
 _NORMALISATION_JETS = 50_000
+
+
+def shard_size(n: int, at_most: int = 500) -> int:
+    """Jets (events) per shard of an analysis's own production of ``n``: two shards, at most ``at_most`` each.
+
+    A shard's content follows from the seed and its size alone, so a size that does not depend on the worker
+    count makes the same jets on a laptop's two workers and on a node's sixteen.
+
+    >>> shard_size(120), shard_size(5000), shard_size(1)
+    (60, 500, 1)
+    """
+    return min(at_most, max(-(-n // 2), 1))
 
 
 @dataclass(frozen=True)
