@@ -36,6 +36,7 @@ __all__ = [
     "list_notebooks",
     "load_profile",
     "notebook_profiles",
+    "parameter_list",
     "NOTEBOOK_DIR",
     "NOTEBOOK_MEMORY",
 ]
@@ -90,6 +91,29 @@ def load_profile(profile: str, notebook_dir: Path = NOTEBOOK_DIR) -> dict[str, d
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise DataError(f"{path}: expected a mapping 'notebook name: {{parameter: value}}'")
     return data
+
+
+def parameter_list(name: str, value: object, kind: type = str, sep: str = ",") -> list:
+    """A notebook parameter as a list of ``kind``: from a separated string (``"100,1000"``), one value (YAML
+    gives ``seeds: 0`` as an int) or a list (``papermill -p``, or the same cell run again, which gets back what
+    it made).
+
+    >>> parameter_list("sizes", "100, 1000", int), parameter_list("seeds", 0, int), parameter_list("c", ["Hbb"])
+    ([100, 1000], [0], ['Hbb'])
+
+    Raises:
+        OptionError: an item is not a ``kind`` (the message names the parameter).
+    """
+    items = value if isinstance(value, list | tuple) else str(value).split(sep)
+    out = []
+    for item in items:
+        if not (text := str(item).strip()):
+            continue
+        try:
+            out.append(kind(text))
+        except ValueError:
+            raise OptionError(name, f"expected {kind.__name__} values separated by {sep!r}, got {value!r}") from None
+    return out
 
 
 def _kernel_name() -> str:

@@ -46,7 +46,7 @@ from hepfm.core.errors import (
 from hepfm.data import read_events, read_jets
 from hepfm.data.schema import EVENT_SCHEMA
 from hepfm.data.storage import write_shard
-from hepfm.runner import run_notebooks
+from hepfm.runner import parameter_list, run_notebooks
 from hepfm.sim import generate_events, generate_jets
 from hepfm.train import FinetuneConfig, TrainConfig, finetune, load_checkpoint, pretrain, pretrain_events
 
@@ -906,6 +906,14 @@ CASES = [
         OptionError,
         "notebooks",
         "nbs",
+    ),
+    api(
+        "notebooks-param-not-int",
+        lambda w: parameter_list("sizes", "100,1k", int),
+        OptionError,
+        "sizes",
+        "'100,1k'",
+        "int",
     ),
     api(
         "notebooks-bad-yaml",
