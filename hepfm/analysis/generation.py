@@ -36,6 +36,7 @@ from hepfm.data.sample import JetSample, build_jet_sample
 from hepfm.data.schema import JET_FEATURES, PARTICLE_FEATURES, PID_FEATURES
 from hepfm.train.checkpoint import Checkpoint
 from hepfm.train.config import TrainConfig
+from hepfm.train.device import resolve_device
 from hepfm.train.diffusion import alpha_sigma
 from hepfm.train.finetune import finetune
 
@@ -140,7 +141,7 @@ def generate_like(
     guidance: float = 0.0,
     batch_size: int = 256,
     seed: int = 0,
-    device: str = "cpu",
+    device: str | torch.device = "auto",
 ):
     """Generate one jet per reference jet: same class, same jet features, same number of constituents.
 
@@ -149,10 +150,13 @@ def generate_like(
         reference: :class:`~hepfm.data.JetSample` whose labels index ``model``'s classes.
         normaliser: the model's :class:`~hepfm.data.FeatureNormaliser`.
         steps, guidance: sampler steps and classifier-free guidance weight.
+        device: where the model runs (``auto``, ``cpu``, ``cuda``, ``mps``); the sampler's noise is drawn on the
+            CPU, so a seed gives the same jets on any device up to its arithmetic.
 
     Returns:
         A :class:`~hepfm.data.JetSample` of the generated jets (see :func:`to_sample`).
     """
+    device = resolve_device(device)
     model = model.to(device).eval()
     data = JetDataset(reference, normaliser)
     gen = torch.Generator().manual_seed(seed)
