@@ -16,6 +16,7 @@ from torch.utils.data import Subset
 
 from hepfm.core.errors import CheckpointError
 from hepfm.core.metrics import background_rejection, roc_auc
+from hepfm.core.progress import LOG_INTERVAL, progress_bar
 from hepfm.data import DataError, JetDataset, ShardedJetDataset, read_jets
 from hepfm.models import PET, PETConfig
 from hepfm.train import ClassifierObjective, TrainConfig, finetune, fit, model_outputs, pretrain
@@ -142,6 +143,9 @@ def test_progress_bar_redraws_rarely_in_a_log_file(tmp_path, capfd, monkeypatch,
     )
     draws = capfd.readouterr().err.count("epoch 0:")  # 5 steps of 0.15 s
     assert draws >= 5 if live else draws <= 3
+    # nor does tqdm's monitor thread redraw it every 10 s in between
+    with progress_bar(total=1, disable=False) as bar:
+        assert bar.maxinterval == (10 if live else LOG_INTERVAL) and bar.mininterval == (0.1 if live else LOG_INTERVAL)
 
 
 def test_early_stopping_and_history(tmp_path):

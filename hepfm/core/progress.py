@@ -20,11 +20,14 @@ LOG_INTERVAL = 60.0
 
 def _live() -> bool:
     """Whether progress is watched live: standard error is a terminal, or this is a notebook kernel."""
-    return sys.stderr.isatty() or "ipykernel" in sys.modules
+    stderr = sys.stderr
+    return (stderr is not None and stderr.isatty()) or "ipykernel" in sys.modules
 
 
 def progress_bar(iterable: Any = None, **kwargs: Any) -> tqdm:
     """A ``tqdm`` bar (same arguments) that redraws every :data:`LOG_INTERVAL` seconds when not watched live."""
     if not _live():
+        # tqdm's monitor thread forces a redraw once maxinterval (10 s) has passed without one: raise it too
         kwargs.setdefault("mininterval", LOG_INTERVAL)
+        kwargs.setdefault("maxinterval", LOG_INTERVAL)
     return tqdm(iterable, **kwargs)
