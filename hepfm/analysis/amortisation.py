@@ -133,9 +133,9 @@ class Amortisation:
             target = entry.get("target_accuracy")
             lines.append(f"{task}: target accuracy {target:.3f}; reached by {reach}" if target is not None else task)
         costs = set(self.pretraining_seconds.values())
-        if len(costs) == 1:
+        if len(costs) == 1:  # the modes start from one pretraining
             lines.append(f"one pretraining: {costs.pop():.0f} s")
-        else:
+        elif costs:
             lines.append("pretraining: " + ", ".join(f"{m} {s:.0f} s" for m, s in self.pretraining_seconds.items()))
         even = self.break_even()
         for mode, seconds in self.totals.items():

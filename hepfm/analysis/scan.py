@@ -115,13 +115,14 @@ def size_scan(
         return options.pop("checkpoint"), replace(train, seed=seed, progress=False), options
 
     done = [r for r in runs if (out / _name(*r) / "metrics.json").exists()] if resume else []
-    sources: dict = {}  # per starting checkpoint: what its runs start from and see (read once)
+    sources: dict = {}  # per starting checkpoint and width: what its runs start from and see (read once)
     for mode, size, seed in done:  # before any training: a scan directory holds one recipe
         path = out / _name(mode, size, seed) / "metrics.json"
         ckpt, cfg, options = setup(mode, seed)
-        if str(ckpt) not in sources:
-            sources[str(ckpt)] = run_sources(ckpt, train_data, test_data, options.get("max_particles"))
-        _check_recipe(path, read_json_object(path), cfg, options, sources[str(ckpt)])
+        key = (str(ckpt), options.get("max_particles"))
+        if key not in sources:
+            sources[key] = run_sources(ckpt, train_data, test_data, options.get("max_particles"))
+        _check_recipe(path, read_json_object(path), cfg, options, sources[key])
     todo = [r for r in runs if r not in done]
 
     def run_options(run: Path) -> dict:  # continue an unfinished run of a resumed scan, else start afresh
@@ -177,7 +178,8 @@ def _check_recipe(path: Path, metrics: dict, cfg: TrainConfig, options: dict, so
     if changes:
         raise DataError(
             f"{path}: finished with another recipe than this scan asks for ({changes}); "
-            "give the scan another output directory (or --overwrite)"
+            "give the scan another output directory, or pass --overwrite (overwrite=True) without --resume "
+            "to train it again"
         )
 
 

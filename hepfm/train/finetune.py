@@ -321,7 +321,9 @@ _SOURCES = {"start_sha256": "checkpoint weights", "train_fingerprint": "training
 
 
 def _sample_fingerprint(sample) -> str:
-    return data_fingerprint(sample.particles, sample.mask, sample.labels, sample.weights, list(sample.class_names))
+    jets = getattr(sample, "jets", None)  # a jet sample's jet features, which use_jet_features trains on
+    names = list(sample.class_names)
+    return data_fingerprint(sample.particles, sample.mask, jets, sample.labels, sample.weights, names)
 
 
 def _sources(ckpt: Checkpoint, sample, test) -> dict:
