@@ -547,8 +547,8 @@ def export_command(
     onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write (dynamic batch and particle/object axes)."),
 ) -> None:
     # the help is Rich markup: the bracket is escaped so that the extra's name shows
-    r"""Export a checkpoint's classifier to ONNX for deployment (needs the onnx extra: in the hepfm checkout,
-    pip install -e '.\[onnx]')."""
+    r"""Export a checkpoint's classifier to ONNX for deployment (needs the onnx extra: pip install 'hepfm\[onnx]',
+    or pip install -e '.\[onnx]' in a checkout)."""
     from hepfm.train.export import export_onnx
 
     path = export_onnx(checkpoint, onnx)

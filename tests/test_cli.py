@@ -34,7 +34,7 @@ def test_every_command_has_help(args):
 
 def test_help_shows_brackets():
     result = runner.invoke(app, ["export", "--help"])
-    assert "pip install -e '.[onnx]'" in " ".join(result.output.split())
+    assert "pip install 'hepfm[onnx]'" in " ".join(result.output.split())
 
 
 def test_generate_and_inspect(tmp_path):

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,3 +71,26 @@ def test_every_shipped_checkpoint_travels_with_a_wheel():
     assert data_files == {
         f"share/hepfm/checkpoints/{n}": [f"checkpoints/{n}/*.json", f"checkpoints/{n}/*.safetensors"] for n in shipped
     }
+
+
+def test_a_wheel_installed_with_a_prefix_loads_the_shipped_checkpoints_by_name(tmp_path):
+    """Built and installed with --prefix (as on a cluster, outside the environment): found through its file list."""
+    pytest.importorskip("setuptools")
+    source = tmp_path / "source"
+    for part in ("hepfm", "checkpoints"):
+        shutil.copytree(ROOT / part, source / part, ignore=shutil.ignore_patterns("__pycache__", "training"))
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / part, source / part)
+    pip = [sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "wheel", source], check=True)
+    wheel = next((tmp_path / "wheel").glob("hepfm-*.whl"))
+    install = ["install", "--no-deps", "--ignore-installed", "--prefix", tmp_path / "prefix", wheel]
+    subprocess.run([*pip, *install], check=True)
+    site = next((tmp_path / "prefix").glob("lib/python*/site-packages"))
+    code = "import hepfm, hepfm.train as t; print(hepfm.__file__, t.load_checkpoint('pet-tiny-jetclass').path)"
+    env = {k: v for k, v in os.environ.items() if k != "HEPFM_CHECKPOINTS"} | {"PYTHONPATH": str(site)}
+    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    package, checkpoint = map(Path, run.stdout.split())
+    assert package.is_relative_to(site)
+    assert checkpoint == (tmp_path / "prefix" / "share" / "hepfm" / "checkpoints" / "pet-tiny-jetclass").resolve()

@@ -16,7 +16,9 @@ Training state for ``--resume`` lives beside a run in ``training/`` (:mod:`hepfm
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
 import os
 import sysconfig
 from dataclasses import dataclass, field
@@ -50,18 +52,37 @@ __all__ = [
 FORMAT = 1
 #: Environment variable: more directories (``:``-separated) holding checkpoints to load by name.
 CHECKPOINTS_ENV = "HEPFM_CHECKPOINTS"
-# The shipped checkpoints: beside the package in a source checkout (and an editable install), under the
-# environment's share/ where a wheel installs them (pyproject.toml's data-files).
-_SHIPPED = (
-    Path(__file__).resolve().parents[2] / "checkpoints",
-    Path(sysconfig.get_path("data")) / "share" / "hepfm" / "checkpoints",
-)
+# The shipped checkpoints beside the package, in a source checkout (and an editable install).
+_CHECKOUT = Path(__file__).resolve().parents[2] / "checkpoints"
+_SHARE = ("share", "hepfm", "checkpoints")
+
+
+@functools.cache
+def _installed() -> tuple[Path, ...]:
+    """Where a wheel put the shipped checkpoints (pyproject.toml's data-files): ``share/hepfm/checkpoints`` of
+    the scheme it was installed with (an environment, ``--user``, ``--prefix``), read from its file list."""
+    found = []
+    try:
+        files = importlib.metadata.distribution("hepfm").files or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    for file in files:
+        parts = file.parts
+        at = next((i for i in range(len(parts) - 2) if parts[i : i + 3] == _SHARE), None)
+        if at is not None:
+            root = Path(file.locate())
+            for _ in range(len(parts) - at - 3):  # up to .../share/hepfm/checkpoints
+                root = root.parent
+            found.append(root.resolve())
+            break
+    found.append(Path(sysconfig.get_path("data")) / Path(*_SHARE))
+    return tuple(dict.fromkeys(found))
 
 
 def checkpoint_dirs() -> list[Path]:
     """Where checkpoints are looked up by name: ``$HEPFM_CHECKPOINTS`` entries, then the shipped ones."""
     extra = [Path(p) for p in os.environ.get(CHECKPOINTS_ENV, "").split(":") if p]
-    return [*extra, *_SHIPPED]
+    return [*extra, _CHECKOUT, *_installed()]
 
 
 def save_weights(tensors: dict[str, torch.Tensor], path: str | Path) -> str:

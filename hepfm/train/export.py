@@ -11,7 +11,8 @@ or any ONNX consumer:
   ``batch`` (nodes,) int64 — and output ``logits`` (B, K).
 
 The class names, feature names and the hepfm version are stored in the model's metadata (``metadata_props``).
-The ONNX tools are an optional extra: ``pip install -e '.[onnx]'`` in the hepfm checkout (``make test`` installs it).
+The ONNX tools are an optional extra: ``pip install 'hepfm[onnx]'``, or ``pip install -e '.[onnx]'`` in a checkout
+(``make test`` installs it).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def _onnx_modules() -> tuple[Any, Any]:
         import onnxscript  # noqa: F401 - torch.onnx's exporter needs it
     except ImportError as err:
         raise DependencyError(
-            f"ONNX export needs the onnx extra: pip install -e '.[onnx]' in the hepfm checkout ({err.name} missing)"
+            f"ONNX export needs the onnx extra ({err.name} is missing): pip install 'hepfm[onnx]', or in a hepfm "
+            "checkout pip install -e '.[onnx]'"
         ) from err
     return onnx, torch.onnx
 
