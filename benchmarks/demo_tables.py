@@ -60,12 +60,13 @@ def pretrain_jets(m: dict) -> None:
 
 def finetune(name: str, m: dict) -> None:
     print(f"Notebook `{name}` (seeds {m['seeds']}; mean ± std over seeds):\n")
-    print("| start | labelled jets | AUC | accuracy | rej30 | rej50 |\n| --- | --- | --- | --- | --- | --- |")
+    print("| start | labelled jets | AUC | accuracy | rej30 | rej50 | rej30 rests on (bkg) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for mode, sizes in m["summary"].items():
         for size, s in sizes.items():
             print(
                 f"| {mode} | {size} | {_pm(s['auc'])} | {_pm(s['accuracy'], 3)} | {_pm(s['rej30'], 1)} | "
-                f"{_pm(s['rej50'], 1)} |"
+                f"{_pm(s['rej50'], 1)} | {s.get('rej30_passing', '—')} |"
             )
     ratios = ", ".join(
         f"{size}: {c['median_epoch_ratio']:.2f} ({c['reached']}/{c['of']} reached)"

@@ -76,6 +76,10 @@ def test_summary_and_convergence_bookkeeping():
     s = summarise(rows)
     assert s["scratch"][100]["rej30"][0] == pytest.approx((5.0 + 400) / 2)
     assert s["scratch"][100]["rej30_lower_bound"] == 1
+    # the fewest background jets a seed's rejection rests on, where every run records it
+    assert "rej30_passing" not in s["scratch"][100]
+    rows[0], rows[1] = {**rows[0], "rej30_passing": 40}, {**rows[1], "rej30_passing": 12}
+    assert summarise(rows)["scratch"][100]["rej30_passing"] == 12
     rows[0] = {**rows[0], "rej30": None}  # without n_background: left out as before
     assert summarise(rows)["scratch"][100]["rej30"] == [400.0, 0.0]
     c = convergence_summary(rows)[100]

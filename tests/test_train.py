@@ -15,7 +15,7 @@ from conftest import synthetic_jets
 from torch.utils.data import Subset
 
 from hepfm.core.errors import CheckpointError
-from hepfm.core.metrics import background_rejection, roc_auc
+from hepfm.core.metrics import background_passing, background_rejection, roc_auc
 from hepfm.core.progress import LOG_INTERVAL, progress_bar
 from hepfm.data import DataError, JetDataset, ShardedJetDataset, read_jets
 from hepfm.models import PET, PETConfig
@@ -210,6 +210,10 @@ def test_roc_metrics_against_analytic_values():
     assert roc_auc(labels, scores) == pytest.approx(0.7602499, abs=3e-3)
     # at eff_s = 0.5 the cut is at x = 1: eff_b = 1 - Phi(1) = 0.158655
     assert background_rejection(labels, scores, 0.5) == pytest.approx(1 / 0.158655, rel=0.02)
+    # and rests on that fraction of the background, counted; the count agrees with the rejection
+    passing = background_passing(labels, scores, 0.5)
+    assert passing == pytest.approx(0.158655 * n, rel=0.02)
+    assert n / passing == pytest.approx(background_rejection(labels, scores, 0.5), rel=1e-3)
 
 
 def test_pretrain_then_finetune_and_scratch(tmp_path):

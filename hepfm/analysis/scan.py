@@ -207,7 +207,8 @@ def summarise(rows: list[dict], metrics: tuple[str, ...] = ("auc", "accuracy", "
 
     A rejection is infinite (stored as None) when no background passes the cut; with the run's
     ``n_background`` it counts as that lower bound, and ``"<metric>_lower_bound"`` says for how many seeds
-    (the mean is then a lower bound too). Other non-finite values are left out.
+    (the mean is then a lower bound too). Other non-finite values are left out. ``"<metric>_passing"``: the
+    fewest background examples a seed's rejection rests on (where the runs record it).
     """
     out: dict = {}
     for mode in sorted({r["mode"] for r in rows}):
@@ -227,6 +228,8 @@ def summarise(rows: list[dict], metrics: tuple[str, ...] = ("auc", "accuracy", "
                     if len(values)
                     else [None, None]
                 )
+                if m.startswith("rej") and sel and all(f"{m}_passing" in r for r in sel):
+                    entry[f"{m}_passing"] = min(int(r[f"{m}_passing"]) for r in sel)
             out[mode][size] = entry
     return out
 
@@ -408,8 +411,8 @@ def scan_report(
         },
     )
     lines = [
-        "| start | size | AUC | accuracy | rej30 | rej50 | epochs (median) | wall s (median) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| start | size | AUC | accuracy | rej30 | rej50 | rej30 rests on (bkg) | epochs (median) | wall s (median) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for mode, per_size in summary.items():
         for size, e in per_size.items():
@@ -420,8 +423,9 @@ def scan_report(
                 else f"{'≥ ' if e.get(m + '_lower_bound') else ''}{e[m][0]:.4g} ± {e[m][1]:.2g}"
                 for m in ("auc", "accuracy", "rej30", "rej50")
             )
+            passing = e.get("rej30_passing", "—")
             lines.append(
-                f"| {mode} | {size} | {cells} | {np.median([r['epochs_run'] for r in sel]):.0f} | "
+                f"| {mode} | {size} | {cells} | {passing} | {np.median([r['epochs_run'] for r in sel]):.0f} | "
                 f"{np.median([r['wall_seconds'] for r in sel]):.0f} |"
             )
     for size, c in convergence.items():
