@@ -82,10 +82,13 @@ def test_a_wheel_installed_with_a_prefix_loads_the_shipped_checkpoints_by_name(t
     for part in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / part, source / part)
     pip = [sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "wheel", source], check=True)
+    build = ["wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "wheel", source]
+    subprocess.run([*pip, *build], check=True, cwd=tmp_path)
     wheel = next((tmp_path / "wheel").glob("hepfm-*.whl"))
+    # --ignore-installed: pip would otherwise uninstall this environment's hepfm first
     install = ["install", "--no-deps", "--ignore-installed", "--prefix", tmp_path / "prefix", wheel]
-    subprocess.run([*pip, *install], check=True)
+    subprocess.run([*pip, *install], check=True, cwd=tmp_path)
+    assert subprocess.run([sys.executable, "-c", "import hepfm"], cwd=tmp_path).returncode == 0  # still installed
     site = next((tmp_path / "prefix").glob("lib/python*/site-packages"))
     code = "import hepfm, hepfm.train as t; print(hepfm.__file__, t.load_checkpoint('pet-tiny-jetclass').path)"
     env = {k: v for k, v in os.environ.items() if k != "HEPFM_CHECKPOINTS"} | {"PYTHONPATH": str(site)}
