@@ -8,6 +8,10 @@ executed copy, figures, ``metrics.json``); a failing notebook is reported and th
 The notebooks are independent, so the runner executes two at a time where the cores and the memory allow
 (:func:`suite_jobs`), each kernel with its share of the cores: a kernel training a small model keeps about
 one core busy, and while one notebook trains the other generates its jets.
+
+A profile value may name the run's own output directory as ``{out}``: ``checkpoint:
+"{out}/01_pretrain_jets/checkpoint"`` fine-tunes from the model that notebook 01 of the same run pretrained.
+A profile that chains notebooks so runs them one after the other, in the suite's order.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ __all__ = [
     "parameter_list",
     "NOTEBOOK_DIR",
     "NOTEBOOK_MEMORY",
+    "OUT_PLACEHOLDER",
 ]
 
 #: The notebooks of a source checkout (the package lives beside them).
@@ -114,6 +119,15 @@ def parameter_list(name: str, value: object, kind: type = str, sep: str = ",") -
         except ValueError:
             raise OptionError(name, f"expected {kind.__name__} values separated by {sep!r}, got {value!r}") from None
     return out
+
+
+#: In a profile value, the run's output directory (``--out``): notebooks that read an earlier one's results.
+OUT_PLACEHOLDER = "{out}"
+
+
+def _chained(params: dict[str, dict]) -> bool:
+    """Whether a profile's notebooks read each other's outputs (a value names ``{out}``)."""
+    return any(isinstance(v, str) and OUT_PLACEHOLDER in v for p in params.values() for v in p.values())
 
 
 def _kernel_name() -> str:
@@ -272,7 +286,8 @@ def run_notebooks(
         only: notebook names or name prefixes (``"00"``, ``"00_data"``) to run; None runs all.
         notebook_dir: where the notebooks and ``params/`` are.
         jobs: notebooks run at once, each in its own process with an equal share of the cores; None chooses
-            (:func:`suite_jobs`). 1 runs them one after the other in this process.
+            (:func:`suite_jobs`; one where the profile chains notebooks through ``{out}``). 1 runs them one
+            after the other in this process.
 
     Returns:
         One :class:`NotebookResult` per notebook run, in the suite's order; ``OUT/index.md`` summarises them.
@@ -289,14 +304,25 @@ def run_notebooks(
         if unknown:
             raise OptionError("only", f"no notebook matches {unknown}; have {[nb.stem for nb in notebooks]}")
         notebooks = chosen
+    chained = _chained({nb.stem: params.get(nb.stem, {}) for nb in notebooks})
+    if chained and jobs is not None and jobs > 1:
+        raise OptionError(
+            "jobs",
+            f"profile {profile!r} chains notebooks (a value names {OUT_PLACEHOLDER}): they run one at a time; "
+            "leave --jobs out or pass 1",
+        )
     writable_directory(out, "out")
     kernel = _kernel_name()
-    jobs = min(jobs, len(notebooks)) if jobs is not None else suite_jobs(len(notebooks))
+    jobs = 1 if chained else min(jobs, len(notebooks)) if jobs is not None else suite_jobs(len(notebooks))
     tasks = []
     for nb in notebooks:
         target = out / nb.stem
         target.mkdir(parents=True, exist_ok=True)
-        tasks.append((nb, target, {**params.get(nb.stem, {}), "output_dir": str(target)}))
+        given = {
+            k: v.replace(OUT_PLACEHOLDER, str(out)) if isinstance(v, str) else v
+            for k, v in params.get(nb.stem, {}).items()
+        }
+        tasks.append((nb, target, {**given, "output_dir": str(target)}))
     total, suite_start = len(tasks), time.perf_counter()
     results: list[NotebookResult] = []
 
@@ -317,6 +343,8 @@ def run_notebooks(
         return f"[{k}/{total}] ({profile}, {_clock(time.perf_counter() - suite_start)} elapsed)"
 
     if jobs == 1:
+        if chained:
+            print(f"[hepfm] {total} notebooks ({profile}) one at a time: the profile chains them", flush=True)
         for k, (nb, target, parameters) in enumerate(tasks, 1):
             finished(_execute(nb, target, parameters, kernel, label(k)))
     else:

@@ -46,6 +46,11 @@ def test_every_profile_names_only_existing_notebooks():
         for notebook, params in load_profile(profile).items():
             unknown = set(params) - set(papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{notebook}.ipynb")))
             assert not unknown, (profile, notebook, unknown)
+            # a chained value reads an earlier notebook's output, which runs before it
+            for value in params.values():
+                if isinstance(value, str) and value.startswith("{out}/"):
+                    source = value.split("/")[1]
+                    assert source in names and source < notebook, (profile, notebook, value)
         assert set(load_profile(profile)) <= names, profile
         assert set(load_profile(profile)) == names, f"{profile} lacks parameters for some notebook"
 
@@ -330,6 +335,29 @@ def test_runner_carries_on_past_a_failing_notebook(tmp_path, jobs, capfd, monkey
     assert "## 01_good" in index and "- `x`: 5" in index
     # each notebook's headline in the table and at the head of its section, not again among the metrics
     assert "| x is 5 |" in index and "**x is 5**" in index and "`headline`" not in index
+
+
+def test_a_profile_chains_notebooks_through_its_output_directory(tmp_path, capfd):
+    """{out} in a profile value names the run's output directory: 01 reads what 00 of the same run made."""
+    nbdir = tmp_path / "nbs"
+    (nbdir / "params").mkdir(parents=True)
+    make = "import pathlib\npathlib.Path(output_dir, 'made.txt').write_text('from 00')"
+    read = "import pathlib\npathlib.Path(output_dir, 'read.txt').write_text(pathlib.Path(source).read_text())"
+    for name, body in (("00_make", make), ("01_read", read)):
+        nb = nbformat.v4.new_notebook()
+        parameters = "output_dir = ''  # out\nsource = ''  # a file"
+        nb.cells = [
+            nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell(body),
+        ]
+        nbformat.write(nb, nbdir / f"{name}.ipynb")
+    (nbdir / "params" / "smoke.yaml").write_text('01_read:\n  source: "{out}/00_make/made.txt"\n')
+    with pytest.raises(OptionError, match="jobs: profile 'smoke' chains notebooks"):
+        run_notebooks("smoke", tmp_path / "out", notebook_dir=nbdir, jobs=2)
+    results = run_notebooks("smoke", tmp_path / "out", notebook_dir=nbdir)
+    assert [r.ok for r in results] == [True, True], [r.error for r in results]
+    assert (tmp_path / "out" / "01_read" / "read.txt").read_text() == "from 00"
+    assert "one at a time: the profile chains them" in capfd.readouterr().out
 
 
 def test_two_notebooks_at_once_only_where_cores_and_memory_allow(monkeypatch):
