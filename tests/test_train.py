@@ -365,6 +365,29 @@ def test_streamed_pretraining_holds_out_whole_shards(small_dataset, tmp_path):
     assert np.isfinite(metrics["best_val_loss"])
 
 
+def test_streamed_pretraining_of_an_unfinished_production(small_dataset, tmp_path):
+    import shutil
+
+    from hepfm.data.normaliser import FeatureNormaliser
+    from hepfm.train import load_checkpoint
+
+    data = shutil.copytree(small_dataset, tmp_path / "jets")
+    manifest = json.loads((data / "dataset.json").read_text())
+    finished = manifest.pop("normalisation")  # as while the production runs
+    (data / "dataset.json").write_text(json.dumps({**manifest, "complete": False}))
+    for last in ("Tbqq-00002.parquet", "QCD-00002.parquet"):  # the third shard of each class not yet written
+        (data / "shards" / last).unlink()
+    with pytest.raises(DataError, match="--allow-incomplete"):
+        pretrain(data, tmp_path / "refused", stream=True, train=TrainConfig(epochs=1, **FAST))
+    metrics = pretrain(
+        data, tmp_path / "s", stream=True, val_fraction=0.25, allow_incomplete=True, train=TrainConfig(epochs=1, **FAST)
+    )
+    assert (metrics["n_train"], metrics["n_val"]) == (24, 8)
+    used = load_checkpoint(tmp_path / "s").normaliser.to_dict()
+    assert used == FeatureNormaliser.of_production(data, allow_incomplete=True).to_dict()
+    assert used["particle_mean"] != finished["particle_mean"]  # fitted on the shards written, not all six
+
+
 def test_cli_pretrain_and_finetune(small_dataset, tmp_path):
     from typer.testing import CliRunner
 

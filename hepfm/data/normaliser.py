@@ -4,17 +4,21 @@ the factory and in every checkpoint, so a model sees the same scale at training 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from hepfm.core.errors import DataError
 from hepfm.data.sample import JetSample
 from hepfm.data.schema import JET_FEATURES, PARTICLE_FEATURES
+from hepfm.data.storage import read_jet_shards, shard_paths
 
 __all__ = ["FeatureNormaliser"]
 
 # Binary features (charge, PID flags) and angular offsets are left as they are: they are already O(1).
 _NORMALISE = ("log_pt", "log_energy", "log_pt_rel", "log_energy_rel", "delta_r")
+# Jets drawn, spread over every shard, to fit a jet production's normalisation.
+_PRODUCTION_JETS = 50_000
 
 
 def _jet_columns(jets: np.ndarray) -> np.ndarray:
@@ -53,6 +57,14 @@ class FeatureNormaliser:
         return cls(
             p_mean.astype(np.float32), p_std.astype(np.float32), j_mean.astype(np.float32), j_std.astype(np.float32)
         )
+
+    @classmethod
+    def of_production(cls, path: str | Path, *, allow_incomplete: bool = False) -> FeatureNormaliser:
+        """Fitted on jets drawn from every shard of a hepfm jet production, so that every class shapes it: the
+        normalisation the factory stores in ``dataset.json`` when a production completes, and the one a run
+        streaming an unfinished production (``allow_incomplete``) trains with."""
+        per_shard = -(-_PRODUCTION_JETS // len(shard_paths(path, allow_incomplete)))
+        return cls.fit(read_jet_shards(path, max_jets_per_shard=per_shard, allow_incomplete=allow_incomplete))
 
     def transform(self, sample: JetSample) -> tuple[np.ndarray, np.ndarray]:
         """Normalised (particles (N, P, F), jets (N, J)) float32 arrays."""

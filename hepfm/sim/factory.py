@@ -37,7 +37,7 @@ from hepfm.data.schema import (
     TRUTH_LABELS,
     TRUTH_TARGETS,
 )
-from hepfm.data.storage import read_jet_shards, read_manifest, read_shard, write_shard
+from hepfm.data.storage import read_manifest, read_shard, write_shard
 from hepfm.sim.detector import DETECTORS, DetectorConfig
 from hepfm.sim.events import count_lhe_events, make_events
 from hepfm.sim.jets import make_jets
@@ -57,8 +57,6 @@ __all__ = [
 
 #: Jets per class of the standard production sizes (``hepfm generate jets --profile``; ``paper`` runs on a cluster).
 SIZE_PRESETS = {"smoke": 50, "demo": 300, "cpu": 25_000, "paper": 10_000_000}
-# Jets drawn (spread over every shard) to fit a jet production's feature normalisation.
-_NORMALISATION_JETS = 50_000
 
 
 def shard_size(n: int, at_most: int = 500) -> int:
@@ -434,10 +432,7 @@ def produce(
         if kind == "jets":
             manifest["normalisation"] = existing.get("normalisation")
             if manifest["normalisation"] is None or todo:
-                # jets drawn from every shard, so every class shapes the normalisation
-                per_shard = -(-_NORMALISATION_JETS // len(specs))
-                sample = read_jet_shards(out, max_jets_per_shard=per_shard, allow_incomplete=True)
-                manifest["normalisation"] = FeatureNormaliser.fit(sample).to_dict()
+                manifest["normalisation"] = FeatureNormaliser.of_production(out, allow_incomplete=True).to_dict()
         atomic_write_json(out / MANIFEST, manifest)
     return out
 

@@ -70,13 +70,25 @@ def streamed(
     rank, world = (torch.distributed.get_rank(), world_size()) if torch.distributed.is_initialized() else (0, 1)
     rank = int(os.environ.get("RANK", rank))
     world = int(os.environ.get("WORLD_SIZE", world))
-    train = ShardedJetDataset(  # reads dataset.json's normalisation
-        path, shards=train_shards, seed=seed, max_particles=max_particles, rank=rank, world_size=world
+    manifest = read_manifest(path)
+    # an unfinished production has no stored normalisation yet: fitted as the factory will fit it
+    normaliser = (
+        FeatureNormaliser.of_production(path, allow_incomplete=True)
+        if allow_incomplete and manifest.get("normalisation") is None
+        else None
+    )
+    train = ShardedJetDataset(  # None: reads dataset.json's normalisation
+        path,
+        shards=train_shards,
+        seed=seed,
+        max_particles=max_particles,
+        rank=rank,
+        world_size=world,
+        normaliser=normaliser,
     )
     val = ShardedJetDataset(
         path, shards=val_shards, normaliser=train.normaliser, max_particles=max_particles, rank=rank, world_size=world
     )
-    manifest = read_manifest(path)
     fingerprint = data_fingerprint(
         manifest.get("seed"), manifest.get("settings"), [s.name for s in shards], [s.stat().st_size for s in shards]
     )
