@@ -95,7 +95,7 @@ foundation-events: foundation-events-data
 
 # PET on the 10^6 jets, streamed shard by shard; `tiny` (Binder, the demo) and `small` (OmniLearn's size, for a GPU).
 # Three epochs of 9x10^5 jets (tiny: about an hour each on two free cores, at the step rate of
-# benchmarks/bench_stream_order.py): 7.5 times the jets the 2x10^5-jet checkpoint saw.
+# benchmarks/bench_stream_order.py): 2.9 times the jets the shipped checkpoint saw (3 epochs of 3.15x10^5).
 foundation-pet-tiny foundation-pet-small: foundation-pet-%: foundation-jets-data
 	$(NICE) $(BIN)/hepfm pretrain --data $(JETS_1M) --stream --config $* --epochs 3 --batch-size 128 --lr 0.001 \
 	    --patience 0 --seed 0 --out $(HEPFM_CACHE)/pet-$*-jetclass --resume
