@@ -77,18 +77,10 @@ def streamed(
         if allow_incomplete and manifest.get("normalisation") is None
         else None
     )
-    train = ShardedJetDataset(  # None: reads dataset.json's normalisation
-        path,
-        shards=train_shards,
-        seed=seed,
-        max_particles=max_particles,
-        rank=rank,
-        world_size=world,
-        normaliser=normaliser,
-    )
-    val = ShardedJetDataset(
-        path, shards=val_shards, normaliser=train.normaliser, max_particles=max_particles, rank=rank, world_size=world
-    )
+    share = {"max_particles": max_particles, "rank": rank, "world_size": world}
+    # normaliser None: the one dataset.json stores
+    train = ShardedJetDataset(path, shards=train_shards, seed=seed, normaliser=normaliser, **share)
+    val = ShardedJetDataset(path, shards=val_shards, normaliser=train.normaliser, **share)
     fingerprint = data_fingerprint(
         manifest.get("seed"), manifest.get("settings"), [s.name for s in shards], [s.stat().st_size for s in shards]
     )
