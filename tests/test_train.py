@@ -14,7 +14,7 @@ import torch
 from conftest import synthetic_jets
 from torch.utils.data import Subset
 
-from hepfm.core.errors import CheckpointError
+from hepfm.core.errors import CheckpointError, OptionError
 from hepfm.core.metrics import background_passing, background_rejection, roc_auc
 from hepfm.core.progress import LOG_INTERVAL, progress_bar
 from hepfm.data import DataError, JetDataset, ShardedJetDataset, read_jets
@@ -286,6 +286,11 @@ def test_recipe_differences_name_what_changed():
     )
     assert changed == "epochs=2 -> 3, from_scratch=False -> True"
     assert recipe_differences({}, cfg) is None  # a run that recorded nothing is taken as it is
+    # "auto" probed where the checkpoint's classifier did not match the classes, and takes its rows where it does
+    probed = {"train_config": dataclasses.asdict(cfg), "head_init": "auto", "head_start": "probe"}
+    assert recipe_differences(probed, cfg, {}, {"pretrained_rows": None}) is None
+    assert recipe_differences(probed, cfg, {}, {"pretrained_rows": [0, 8]}) == "head_start='probe' -> 'classes'"
+    assert recipe_differences(probed, cfg, {"from_scratch": True}, {"pretrained_rows": [0, 8]}) is None
 
 
 def test_freeze_backbone_changes_only_the_head(tmp_path):
@@ -305,6 +310,30 @@ def test_freeze_backbone_changes_only_the_head(tmp_path):
             continue
         assert torch.equal(v, before[k]), k
     assert not torch.equal(after["head.weight"], before["head.weight"][: after["head.weight"].shape[0]])
+
+
+def test_head_starts_from_the_pretrained_rows_of_aliased_classes(tmp_path):
+    pre = synthetic_jets(32, seed=1)
+    pre.class_names = ["QCD", "Tbqq"]
+    pretrain(pre, tmp_path / "pre", train=TrainConfig(epochs=1, patience=0, **FAST))
+    pretrained = load_weights(tmp_path / "pre" / "model.safetensors")
+    still = TrainConfig(epochs=1, patience=0, **{**FAST, "lr": 1e-12}, ema_decay=0.0)  # the head stays where it starts
+    for names, rows in ((["qcd", "top"], [0, 1]), (["top", "QCD"], [1, 0])):  # by alias, by name, in any order
+        sample = synthetic_jets(32, seed=2)
+        sample.class_names = names
+        out = tmp_path / "-".join(names)
+        m = finetune(tmp_path / "pre", sample, sample, out, head_init="classes", freeze_backbone=True, train=still)
+        assert m["head_start"] == "classes"
+        head = load_weights(out / "model.safetensors")
+        torch.testing.assert_close(head["head.weight"], pretrained["head.weight"][rows], atol=1e-6, rtol=0)
+        torch.testing.assert_close(head["head.bias"], pretrained["head.bias"][rows], atol=1e-6, rtol=0)
+    sample.class_names = ["quark", "gluon"]  # classes the checkpoint does not know: auto probes, classes refuses
+    assert finetune(tmp_path / "pre", sample, sample, tmp_path / "qg", train=still)["head_start"] == "probe"
+    with pytest.raises(OptionError, match=r"head_init.*does not know \['quark', 'gluon'\]"):
+        finetune(tmp_path / "pre", sample, sample, tmp_path / "qg2", head_init="classes", train=still)
+    sample.class_names = ["QCD", "qcd"]  # two classes that are the same pretrained class
+    with pytest.raises(OptionError, match="one row for several"):
+        finetune(tmp_path / "pre", sample, sample, tmp_path / "same", head_init="classes", train=still)
 
 
 def test_finetune_refuses_mismatched_classes(tmp_path):

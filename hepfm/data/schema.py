@@ -19,6 +19,7 @@ __all__ = [
     "MAX_PARTICLES",
     "MAX_EVENT_PARTICLES",
     "JETCLASS_CLASSES",
+    "CLASS_ALIASES",
     "OBJECT_TYPES",
     "OBJECT_FIELDS",
     "OBJECT_COLUMNS",
@@ -66,6 +67,10 @@ MAX_PARTICLES = 128
 MAX_EVENT_PARTICLES = 700
 #: The ten JetClass classes, in JetClass label order (Qu, Li, Qian, arXiv:2202.03772).
 JETCLASS_CLASSES = ("QCD", "Hbb", "Hcc", "Hgg", "H4q", "Hqql", "Zqq", "Wqq", "Tbqq", "Tbl")
+#: Class names of fine-tuning samples -> the pretrained class each one is: the top-tagging classes of the
+#: generated recipes (``qcd``, ``top``: light-parton and hadronic-top jets) and of the real top-tagging
+#: and PFNano samples (``top``). A fine-tuning head can start from these rows of a pretrained classifier.
+CLASS_ALIASES = {"qcd": "QCD", "top": "Tbqq"}
 
 # -- events ----------------------------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from torch.utils.data import Subset
 from hepfm.core.errors import DataError, OptionError
 from hepfm.core.io import read_json_object, write_metrics
 from hepfm.core.metrics import classifier_metrics
+from hepfm.data.schema import CLASS_ALIASES
 from hepfm.models.families import family_of
 from hepfm.train.checkpoint import Checkpoint, load_checkpoint, load_into, load_weights, save_checkpoint
 from hepfm.train.config import History, TrainConfig, check_fields, option
@@ -169,36 +170,58 @@ def class_rows(ckpt: Checkpoint, class_names: list[str]) -> list[int] | None:
     """Rows of the checkpoint's classification layer for ``class_names``, matched by name; None where the
     checkpoint has no class-probability head (a multilabel model) or does not know every one of the classes.
 
-    Two rows of a pretrained multiclass head are the pretrained classifier of those two classes: their logit
-    difference is its log-likelihood ratio between them, before any fine-tuning.
+    A class the checkpoint does not know by name is matched through :data:`~hepfm.data.schema.CLASS_ALIASES`
+    (the top-tagging classes ``qcd`` and ``top`` are JetClass's ``QCD`` and ``Tbqq``); two classes matching the
+    same row count as unknown. Two rows of a pretrained multiclass head are the pretrained classifier of those
+    two classes: their logit difference is its log-likelihood ratio between them, before any fine-tuning.
     """
     if ckpt.model_config.get("task", "multiclass") != "multiclass":
         return None
     known = list(ckpt.class_names)
-    if not all(name in known for name in class_names):
+    names = [_pretrained_name(name, known) for name in class_names]
+    if not all(name in known for name in names) or len(set(names)) < len(names):
         return None
-    return [known.index(name) for name in class_names]
+    return [known.index(name) for name in names]
 
 
-def _head_start(config: FinetuneConfig, ckpt: Checkpoint, class_names: list[str]) -> tuple[str, list[int] | None]:
-    """The head's start (``classes``, ``probe`` or ``zero``) and, for ``classes``, the pretrained rows it takes.
-    A model trained from scratch has no pretrained classifier: ``auto`` and ``classes`` probe its features."""
-    if config.head_init == "zero":
-        return "zero", None
-    if config.head_init == "probe" or config.from_scratch:
-        return "probe", None
+def _pretrained_name(name: str, known: list[str]) -> str:
+    """The checkpoint's class that fine-tuning class ``name`` is: itself where the checkpoint knows it, else
+    its :data:`~hepfm.data.schema.CLASS_ALIASES` entry."""
+    return name if name in known else CLASS_ALIASES.get(name, name)
+
+
+def _head_start(head_init: str, from_scratch: bool, rows: list[int] | None) -> str:
+    """The head's start, ``classes``, ``probe`` or ``zero``, given the checkpoint's rows of the task's classes
+    (:func:`class_rows`). A model trained from scratch has no pretrained classifier: ``auto`` and ``classes``
+    probe its features."""
+    if head_init == "zero":
+        return "zero"
+    if head_init == "probe" or from_scratch:
+        return "probe"
+    return "classes" if rows is not None else "probe"
+
+
+def _head_rows(config: FinetuneConfig, ckpt: Checkpoint, class_names: list[str]) -> tuple[str, list[int] | None]:
+    """The head's start and, for ``classes``, the pretrained rows it takes; ``head_init="classes"`` where the
+    checkpoint's classifier does not have the task's classes is refused."""
     rows = class_rows(ckpt, class_names)
-    if rows is not None:
-        return "classes", rows
-    if config.head_init == "classes":
-        missing = [c for c in class_names if c not in ckpt.class_names]
+    if config.head_init == "classes" and rows is None and not config.from_scratch:
+        known = list(ckpt.class_names)
+        names = [_pretrained_name(c, known) for c in class_names]
+        missing = [c for c, name in zip(class_names, names, strict=True) if name not in known]
+        if ckpt.model_config.get("task", "multiclass") != "multiclass":
+            why = f"is a {ckpt.model_config.get('task')} model"
+        elif missing:
+            why = f"does not know {missing}"
+        else:
+            why = f"has one row for several of {class_names} ({names})"
         raise OptionError(
             "head_init",
-            f"classes needs a multiclass checkpoint that knows every class of the data; {ckpt.path} "
-            + (f"does not know {missing}" if missing else f"is a {ckpt.model_config.get('task')} model")
-            + " (use probe or zero)",
+            f"classes needs a multiclass checkpoint that knows every class of the data; {ckpt.path} {why}"
+            " (use probe or zero)",
         )
-    return "probe", None
+    start = _head_start(config.head_init, config.from_scratch, rows)
+    return start, rows if start == "classes" else None
 
 
 def fit_classifier(
@@ -240,7 +263,7 @@ def fit_classifier(
     train = train or TrainConfig()
     config = _with_options(config, options)
     ckpt = load_checkpoint(checkpoint)
-    head_start, rows = _head_start(config, ckpt, list(sample.class_names))
+    head_start, rows = _head_rows(config, ckpt, list(sample.class_names))
     out = prepare_run(out, resume=resume, overwrite=overwrite, starts_from=ckpt.path)
     check_classes(sample)
     record_data(
@@ -331,14 +354,16 @@ def _sources(ckpt: Checkpoint, sample, test) -> dict:
         "start_sha256": ckpt.config.get("weights_sha256"),
         "train_fingerprint": _sample_fingerprint(sample),
         "test_fingerprint": _sample_fingerprint(test),
+        "pretrained_rows": class_rows(ckpt, list(sample.class_names)),
     }
 
 
 def run_sources(checkpoint: str | Path | Checkpoint, train_data, test_data, max_particles: int | None = None) -> dict:
     """What a :func:`finetune` run starts from and sees, as its ``metrics.json`` records it: the sha256 of the
-    checkpoint's weights and fingerprints of the whole training and test samples (before ``n_train`` is drawn).
-    :func:`recipe_differences` compares them, so that a finished run is not reused for another checkpoint or
-    other data."""
+    checkpoint's weights, fingerprints of the whole training and test samples (before ``n_train`` is drawn) and
+    the rows of the checkpoint's classifier that the data's classes match (:func:`class_rows`).
+    :func:`recipe_differences` compares them, so that a finished run is not reused for another checkpoint,
+    other data or another start of the head."""
     ckpt = load_checkpoint(checkpoint)
     return _sources(ckpt, ckpt.read(train_data, max_particles), ckpt.read(test_data, max_particles))
 
@@ -362,6 +387,11 @@ def recipe_differences(
     for key, what in _SOURCES.items():
         if key in metrics and key in asked and metrics[key] != asked[key]:
             found.append(f"other {what} ({key} {str(metrics[key])[:12]}... -> {str(asked[key])[:12]}...)")
+    if "head_start" in metrics and "pretrained_rows" in asked:  # the same head_init may start the head elsewhere
+        wanted = {k: (options or {}).get(k, getattr(defaults, k)) for k in ("head_init", "from_scratch")}
+        start = _head_start(wanted["head_init"], wanted["from_scratch"], asked["pretrained_rows"])
+        if metrics["head_start"] != start and metrics.get("head_init") in (None, wanted["head_init"]):
+            found.append(f"head_start={metrics['head_start']!r} -> {start!r}")
     return ", ".join(c for c in found if c) or None
 
 
@@ -426,7 +456,7 @@ def finetune(
         sample = sample[np.sort(np.random.default_rng(train.seed).permutation(len(sample))[: config.n_train])]
     check_classes(sample)
     check_classes(test, "test")
-    head_start = _head_start(config, ckpt, list(sample.class_names))[0]
+    head_start = _head_rows(config, ckpt, list(sample.class_names))[0]
     signal = len(sample.class_names) - 1 if config.signal is None else config.signal
     if signal >= len(sample.class_names):
         raise OptionError("signal", f"class {signal} does not exist; the classes are {sample.class_names}")
