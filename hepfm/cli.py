@@ -434,11 +434,8 @@ def pretrain_command(
         particles = _default(pretrain, "max_particles") if max_particles is None else max_particles
         metrics = pretrain(data, out, config=size, max_jets=max_jets, max_particles=particles, stream=stream, **common)
     else:
-        if stream:
-            raise OptionError("stream", "streaming is for PET pretraining; the event model reads its data whole")
-        metrics = pretrain_events(
-            data, out, config=size, task=task or _default(pretrain_events, "task"), max_events=max_jets, **common
-        )
+        task = task or _default(pretrain_events, "task")
+        metrics = pretrain_events(data, out, config=size, task=task, max_events=max_jets, stream=stream, **common)
     accuracy = metrics["val_accuracy"]
     typer.echo(
         f"best epoch {metrics['best_epoch']}: val loss {metrics['best_val_loss']:.4f}, "

@@ -826,7 +826,12 @@ CASES = [
     cli("cli-pretrain-config", lambda w: pt_args(w, "--config", "huge"), "--config", "'huge'"),
     cli("cli-pretrain-max-particles", lambda w: pt_args(w, "--max-particles", "0"), "--max-particles"),
     cli("cli-pretrain-max-jets", lambda w: pt_args(w, "--max-jets", "-5"), "--max-jets"),
-    cli("cli-pretrain-events-stream", lambda w: pt_args(w, "--model", "event_gnn", "--stream"), "--stream"),
+    cli(
+        "cli-pretrain-events-stream-jets",
+        lambda w: pt_args(w, "--model", "event_gnn", "--stream", "--val-fraction", "0.5"),
+        "{jets}",
+        "is this a jet dataset",
+    ),
     cli("cli-pretrain-pet-task", lambda w: pt_args(w, "--task", "multilabel"), "--task: ", "event_gnn"),
     cli(
         "cli-pretrain-events-max-particles",

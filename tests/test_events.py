@@ -11,7 +11,7 @@ import torch
 
 from hepfm.core.errors import OptionError
 from hepfm.data import DataError, read_events
-from hepfm.data.graphs import EventGraphDataset
+from hepfm.data.graphs import EventGraphDataset, ShardedEventDataset
 from hepfm.data.sample import EventSample
 from hepfm.data.schema import EDGE_FEATURES, GLOBAL_FEATURES, NODE_FEATURES, OBJECT_TYPES, TRUTH_LABELS, TRUTH_TARGETS
 from hepfm.data.storage import shard_paths
@@ -250,6 +250,39 @@ def test_multilabel_pretraining_learns_the_truth(event_checkpoints, event_datase
     assert best["val_mse"] < 0.6 * m["history"][0]["val_mse"]
     assert m["val_accuracy"] > 0.8  # per-label accuracy
     config = load_checkpoint(out / "multilabel").config
+    assert config["truth_names"] == list(TRUTH_LABELS) and config["target_names"] == list(TRUTH_TARGETS)
+
+
+def test_streamed_events_make_the_batches_of_events_in_memory(event_dataset):
+    memory = EventGraphDataset(read_events(event_dataset))
+    items = list(ShardedEventDataset(event_dataset))  # file order: the order read_events reads
+    assert len(items) == len(memory) == 300
+    for idx in (list(range(50)), list(range(30, 130)), [0, 299, 150]):  # one shard, three shards, far apart
+        streamed = ShardedEventDataset(event_dataset).collate([items[i] for i in idx])
+        expected = memory.collate(idx)
+        for key in ("x", "edge_index", "edge_attr", "u", "batch", "ptr"):
+            torch.testing.assert_close(streamed.graph[key], expected.graph[key], rtol=0, atol=0)
+        for key in ("y", "truth", "targets"):
+            torch.testing.assert_close(getattr(streamed, key), getattr(expected, key), rtol=0, atol=0)
+
+
+def test_streamed_multilabel_pretraining_holds_out_whole_shards(event_dataset, tmp_path):
+    from hepfm.train import TrainConfig, pretrain_events
+    from hepfm.train.checkpoint import load_checkpoint
+
+    m = pretrain_events(
+        event_dataset,
+        tmp_path / "s",
+        config="tiny",
+        task="multilabel",
+        stream=True,
+        val_fraction=0.5,
+        train=TrainConfig(epochs=6, **FAST),
+    )
+    assert (m["n_train"], m["n_val"]) == (150, 150)  # every second shard: one of each process
+    history = [e["val_mse"] for e in m["history"]]
+    assert min(history) < 0.8 * history[0]
+    config = load_checkpoint(tmp_path / "s").config
     assert config["truth_names"] == list(TRUTH_LABELS) and config["target_names"] == list(TRUTH_TARGETS)
 
 

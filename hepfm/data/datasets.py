@@ -1,6 +1,7 @@
-"""Torch datasets over jet samples: in memory, or streamed shard by shard.
+"""Torch datasets over jet samples: in memory, or streamed shard by shard (:class:`ShardedDataset`, which
+the streamed event dataset of :mod:`hepfm.data.graphs` shares).
 
-Both yield ``(x, mask, jet, label)`` with ``x: (N, F)`` normalised particle features,
+Both jet datasets yield ``(x, mask, jet, label)`` with ``x: (N, F)`` normalised particle features,
 ``mask: (N,)`` bool (True = real particle), ``jet: (J,)`` normalised jet features, ``label`` int64;
 their ``collate`` stacks them into a :class:`JetBatch` of ``(B, N, F)``, ``(B, N)``, ``(B, J)``, ``(B,)``.
 
@@ -25,7 +26,7 @@ from hepfm.data.sample import JetSample
 from hepfm.data.schema import MAX_PARTICLES
 from hepfm.data.storage import read_jet_shard, read_manifest, shard_paths, shard_to_sample
 
-__all__ = ["FeatureNormaliser", "JetBatch", "JetDataset", "ShardedJetDataset"]
+__all__ = ["FeatureNormaliser", "JetBatch", "JetDataset", "ShardedDataset", "ShardedJetDataset"]
 
 
 class JetDataset(Dataset):
@@ -98,16 +99,17 @@ class JetBatch:
         return JetBatch(self.x[:, :n], self.mask[:, :n], self.jet, self.y, self.weight)
 
 
-class ShardedJetDataset(IterableDataset):
+class ShardedDataset(IterableDataset):
     """Streams a hepfm dataset directory one shard at a time, so it need not fit in memory.
 
     Shards are split between DataLoader workers and (with ``rank``/``world_size``) DDP processes;
-    jets are shuffled within a buffer of ``shuffle_shards`` shards when ``seed`` is given.
+    examples are shuffled within a buffer of ``shuffle_shards`` shards when ``seed`` is given. A family's
+    dataset (:class:`ShardedJetDataset`, :class:`hepfm.data.graphs.ShardedEventDataset`) says how a shard
+    becomes columns of arrays (``_columns``, the per-particle mask second) and how items become a batch
+    (``collate``); items are the columns' rows as tensors.
 
     Args:
         path: dataset directory.
-        max_particles: P, the padded length.
-        normaliser: fixed normalisation; defaults to the one stored in ``dataset.json``.
         seed: shuffling seed (None = file order); call :meth:`set_epoch` to reshuffle per epoch.
         shuffle_shards: how many shards are mixed in memory at once.
         rank, world_size: this process's share of the shards under DDP.
@@ -118,8 +120,6 @@ class ShardedJetDataset(IterableDataset):
         self,
         path: str | Path,
         *,
-        max_particles: int = MAX_PARTICLES,
-        normaliser: FeatureNormaliser | None = None,
         seed: int | None = None,
         shuffle_shards: int = 4,
         rank: int = 0,
@@ -128,16 +128,17 @@ class ShardedJetDataset(IterableDataset):
     ):
         self.path = Path(path)
         self.shards = list(shards) if shards is not None else shard_paths(self.path)
-        self.max_particles = max_particles
-        if normaliser is None:
-            stored = read_manifest(self.path).get("normalisation")
-            if stored is None:
-                raise DataError(f"{self.path / 'dataset.json'}: field 'normalisation' missing; pass a normaliser")
-            normaliser = FeatureNormaliser.from_dict(stored, str(self.path / "dataset.json"))
-        self.normaliser = normaliser
         self.seed, self.shuffle_shards, self.epoch = seed, shuffle_shards, 0
         self.rank, self.world_size = rank, world_size
         self.batch_size, self.bucket_batches = 0, 0  # set_buckets
+
+    def _columns(self, shard: Path) -> list[np.ndarray]:
+        """One shard as arrays of equal length: the examples' rows, the per-particle mask (N, P) second."""
+        raise NotImplementedError
+
+    def _concatenate(self, parts: list[list[np.ndarray]]) -> list[np.ndarray]:
+        """The columns of several shards (or a buffer and a carried remainder) as one set of columns."""
+        return [np.concatenate(column) for column in zip(*parts, strict=True)]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -152,20 +153,18 @@ class ShardedJetDataset(IterableDataset):
         return shards[start::stride]
 
     @functools.cached_property
-    def n_jets(self) -> int:
-        """Jets in all the shards (every rank's share together)."""
+    def n_examples(self) -> int:
+        """Examples in all the shards (every rank's share together)."""
         import pyarrow.parquet as pq
 
         return sum(pq.ParquetFile(shard).metadata.num_rows for shard in self.shards)
 
     def __len__(self) -> int:
-        """About this process's share of the jets."""
-        return math.ceil(self.n_jets / self.world_size)
-
-    collate = staticmethod(JetDataset.collate)
+        """About this process's share of the examples."""
+        return math.ceil(self.n_examples / self.world_size)
 
     def set_buckets(self, batch_size: int, bucket_batches: int) -> None:
-        """Batch jets of similar multiplicity, as in-memory training does (``BucketBatchSampler``).
+        """Batch examples of similar multiplicity, as in-memory training does (``BucketBatchSampler``).
 
         Each shuffled buffer is cut into chunks of ``bucket_batches`` batches, sorted by multiplicity within a
         chunk and split into batches of ``batch_size``, whose order is shuffled; a buffer of fewer than four
@@ -180,21 +179,10 @@ class ShardedJetDataset(IterableDataset):
         bucketed = self.seed is not None and self.batch_size > 0 and self.bucket_batches > 0
         carry: list[np.ndarray] = []
         for start in range(0, len(mine), self.shuffle_shards):
-            group = mine[start : start + self.shuffle_shards]
-            samples = []
-            for shard in group:
-                array, attrs = read_jet_shard(shard)
-                samples.append(shard_to_sample(array, attrs, max_particles=self.max_particles, source=str(shard)))
-            normalised = [self.normaliser.transform(s) for s in samples]
-            columns = [
-                np.concatenate([n[0] for n in normalised]),
-                np.concatenate([s.mask for s in samples]),
-                np.concatenate([n[1] for n in normalised]),
-                np.concatenate([s.labels for s in samples]),
-            ]
+            columns = self._concatenate([self._columns(shard) for shard in mine[start : start + self.shuffle_shards]])
             if carry:
-                columns = [np.concatenate([c, a]) for c, a in zip(carry, columns, strict=True)]
-            n = len(columns[3])
+                columns = self._concatenate([carry, columns])
+            n = len(columns[0])
             if bucketed:
                 if n >= 4 * self.batch_size * self.bucket_batches:  # as in memory: a small buffer stays random
                     order, rest = _bucket_order(columns[1].sum(1), self.batch_size, self.bucket_batches, rng)
@@ -206,13 +194,48 @@ class ShardedJetDataset(IterableDataset):
                 order = rng.permutation(n) if self.seed is not None else np.arange(n)
             yield from _items(columns, order)
         if carry:
-            yield from _items(carry, np.arange(len(carry[3])))
+            yield from _items(carry, np.arange(len(carry[0])))
+
+
+class ShardedJetDataset(ShardedDataset):
+    """Streams a hepfm jet dataset shard by shard (:class:`ShardedDataset`) as :class:`JetDataset` items.
+
+    Args:
+        path: dataset directory.
+        max_particles: P, the padded length.
+        normaliser: fixed normalisation; defaults to the one stored in ``dataset.json``.
+        seed, shuffle_shards, rank, world_size, shards: see :class:`ShardedDataset`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_particles: int = MAX_PARTICLES,
+        normaliser: FeatureNormaliser | None = None,
+        **options,
+    ):
+        super().__init__(path, **options)
+        self.max_particles = max_particles
+        if normaliser is None:
+            stored = read_manifest(self.path).get("normalisation")
+            if stored is None:
+                raise DataError(f"{self.path / 'dataset.json'}: field 'normalisation' missing; pass a normaliser")
+            normaliser = FeatureNormaliser.from_dict(stored, str(self.path / "dataset.json"))
+        self.normaliser = normaliser
+
+    collate = staticmethod(JetDataset.collate)
+
+    def _columns(self, shard: Path) -> list[np.ndarray]:
+        array, attrs = read_jet_shard(shard)
+        sample = shard_to_sample(array, attrs, max_particles=self.max_particles, source=str(shard))
+        x, jets = self.normaliser.transform(sample)
+        return [x, sample.mask, jets, sample.labels]
 
 
 def _items(columns: list[np.ndarray], order: np.ndarray):
-    x, mask, jets, labels = columns
     for i in order:
-        yield torch.from_numpy(x[i]), torch.from_numpy(mask[i]), torch.from_numpy(jets[i]), torch.tensor(labels[i])
+        yield tuple(torch.from_numpy(np.asarray(c[i])) for c in columns)
 
 
 def length_sorted_batches(

@@ -3,7 +3,8 @@
 :class:`EventGraphDataset` turns an object-level :class:`~hepfm.data.sample.EventSample` into model
 inputs once, and its ``collate`` builds a ``torch_geometric.data.Batch`` for a list of events directly
 (nodes, every ordered pair of distinct nodes of an event as an edge, edge and global features) with
-tensor operations, without a Python loop over events.
+tensor operations, without a Python loop over events. :class:`ShardedEventDataset` streams a hepfm event
+dataset shard by shard into the same batches (:func:`event_batch` builds both).
 
 Features (fixed transformations, so checkpoints need no fitted normaliser):
 
@@ -16,17 +17,21 @@ Features (fixed transformations, so checkpoints need no fitted normaliser):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 from torch_geometric.data import Batch
 
 from hepfm.core.errors import DataError
+from hepfm.data.datasets import ShardedDataset
 from hepfm.data.sample import EventSample
-from hepfm.data.schema import OBJECT_COLUMNS, OBJECT_TYPES
+from hepfm.data.schema import MAX_EVENT_PARTICLES, OBJECT_COLUMNS, OBJECT_TYPES
+from hepfm.data.storage import read_event_shards
 
-__all__ = ["EventBatch", "EventGraphDataset", "event_features"]
+__all__ = ["EventBatch", "EventGraphDataset", "ShardedEventDataset", "event_batch", "event_features"]
 
 _LOG_PT_SHIFT = 3.5  # log(33 GeV): centres the node momenta near 0
 _TARGET_SCALE = 10.0  # GeV; kinematic targets are learnt as log(1 + x / 10 GeV)
@@ -98,11 +103,7 @@ class EventGraphDataset(Dataset):
         self.labels = torch.from_numpy(sample.labels.astype(np.int64))
         self.weights = None if sample.weights is None else torch.as_tensor(sample.weights, dtype=torch.float32)
         self.truth = None if sample.truth is None else torch.from_numpy(sample.truth.astype(np.float32))
-        self.targets = (
-            None
-            if sample.targets is None
-            else torch.from_numpy(np.log1p(np.maximum(sample.targets, 0) / _TARGET_SCALE).astype(np.float32))
-        )
+        self.targets = None if sample.targets is None else torch.from_numpy(_scaled_targets(sample.targets))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -112,28 +113,124 @@ class EventGraphDataset(Dataset):
 
     def collate(self, items) -> EventBatch:
         idx = torch.as_tensor(items, dtype=torch.long)
-        mask = self.mask[idx]  # (B, P)
-        keep = mask.sum(0) > 0
-        mask = mask[:, keep]
-        nodes, eta, phi = self.nodes[idx][:, keep], self.eta[idx][:, keep], self.phi[idx][:, keep]
-        b, p = mask.shape
-        flat = torch.cumsum(mask.reshape(-1).long(), 0).reshape(b, p) - 1  # node number of each real slot
-        pair = mask[:, :, None] & mask[:, None, :] & ~torch.eye(p, dtype=torch.bool)[None]
-        g, i, j = pair.nonzero(as_tuple=True)  # edges j -> i within event g
-        deta = eta[g, i] - eta[g, j]
-        dphi = torch.remainder(phi[g, i] - phi[g, j] + torch.pi, 2 * torch.pi) - torch.pi
-        counts = mask.sum(1)
-        graph = Batch(
-            x=nodes[mask],
-            edge_index=torch.stack([flat[g, j], flat[g, i]]),
-            edge_attr=torch.stack([deta, dphi, torch.hypot(deta, dphi)], -1),
-            u=self.globals[idx],
-            batch=torch.repeat_interleave(torch.arange(b), counts),
-            ptr=torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)]),
+        return event_batch(
+            self.nodes[idx],
+            self.mask[idx],
+            self.eta[idx],
+            self.phi[idx],
+            self.globals[idx],
+            self.labels[idx],
+            None if self.truth is None else self.truth[idx],
+            None if self.targets is None else self.targets[idx],
+            None if self.weights is None else self.weights[idx],
         )
-        truth = None if self.truth is None else self.truth[idx]
-        targets = None if self.targets is None else self.targets[idx]
-        return EventBatch(graph, self.labels[idx], truth, targets, None if self.weights is None else self.weights[idx])
+
+
+class ShardedEventDataset(ShardedDataset):
+    """Streams a hepfm event dataset shard by shard (:class:`~hepfm.data.datasets.ShardedDataset`), for event
+    pretraining on more events than memory holds; batches are :class:`EventBatch` objects, as in memory.
+
+    Every shard must hold the same fields: generator truth (for multilabel pretraining) and weights in all of
+    them or in none.
+
+    Args:
+        path: dataset directory.
+        max_particles: objects per event kept (the hardest); a buffer is padded to its largest event.
+        seed, shuffle_shards, rank, world_size, shards: see :class:`~hepfm.data.datasets.ShardedDataset`.
+    """
+
+    def __init__(self, path: str | Path, *, max_particles: int = MAX_EVENT_PARTICLES, **options):
+        super().__init__(path, **options)
+        self.max_particles = max_particles
+        first = self._sample(self.shards[0]) if self.shards else None
+        self.class_names = [] if first is None else first.class_names
+        self.truth_names = () if first is None else first.truth_names
+        self.target_names = () if first is None else first.target_names
+        self.weighted = first is not None and first.weights is not None
+
+    def _sample(self, shard: Path) -> EventSample:
+        return read_event_shards(shard, max_particles=self.max_particles)
+
+    def _columns(self, shard: Path) -> list[np.ndarray]:
+        sample = self._sample(shard)
+        if (sample.truth_names, sample.target_names, sample.weights is not None) != (
+            self.truth_names,
+            self.target_names,
+            self.weighted,
+        ):
+            raise DataError(
+                f"{shard}: holds other fields than {self.shards[0]} (truth {list(sample.truth_names)}, "
+                f"weights {sample.weights is not None}); every shard of a streamed production needs the same"
+            )
+        nodes, mask, glob = event_features(sample)
+        columns = [
+            nodes,
+            mask,
+            sample.feature("eta").astype(np.float32),
+            sample.feature("phi").astype(np.float32),
+            glob,
+            sample.labels.astype(np.int64),
+        ]
+        if sample.truth is not None:
+            columns.append(sample.truth.astype(np.float32))
+        if sample.targets is not None:
+            columns.append(_scaled_targets(sample.targets))
+        if sample.weights is not None:
+            columns.append(sample.weights.astype(np.float32))
+        return columns
+
+    def _concatenate(self, parts: list[list[np.ndarray]]) -> list[np.ndarray]:
+        width = max(part[1].shape[1] for part in parts)  # shards pad to their own largest event
+        return [
+            np.concatenate([_pad_objects(c, width) if k < 4 else c for c in column])
+            for k, column in enumerate(zip(*parts, strict=True))
+        ]
+
+    def collate(self, items) -> EventBatch:
+        columns = list(zip(*items, strict=True))
+        # per object: padded to the batch's largest event; per event: stacked
+        nodes, mask, eta, phi = (pad_sequence(list(c), batch_first=True) for c in columns[:4])
+        glob, labels, *optional = (torch.stack(c) for c in columns[4:])
+        truth = optional.pop(0) if self.truth_names else None
+        targets = optional.pop(0) if self.target_names else None
+        weights = optional.pop(0) if self.weighted else None
+        return event_batch(nodes, mask, eta, phi, glob, labels, truth, targets, weights)
+
+
+def _scaled_targets(targets: np.ndarray) -> np.ndarray:
+    """Kinematic targets as the model learns them: log(1 + target / 10 GeV)."""
+    return np.log1p(np.maximum(targets, 0) / _TARGET_SCALE).astype(np.float32)
+
+
+def _pad_objects(column: np.ndarray, width: int) -> np.ndarray:
+    """A per-object column (N, P, ...) zero-padded to ``width`` objects."""
+    pad = [(0, 0), (0, width - column.shape[1])] + [(0, 0)] * (column.ndim - 2)
+    return np.pad(column, pad) if width > column.shape[1] else column
+
+
+def event_batch(nodes, mask, eta, phi, glob, labels, truth=None, targets=None, weights=None) -> EventBatch:
+    """The :class:`EventBatch` of events given as padded tensors: node features (B, P, F), mask (B, P), eta
+    and phi (B, P), globals (B, G), labels (B,), and truth, scaled targets and weights or None: every ordered
+    pair of distinct objects of an event is an edge."""
+    keep = mask.sum(0) > 0
+    mask = mask[:, keep]
+    nodes, eta, phi = nodes[:, keep], eta[:, keep], phi[:, keep]
+    b, p = mask.shape
+    flat = torch.cumsum(mask.reshape(-1).long(), 0).reshape(b, p) - 1  # node number of each real slot
+    pair = mask[:, :, None] & mask[:, None, :] & ~torch.eye(p, dtype=torch.bool)[None]
+    g, i, j = pair.nonzero(as_tuple=True)  # edges j -> i within event g
+    deta = eta[g, i] - eta[g, j]
+    dphi = torch.remainder(phi[g, i] - phi[g, j] + torch.pi, 2 * torch.pi) - torch.pi
+    counts = mask.sum(1)
+    graph = Batch(
+        x=nodes[mask],
+        edge_index=torch.stack([flat[g, j], flat[g, i]]),
+        edge_attr=torch.stack([deta, dphi, torch.hypot(deta, dphi)], -1),
+        u=glob,
+        batch=torch.repeat_interleave(torch.arange(b), counts),
+        ptr=torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)]),
+    )
+    return EventBatch(graph, labels, truth, targets, weights)
 
 
 @dataclass

@@ -30,7 +30,15 @@ from hepfm.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from hepfm.train.config import History, TrainConfig
 from hepfm.train.loop import fit
 from hepfm.train.objectives import EVENT_TASKS, EventPretrainObjective, PretrainObjective
-from hepfm.train.splits import check_fraction, normaliser_of, split, streamed, subsets, world_size
+from hepfm.train.splits import (
+    check_fraction,
+    normaliser_of,
+    production_normaliser,
+    split,
+    streamed,
+    subsets,
+    world_size,
+)
 from hepfm.train.state import best_dir, data_fingerprint, finish_run, prepare_run, record_data
 
 if TYPE_CHECKING:
@@ -146,10 +154,15 @@ def pretrain(
         if isinstance(data, JetSample):
             raise OptionError("stream", "streaming reads a hepfm dataset directory, not a sample in memory")
         train_set, val_set, class_names, fingerprint = streamed(
-            data, val_fraction, max_particles, train.seed, allow_incomplete=allow_incomplete
+            data,
+            val_fraction,
+            train.seed,
+            allow_incomplete=allow_incomplete,
+            max_particles=max_particles,
+            normaliser=production_normaliser(data, allow_incomplete),
         )
         normaliser, source = train_set.normaliser, str(data)
-        n_train, n_val = train_set.n_jets, val_set.n_jets
+        n_train, n_val = train_set.n_examples, val_set.n_examples
     else:
         sample = (
             data
@@ -213,6 +226,7 @@ def pretrain_events(
     max_events: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    stream: bool = False,
     allow_incomplete: bool = False,
 ) -> dict:
     """Pretrain the event model on a multi-process event sample (``hepfm pretrain --model event_gnn``).
@@ -226,6 +240,8 @@ def pretrain_events(
         train: optimisation recipe.
         val_fraction: held-out fraction for validation and early stopping.
         max_events: read at most this many events per shard-ordered read (for quick runs).
+        stream: read a hepfm event dataset directory shard by shard instead of into memory (for more events
+            than memory holds); every ``round(1 / val_fraction)``-th shard is held out for validation.
         resume, overwrite, allow_incomplete: see :func:`pretrain`.
 
     Returns:
@@ -240,32 +256,50 @@ def pretrain_events(
         raise OptionError("task", f"unknown event pretraining task {task!r}; use one of {', '.join(EVENT_TASKS)}")
     cfg = config if isinstance(config, EventGNNConfig) else EventGNNConfig.named(config)
     out = prepare_run(out, resume=resume, overwrite=overwrite)
-    sample = (
-        data
-        if isinstance(data, EventSample)
-        else read_events(data, max_events=max_events, allow_incomplete=allow_incomplete)
-    )
-    if task == "multilabel" and sample.truth is None:
-        raise DataError(f"{sample.source}: multilabel pretraining needs generator truth (fields 'truth_*')")
-    if task == "multiclass":
-        check_classes(sample)
-    record_data(
-        out, _sample_fingerprint(sample, val_fraction, sample.truth, sample.targets), {"data": str(sample.source)}
-    )
-    n_outputs = len(sample.class_names) if task == "multiclass" else len(sample.truth_names) + len(sample.target_names)
-    n_labels = 0 if task == "multiclass" else len(sample.truth_names)
+    train_set: Any
+    val_set: Any
+    if stream:
+        if isinstance(data, EventSample):
+            raise OptionError("stream", "streaming reads a hepfm dataset directory, not a sample in memory")
+        if max_events is not None:
+            raise OptionError("max_events", "reads part of a sample into memory; a streamed run reads every shard")
+        from hepfm.data.graphs import ShardedEventDataset
+
+        train_set, val_set, class_names, fingerprint = streamed(
+            data, val_fraction, train.seed, ShardedEventDataset, allow_incomplete=allow_incomplete
+        )
+        if task == "multiclass" and len(class_names) < 2:
+            raise DataError(f"{data}: holds one process only ({class_names}); a classifier needs at least two")
+        truth_names, target_names = list(train_set.truth_names), list(train_set.target_names)
+        source, n_train, n_val = str(data), train_set.n_examples, val_set.n_examples
+    else:
+        sample = (
+            data
+            if isinstance(data, EventSample)
+            else read_events(data, max_events=max_events, allow_incomplete=allow_incomplete)
+        )
+        if task == "multiclass":
+            check_classes(sample)
+        train_set, val_set = subsets(EVENTS.dataset(sample), val_fraction, train.seed)
+        class_names, truth_names, target_names = sample.class_names, list(sample.truth_names), list(sample.target_names)
+        fingerprint = _sample_fingerprint(sample, val_fraction, sample.truth, sample.targets)
+        source, n_train, n_val = str(sample.source), len(train_set), len(val_set)
+    if task == "multilabel" and not truth_names:
+        raise DataError(f"{source}: multilabel pretraining needs generator truth (fields 'truth_*')")
+    record_data(out, fingerprint, {"data": source})
+    n_outputs = len(class_names) if task == "multiclass" else len(truth_names) + len(target_names)
+    n_labels = 0 if task == "multiclass" else len(truth_names)
     cfg = replace(cfg, task=task, n_outputs=n_outputs, n_labels=n_labels)
-    train_set, val_set = subsets(EVENTS.dataset(sample), val_fraction, train.seed)
     torch.manual_seed(train.seed)
     model = EventGNN(cfg)
     meta = {
-        "class_names": sample.class_names,
+        "class_names": class_names,
         "task": f"pretrain-{task}",
-        "data": str(sample.source),
-        "truth_names": list(sample.truth_names),
-        "target_names": list(sample.target_names),
-        "n_train": len(train_set),
-        "n_val": len(val_set),
+        "data": source,
+        "truth_names": truth_names,
+        "target_names": target_names,
+        "n_train": n_train,
+        "n_val": n_val,
         "train_config": asdict(train),
     }
 
@@ -274,7 +308,7 @@ def pretrain_events(
 
     t0 = time.perf_counter()
     history = fit(EventPretrainObjective(model, task), train_set, val_set, train, out, resume=resume, on_best=on_best)
-    metrics = _summary(f"pretrain-{task}", model, history, len(train_set), len(val_set), time.perf_counter() - t0, cfg)
+    metrics = _summary(f"pretrain-{task}", model, history, n_train, n_val, time.perf_counter() - t0, cfg)
     finish_run(out)
     write_metrics(out, metrics)
     return metrics

@@ -11,12 +11,12 @@ import torch
 from torch.utils.data import Subset
 
 from hepfm.core.errors import DataError, OptionError
-from hepfm.data.datasets import ShardedJetDataset
+from hepfm.data.datasets import ShardedDataset, ShardedJetDataset
 from hepfm.data.normaliser import FeatureNormaliser
 from hepfm.data.storage import read_manifest, read_shard, shard_paths
 from hepfm.train.state import data_fingerprint
 
-__all__ = ["split", "subsets", "streamed", "world_size", "check_fraction"]
+__all__ = ["split", "subsets", "streamed", "production_normaliser", "world_size", "check_fraction"]
 
 
 def check_fraction(val_fraction: float, name: str = "val_fraction") -> None:
@@ -48,10 +48,17 @@ def world_size() -> int:
 
 
 def streamed(
-    data: str | Path, val_fraction: float, max_particles: int, seed: int, *, allow_incomplete: bool = False
-) -> tuple[ShardedJetDataset, ShardedJetDataset, list[str], str]:
-    """Train/validation :class:`ShardedJetDataset` over disjoint shards of a hepfm dataset directory: every
-    ``round(1 / val_fraction)``-th shard is held out; each DDP rank reads its share.
+    data: str | Path,
+    val_fraction: float,
+    seed: int,
+    dataset: type[ShardedDataset] = ShardedJetDataset,
+    *,
+    allow_incomplete: bool = False,
+    **options,
+) -> tuple[ShardedDataset, ShardedDataset, list[str], str]:
+    """Train/validation streamed datasets (``dataset``: :class:`ShardedJetDataset` or
+    :class:`~hepfm.data.graphs.ShardedEventDataset`) over disjoint shards of a hepfm dataset directory: every
+    ``round(1 / val_fraction)``-th shard is held out; each DDP rank reads its share. ``options`` go to both.
 
     Returns:
         (training set, validation set, class names, a fingerprint of the shards).
@@ -68,23 +75,22 @@ def streamed(
         raise DataError(f"{path}: {len(shards)} shard(s) cannot be split into training and validation shards")
     class_names = read_shard(shards[0])[1]["class_names"]
     rank, world = (torch.distributed.get_rank(), world_size()) if torch.distributed.is_initialized() else (0, 1)
-    rank = int(os.environ.get("RANK", rank))
-    world = int(os.environ.get("WORLD_SIZE", world))
+    share = {"rank": int(os.environ.get("RANK", rank)), "world_size": int(os.environ.get("WORLD_SIZE", world))}
+    train = dataset(path, shards=train_shards, seed=seed, **share, **options)
+    val = dataset(path, shards=val_shards, **share, **options)
     manifest = read_manifest(path)
-    # an unfinished production has no stored normalisation yet: fitted as the factory will fit it
-    normaliser = (
-        FeatureNormaliser.of_production(path, allow_incomplete=True)
-        if allow_incomplete and manifest.get("normalisation") is None
-        else None
-    )
-    share = {"max_particles": max_particles, "rank": rank, "world_size": world}
-    # normaliser None: the one dataset.json stores
-    train = ShardedJetDataset(path, shards=train_shards, seed=seed, normaliser=normaliser, **share)
-    val = ShardedJetDataset(path, shards=val_shards, normaliser=train.normaliser, **share)
     fingerprint = data_fingerprint(
         manifest.get("seed"), manifest.get("settings"), [s.name for s in shards], [s.stat().st_size for s in shards]
     )
     return train, val, class_names, fingerprint
+
+
+def production_normaliser(data: str | Path, allow_incomplete: bool) -> FeatureNormaliser | None:
+    """The jet normalisation of an unfinished production, fitted as the factory will fit it once it is complete;
+    None where ``dataset.json`` stores it (streamed jet datasets read it from there)."""
+    if allow_incomplete and read_manifest(data).get("normalisation") is None:
+        return FeatureNormaliser.of_production(data, allow_incomplete=True)
+    return None
 
 
 def normaliser_of(data, sample, train_indices) -> FeatureNormaliser:
