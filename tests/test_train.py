@@ -314,11 +314,12 @@ def test_freeze_backbone_changes_only_the_head(tmp_path):
 
 def test_head_starts_from_the_pretrained_rows_of_aliased_classes(tmp_path):
     pre = synthetic_jets(32, seed=1)
-    pre.class_names = ["QCD", "Tbqq"]
+    pre.class_names = ["QCD", "Tbqq", "Wqq", "Zqq"]  # the jets are of the first two; the head has four rows
     pretrain(pre, tmp_path / "pre", train=TrainConfig(epochs=1, patience=0, **FAST))
     pretrained = load_weights(tmp_path / "pre" / "model.safetensors")
     still = TrainConfig(epochs=1, patience=0, **{**FAST, "lr": 1e-12}, ema_decay=0.0)  # the head stays where it starts
-    for names, rows in ((["qcd", "top"], [0, 1]), (["top", "QCD"], [1, 0])):  # by alias, by name, in any order
+    # by alias (generated and PFNano names), by name, in any order
+    for names, rows in ((["qcd", "top"], [0, 1]), (["top", "QCD"], [1, 0]), (["Z", "W"], [3, 2])):
         sample = synthetic_jets(32, seed=2)
         sample.class_names = names
         out = tmp_path / "-".join(names)

@@ -68,9 +68,11 @@ MAX_EVENT_PARTICLES = 700
 #: The ten JetClass classes, in JetClass label order (Qu, Li, Qian, arXiv:2202.03772).
 JETCLASS_CLASSES = ("QCD", "Hbb", "Hcc", "Hgg", "H4q", "Hqql", "Zqq", "Wqq", "Tbqq", "Tbl")
 #: Class names of fine-tuning samples -> the pretrained class each one is: the top-tagging classes of the
-#: generated recipes (``qcd``, ``top``: light-parton and hadronic-top jets) and of the real top-tagging
-#: and PFNano samples (``top``). A fine-tuning head can start from these rows of a pretrained classifier.
-CLASS_ALIASES = {"qcd": "QCD", "top": "Tbqq"}
+#: generated recipes (``qcd``, ``top``: light-parton and hadronic-top jets), of the real top-tagging sample
+#: (``top``) and of PFNano jets matched to a generator top, W or Z (``top``, ``W``, ``Z``). A PFNano ``H``
+#: jet has no single row: JetClass splits the Higgs by its decay. A fine-tuning head can start from these
+#: rows of a pretrained classifier.
+CLASS_ALIASES = {"qcd": "QCD", "top": "Tbqq", "W": "Wqq", "Z": "Zqq"}
 
 # -- events ----------------------------------------------------------------------------------------------------
 
