@@ -21,7 +21,7 @@ from typing import Any, Literal, Optional, get_args, get_origin
 import typer
 from typer.core import TyperGroup
 
-from hepfm.core.errors import HepfmError, OptionError
+from hepfm.core.errors import HepfmError, OptionError, Stopped
 from hepfm.sim.factory import EventProduction, JetProduction, produce
 from hepfm.train.pretrain import pretrain
 
@@ -60,6 +60,9 @@ class _Boundary(TyperGroup):
                 raise
             typer.echo(f"error: {_message(err)}", err=True)
             raise typer.Exit(2) from None
+        except Stopped as err:  # training saved its state at the step where the signal came
+            typer.echo(f"stopped: {err}", err=True)
+            raise typer.Exit(128 + err.signum) from None
         except KeyboardInterrupt:
             typer.echo(
                 "interrupted: finished files are kept; re-run the command (with --resume for training) to continue",

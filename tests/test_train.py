@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,7 +16,7 @@ import torch
 from conftest import synthetic_jets
 from torch.utils.data import Subset
 
-from hepfm.core.errors import CheckpointError, OptionError
+from hepfm.core.errors import CheckpointError, OptionError, Stopped
 from hepfm.core.metrics import background_passing, background_rejection, roc_auc
 from hepfm.core.progress import LOG_INTERVAL, progress_bar
 from hepfm.data import DataError, JetDataset, ShardedJetDataset, read_jets
@@ -104,6 +106,61 @@ def test_resume_part_way_through_an_epoch_is_bit_exact(small_dataset, tmp_path, 
         assert torch.equal(a, b), name
     assert [e["train_loss"] for e in history.epochs] == [e["train_loss"] for e in ref_history.epochs]
     assert not (tmp_path / "run" / "training" / "partial").exists()
+
+
+class SignalAt(torch.nn.Module):
+    """Wraps an objective and sends this process SIGTERM in training step ``step`` (counted from 0) or, with
+    ``validating``, in the first validation batch."""
+
+    def __init__(self, objective, step=None, validating=False):
+        super().__init__()
+        self.inner, self.model, self.step, self.validating, self.steps = objective, objective.model, step, validating, 0
+
+    def forward(self, batch):
+        if (self.training and self.steps == self.step) or (not self.training and self.validating):
+            os.kill(os.getpid(), signal.SIGTERM)
+            self.validating = False
+        self.steps += self.training
+        self.inner.model = self.model  # validation swaps in the EMA weights here
+        return self.inner(batch)
+
+
+@pytest.mark.parametrize(
+    ("step", "validating", "where"), [(4, False, "2 batches into epoch 1"), (None, True, "3 batches into epoch 0")]
+)
+def test_a_signal_stops_training_where_resume_continues_bit_exact(tmp_path, step, validating, where):
+    ds = JetDataset(synthetic_jets(80))
+    train, val = Subset(ds, range(48)), Subset(ds, range(48, 80))
+    cfg = TrainConfig(epochs=2, patience=0, **FAST)  # 3 training, 2 validation batches an epoch; no periodic save
+    reference = _objective()
+    ref_history = fit(reference, train, val, cfg, tmp_path / "ref")
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Stopped, match=f"stopped by SIGTERM {where}") as stopped:
+        fit(SignalAt(_objective(), step, validating), train, val, cfg, tmp_path / "run")
+    assert stopped.value.signum == signal.SIGTERM and signal.getsignal(signal.SIGTERM) is before
+    assert json.loads((tmp_path / "run" / "training" / "latest.json").read_text())["dir"] == "partial"
+    resumed = _objective(seed=123)
+    history = fit(resumed, train, val, cfg, tmp_path / "run", resume=True)
+    for (name, a), b in zip(reference.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    for key in ("train_loss", "val_loss"):
+        assert [e[key] for e in history.epochs] == [e[key] for e in ref_history.epochs]
+
+
+def test_sigterm_stops_the_pretrain_command_with_its_state_saved(small_dataset, tmp_path):
+    out = tmp_path / "p"
+    cmd = [sys.executable, "-m", "hepfm", "pretrain", "--data", str(small_dataset), "--out", str(out)]
+    cmd += ["--epochs", "10000", "--patience", "0", "--batch-size", "8", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "HEPFM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (out / "training" / "latest.json").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert f"stopped: {out}: stopped by SIGTERM" in err and "--resume" in err
+    assert (out / "training" / "latest.json").exists()
 
 
 def test_resume_refuses_another_recipe_or_a_broken_state(tmp_path):

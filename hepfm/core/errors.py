@@ -22,6 +22,7 @@ __all__ = [
     "OutputError",
     "MissingInputError",
     "DependencyError",
+    "Stopped",
 ]
 
 
@@ -61,3 +62,19 @@ class OutputError(HepfmError, OSError):
 
 class DependencyError(HepfmError, ImportError):
     """An optional dependency is not installed; the message says how to install it."""
+
+
+class Stopped(KeyboardInterrupt):
+    """A run stopped on request (Ctrl-C, a batch system's SIGTERM) after saving what it had done; the message
+    says where it stopped and how to continue. A ``KeyboardInterrupt``, so code that stops on Ctrl-C still does.
+
+    Attributes:
+        signum: the signal that asked for the stop.
+    """
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+    def __reduce__(self):  # raised in a worker process (parallel scan runs), re-raised in the parent
+        return type(self), (str(self), self.signum)

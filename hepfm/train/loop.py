@@ -11,13 +11,19 @@ examples, moved with ``batch.to(device)``.
 
 Resumption is exact, also part-way through an epoch (a state is saved every ``save_minutes``): the shuffling
 of epoch ``e`` depends only on (seed, e), and the state carries the model, EMA, optimizer, scheduler and RNG
-states and how many batches of the epoch were trained.
+states and how many batches of the epoch were trained. In a single process, Ctrl-C (SIGINT, also a
+notebook's interrupt) and SIGTERM (what batch systems send before a job's time runs out) stop training after
+the step (or validation batch) in progress: the state is saved there and :class:`~hepfm.core.errors.Stopped`
+raised, so that ``resume`` continues from that very step; a second signal stops at once.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import signal
+import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sized
@@ -39,7 +45,7 @@ from torch.utils.data import (
     Subset,
 )
 
-from hepfm.core.errors import CheckpointError, OptionError
+from hepfm.core.errors import CheckpointError, OptionError, Stopped
 from hepfm.core.memory import release_freed_memory
 from hepfm.core.parallel import set_torch_threads
 from hepfm.core.progress import progress_bar
@@ -188,12 +194,52 @@ def _collate(data: Dataset):
 # -- the loop ------------------------------------------------------------------------------------------------
 
 
+class _StopRequests:
+    """While active, Ctrl-C (SIGINT) and SIGTERM only ask training to stop (``signum`` set); the previous
+    handlers return at the first request, so a second signal acts at once. Installed in the main thread of a
+    single process only (signal handlers live there; DDP ranks save at epoch ends only)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequests:
+        if self.enabled:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._request)
+        return self
+
+    def _request(self, signum: int, frame) -> None:
+        self.signum = signum
+        self._restore()
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after this step and saving the training state "
+            "(send it again to stop at once, losing the steps since the last save)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        self._previous = {}
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+
+
 @torch.no_grad()
-def _evaluate(objective: nn.Module, loader: DataLoader, device, autocast) -> dict[str, float]:
+def _evaluate(
+    objective: nn.Module, loader: DataLoader, device, autocast, stop: _StopRequests | None = None
+) -> dict[str, float] | None:
+    """Mean loss and metrics over ``loader``; None when a stop was requested part-way."""
     objective.eval()
     sums: dict[str, float] = {}
     n = 0
     for batch in loader:
+        if stop is not None and stop.signum is not None:
+            return None
         batch = batch.to(device)
         with autocast():
             loss, metrics = objective(batch)
@@ -299,112 +345,124 @@ def fit(
     wall0 = time.perf_counter() - done.get("wall_seconds", history.epochs[-1]["wall_seconds"] if history.epochs else 0)
     # part-way states need every rank to stop at the same batch: single-process runs only
     save_every = cfg.save_minutes * 60 if world == 1 else 0.0
-    for epoch in range(start_epoch, cfg.epochs):
-        if history.stopped_early:
-            break
-        train_module.train()
-        loader = data_loader(train_data, cfg, epoch, rank, world, shuffle=True)
-        # part-way: skip the batches trained before the state was saved, then restore the random state saved there
-        skip = int(done.get("batches_done", 0))
-        saved = (torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
-        batches = iter(loader)  # draws from the random state
-        if skip:
-            for _ in range(skip):
-                if next(batches, None) is None:
-                    raise CheckpointError(
-                        f"{out / 'training'}: the saved state is {skip} batches into epoch {epoch}, "
-                        "which has fewer; resume with the same data"
-                    )
-            torch.set_rng_state(saved[0])
-            if saved[1] is not None:
-                torch.cuda.set_rng_state(saved[1], device)
-        bar = progress_bar(
-            batches,
-            total=_batches_per_epoch(loader),
-            initial=skip,
-            desc=f"epoch {epoch}",
-            leave=False,
-            disable=not cfg.progress or rank != 0,
-        )
-        total, n, steps = float(done.get("loss_sum", 0.0)), int(done.get("examples", 0)), skip
-        t0, last_save = time.perf_counter() - done.get("train_seconds", 0.0), time.perf_counter()
-        done = {}
-        for batch in _lockstep(bar, device) if world > 1 and isinstance(train_data, IterableDataset) else bar:
-            batch = batch.to(device)
-            with autocast():
-                loss, _ = train_module(batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}; lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            total += loss.item() * len(batch)
-            n += len(batch)
-            steps += 1
-            bar.set_postfix(loss=f"{total / max(n, 1):.4f}", refresh=False)  # drawn with the next update
-            if save_every and time.perf_counter() - last_save >= save_every:
-                now = time.perf_counter()
-                position = {"batches_done": steps, "loss_sum": total, "examples": n}
-                position |= {"train_seconds": now - t0, "wall_seconds": now - wall0}
-                save_state(
-                    out,
-                    epoch,
-                    model,
-                    ema,
-                    optimizer,
-                    scheduler,
-                    history,
-                    bad_epochs,
-                    cfg,
-                    rng_states(device),
-                    progress=position,
-                )
-                last_save = time.perf_counter()
-        train_seconds = time.perf_counter() - t0
+    stop = _StopRequests(enabled=world == 1)
 
-        eval_objective = objective
-        if ema is not None:
-            eval_objective = _swap_model(objective, ema.module)
-        val = _evaluate(eval_objective, data_loader(val_data, cfg, epoch, rank, world, shuffle=False), device, autocast)
-        record = {
-            "epoch": epoch,
-            "train_loss": total / max(n, 1),
-            "val_loss": val["loss"],
-            **{f"val_{k}": v for k, v in val.items() if k != "loss"},
-            "lr": scheduler.get_last_lr()[0],
-            "train_seconds": train_seconds,
-            "wall_seconds": time.perf_counter() - wall0,
-        }
-        history.epochs.append(record)
-        improved = val["loss"] < history.best_val_loss
-        if improved:
-            history.best_val_loss, history.best_epoch, bad_epochs = val["loss"], epoch, 0
-        else:
-            bad_epochs += 1
-        if cfg.patience and bad_epochs >= cfg.patience:
-            history.stopped_early = True
-        rng = rng_states(device)  # every rank's, gathered before rank 0 writes the state
-        if rank == 0:
-            if improved and on_best is not None:
-                weights = ema.module.state_dict() if ema is not None else model.state_dict()
-                on_best(model, weights, epoch)
-            save_state(out, epoch, model, ema, optimizer, scheduler, history, bad_epochs, cfg, rng)
-            if cfg.progress:
-                bar.write(
-                    f"epoch {epoch}: train {record['train_loss']:.4f}  val {record['val_loss']:.4f}"
-                    f"{'  *' if improved else ''}  ({train_seconds:.1f} s)"
-                )
-        if world > 1:
-            _check_in_sync(model, device, epoch)
-            dist.barrier()
-        release_freed_memory()
+    def save_partway(epoch: int, steps: int, total: float, n: int, t0: float, rng: dict) -> None:
+        now = time.perf_counter()
+        position = {"batches_done": steps, "loss_sum": total, "examples": n}
+        position |= {"train_seconds": now - t0, "wall_seconds": now - wall0}
+        save_state(out, epoch, model, ema, optimizer, scheduler, history, bad_epochs, cfg, rng, progress=position)
+
+    def stopped(epoch: int, steps: int) -> Stopped:
+        assert stop.signum is not None
+        return Stopped(
+            f"{out}: stopped by {signal.Signals(stop.signum).name} {steps} batches into epoch {epoch}, the "
+            "training state saved there; resume=True (--resume) continues from that step",
+            stop.signum,
+        )
+
+    with stop:
+        for epoch in range(start_epoch, cfg.epochs):
+            if stop.signum is not None:  # asked for between epochs: the last one's state is saved
+                raise stopped(epoch, 0)
+            if history.stopped_early:
+                break
+            train_module.train()
+            loader = data_loader(train_data, cfg, epoch, rank, world, shuffle=True)
+            # part-way: skip the batches trained before the state was saved, then restore the random state saved there
+            skip = int(done.get("batches_done", 0))
+            saved = (torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+            batches = iter(loader)  # draws from the random state
+            if skip:
+                for _ in range(skip):
+                    if next(batches, None) is None:
+                        raise CheckpointError(
+                            f"{out / 'training'}: the saved state is {skip} batches into epoch {epoch}, "
+                            "which has fewer; resume with the same data"
+                        )
+                torch.set_rng_state(saved[0])
+                if saved[1] is not None:
+                    torch.cuda.set_rng_state(saved[1], device)
+            bar = progress_bar(
+                batches,
+                total=_batches_per_epoch(loader),
+                initial=skip,
+                desc=f"epoch {epoch}",
+                leave=False,
+                disable=not cfg.progress or rank != 0,
+            )
+            total, n, steps = float(done.get("loss_sum", 0.0)), int(done.get("examples", 0)), skip
+            t0, last_save = time.perf_counter() - done.get("train_seconds", 0.0), time.perf_counter()
+            done = {}
+            for batch in _lockstep(bar, device) if world > 1 and isinstance(train_data, IterableDataset) else bar:
+                batch = batch.to(device)
+                with autocast():
+                    loss, _ = train_module(batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}; lower the learning rate")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                total += loss.item() * len(batch)
+                n += len(batch)
+                steps += 1
+                bar.set_postfix(loss=f"{total / max(n, 1):.4f}", refresh=False)  # drawn with the next update
+                if stop.signum is not None or (save_every and time.perf_counter() - last_save >= save_every):
+                    save_partway(epoch, steps, total, n, t0, rng_states(device))
+                    if stop.signum is not None:
+                        raise stopped(epoch, steps)
+                    last_save = time.perf_counter()
+            train_seconds = time.perf_counter() - t0
+
+            eval_objective = objective
+            if ema is not None:
+                eval_objective = _swap_model(objective, ema.module)
+            rng_trained = rng_states(device) if stop.enabled else {}
+            val = _evaluate(
+                eval_objective, data_loader(val_data, cfg, epoch, rank, world, shuffle=False), device, autocast, stop
+            )
+            if val is None:  # stopped while validating: saved with the epoch's training done; resuming validates
+                save_partway(epoch, steps, total, n, t0, rng_trained)
+                raise stopped(epoch, steps)
+            record = {
+                "epoch": epoch,
+                "train_loss": total / max(n, 1),
+                "val_loss": val["loss"],
+                **{f"val_{k}": v for k, v in val.items() if k != "loss"},
+                "lr": scheduler.get_last_lr()[0],
+                "train_seconds": train_seconds,
+                "wall_seconds": time.perf_counter() - wall0,
+            }
+            history.epochs.append(record)
+            improved = val["loss"] < history.best_val_loss
+            if improved:
+                history.best_val_loss, history.best_epoch, bad_epochs = val["loss"], epoch, 0
+            else:
+                bad_epochs += 1
+            if cfg.patience and bad_epochs >= cfg.patience:
+                history.stopped_early = True
+            rng = rng_states(device)  # every rank's, gathered before rank 0 writes the state
+            if rank == 0:
+                if improved and on_best is not None:
+                    weights = ema.module.state_dict() if ema is not None else model.state_dict()
+                    on_best(model, weights, epoch)
+                save_state(out, epoch, model, ema, optimizer, scheduler, history, bad_epochs, cfg, rng)
+                if cfg.progress:
+                    bar.write(
+                        f"epoch {epoch}: train {record['train_loss']:.4f}  val {record['val_loss']:.4f}"
+                        f"{'  *' if improved else ''}  ({train_seconds:.1f} s)"
+                    )
+            if world > 1:
+                _check_in_sync(model, device, epoch)
+                dist.barrier()
+            release_freed_memory()
     return history
 
 
