@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 
 import pytest
@@ -139,3 +144,22 @@ def test_scan_plot_with_infinite_rejections():
     }
     assert len(scan_plot(summary, "rej30").axes[0].lines) == 1
     assert not scan_plot({"pretrained": summary["pretrained"]}, "rej30").axes[0].lines
+
+
+def test_ctrl_c_stops_a_parallel_scan_with_the_running_runs_saved(small_dataset, tmp_path):
+    pretrain(synthetic_jets(32, seed=1), tmp_path / "pre", train=FAST)
+    out = tmp_path / "scan"
+    cmd = [sys.executable, "-m", "hepfm", "scan", "--checkpoint", str(tmp_path / "pre"), "--train", str(small_dataset)]
+    cmd += ["--test", str(small_dataset), "--sizes", "20", "--seeds", "0,1", "--parallel-runs", "2", "--out", str(out)]
+    cmd += ["--epochs", "10000", "--patience", "0", "--batch-size", "8", "--device", "cpu"]
+    # its own session: Ctrl-C in a terminal signals the whole process group, the scan and its runs
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True, env={**os.environ})
+    deadline = time.monotonic() + 180
+    while len(list(out.glob("*/training/latest.json"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    # the two runs in progress saved their state; the other two never started
+    assert sorted(p.name for p in out.iterdir()) == ["pretrained-n20-s0", "scratch-n20-s0"], err
+    assert all((out / name / "training" / "latest.json").exists() for name in ("pretrained-n20-s0", "scratch-n20-s0"))

@@ -1,7 +1,8 @@
 """Training-size scans: pretrained vs from-scratch fine-tuning over sizes and seeds, resumable.
 
 Each (mode, size, seed) run writes its own directory with ``metrics.json``; a scan re-run skips
-finished runs, so a long scan can be interrupted and continued (or spread over papermill jobs). With
+finished runs, so a long scan can be interrupted and continued (or spread over papermill jobs): Ctrl-C (or
+SIGTERM) stops the runs in progress with their training state saved, and ``resume`` continues them. With
 ``parallel_runs > 1`` the runs are trained by that many processes at once (a
 :class:`concurrent.futures.ProcessPoolExecutor`), which keeps one GPU busy with models too small to fill it.
 """
@@ -9,7 +10,7 @@ finished runs, so a long scan can be interrupted and continued (or spread over p
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -130,25 +131,30 @@ def size_scan(
 
     if parallel_runs > 1 and len(todo) > 1:
         context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-        with ProcessPoolExecutor(min(parallel_runs, len(todo)), mp_context=context) as pool:
-            futures = []
-            for mode, size, seed in sorted(todo, key=lambda r: -r[1]):
-                ckpt, cfg, options = setup(mode, seed)
-                futures.append(
-                    pool.submit(
-                        _finetune_run,
-                        ckpt,
-                        train_data,
-                        test_data,
-                        out / _name(mode, size, seed),
-                        cfg,
-                        size,
-                        min(parallel_runs, len(todo)),
-                        {**options, **run_options(out / _name(mode, size, seed))},
-                    )
-                )
-            for future in progress_bar(as_completed(futures), total=len(futures), desc="scan", unit="run"):
-                future.result()
+        workers = min(parallel_runs, len(todo))
+        queue = sorted(todo, key=lambda r: -r[1])
+
+        def submit(pool: ProcessPoolExecutor, mode: str, size: int, seed: int) -> Future:
+            ckpt, cfg, options = setup(mode, seed)
+            run = out / _name(mode, size, seed)
+            return pool.submit(
+                _finetune_run, ckpt, train_data, test_data, run, cfg, size, workers, {**options, **run_options(run)}
+            )
+
+        # a run is handed to the pool only when a process is free, so that after Ctrl-C (or a run stopped by
+        # a signal) no further run starts: the running ones save their state and stop, and the scan with them
+        with (
+            ProcessPoolExecutor(workers, mp_context=context) as pool,
+            progress_bar(total=len(queue), desc="scan", unit="run") as bar,
+        ):
+            running: set[Future] = set()
+            while queue or running:
+                while queue and len(running) < workers:
+                    running.add(submit(pool, *queue.pop(0)))
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    future.result()
+                    bar.update()
         done = todo + done
     rows = []
     for mode, size, seed in progress_bar(runs, desc="scan", unit="run", disable=parallel_runs > 1):
