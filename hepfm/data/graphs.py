@@ -130,8 +130,8 @@ class ShardedEventDataset(ShardedDataset):
     """Streams a hepfm event dataset shard by shard (:class:`~hepfm.data.datasets.ShardedDataset`), for event
     pretraining on more events than memory holds; batches are :class:`EventBatch` objects, as in memory.
 
-    Every shard must hold the same fields: generator truth (for multilabel pretraining) and weights in all of
-    them or in none.
+    Every shard must hold the same classes and fields: generator truth (for multilabel pretraining) and weights
+    in all of them or in none.
 
     Args:
         path: dataset directory.
@@ -153,6 +153,10 @@ class ShardedEventDataset(ShardedDataset):
 
     def _columns(self, shard: Path) -> list[np.ndarray]:
         sample = self._sample(shard)
+        if sample.class_names != self.class_names:
+            raise DataError(
+                f"{shard}: field 'class_names' {sample.class_names} differs from {self.class_names} in {self.shards[0]}"
+            )
         if (sample.truth_names, sample.target_names, sample.weights is not None) != (
             self.truth_names,
             self.target_names,
