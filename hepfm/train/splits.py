@@ -88,7 +88,7 @@ def streamed(
 def production_normaliser(data: str | Path, allow_incomplete: bool) -> FeatureNormaliser | None:
     """The jet normalisation of an unfinished production, fitted as the factory will fit it once it is complete;
     None where ``dataset.json`` stores it (streamed jet datasets read it from there)."""
-    if allow_incomplete and read_manifest(data).get("normalisation") is None:
+    if allow_incomplete and Path(data).is_dir() and read_manifest(data).get("normalisation") is None:
         return FeatureNormaliser.of_production(data, allow_incomplete=True)
     return None
 
