@@ -66,6 +66,17 @@ def test_shuffling_changes_with_epoch(small_dataset):
     assert torch.equal(torch.sort(first[:, 0]).values, torch.sort(second[:, 0]).values)
 
 
+def test_every_streamed_buffer_mixes_the_classes(small_dataset):
+    # a factory shard holds one class: a buffer of two shards must hold one of each, in every epoch
+    for seed in range(4):
+        ds = ShardedJetDataset(small_dataset, seed=seed, shuffle_shards=2)
+        for epoch in range(3):
+            ds.set_epoch(epoch)
+            labels = torch.stack([item[3] for item in ds])
+            assert [sorted(set(labels[i : i + 16].tolist())) for i in range(0, 48, 16)] == [[0, 1]] * 3
+    assert ShardedJetDataset(small_dataset).shuffle_shards == 4  # the default: all classes, at least 4 shards
+
+
 def _multiplicities(ds, batch_size):
     return [b.mask.sum(1) for b in DataLoader(ds, batch_size=batch_size, collate_fn=ds.collate)]
 

@@ -24,7 +24,7 @@ from hepfm.core.errors import DataError
 from hepfm.data.normaliser import FeatureNormaliser
 from hepfm.data.sample import JetSample
 from hepfm.data.schema import MAX_PARTICLES
-from hepfm.data.storage import read_jet_shard, read_manifest, shard_paths, shard_to_sample
+from hepfm.data.storage import read_jet_shard, read_manifest, shard_class, shard_paths, shard_to_sample
 
 __all__ = ["FeatureNormaliser", "JetBatch", "JetDataset", "ShardedDataset", "ShardedJetDataset"]
 
@@ -103,7 +103,10 @@ class ShardedDataset(IterableDataset):
     """Streams a hepfm dataset directory one shard at a time, so it need not fit in memory.
 
     Shards are split between DataLoader workers and (with ``rank``/``world_size``) DDP processes;
-    examples are shuffled within a buffer of ``shuffle_shards`` shards when ``seed`` is given. A family's
+    examples are shuffled within a buffer of ``shuffle_shards`` shards when ``seed`` is given. A factory shard
+    holds one class, so the shards are streamed in rounds of one shard of every class (each class's shards and
+    each round in random order): a buffer of as many shards as there are classes, the default, mixes them all
+    in equal measure, as shuffling in memory does, instead of a few classes for thousands of steps. A family's
     dataset (:class:`ShardedJetDataset`, :class:`hepfm.data.graphs.ShardedEventDataset`) says how a shard
     becomes columns of arrays (``_columns``, the per-particle mask second) and how items become a batch
     (``collate``); items are the columns' rows as tensors.
@@ -111,7 +114,8 @@ class ShardedDataset(IterableDataset):
     Args:
         path: dataset directory.
         seed: shuffling seed (None = file order); call :meth:`set_epoch` to reshuffle per epoch.
-        shuffle_shards: how many shards are mixed in memory at once.
+        shuffle_shards: how many shards are mixed in memory at once; None: as many as there are classes
+            (at least 4).
         rank, world_size: this process's share of the shards under DDP.
         shards: a subset of the dataset's shard files (e.g. to hold some out for validation).
     """
@@ -121,16 +125,22 @@ class ShardedDataset(IterableDataset):
         path: str | Path,
         *,
         seed: int | None = None,
-        shuffle_shards: int = 4,
+        shuffle_shards: int | None = None,
         rank: int = 0,
         world_size: int = 1,
         shards: list[Path] | None = None,
     ):
         self.path = Path(path)
         self.shards = list(shards) if shards is not None else shard_paths(self.path)
-        self.seed, self.shuffle_shards, self.epoch = seed, shuffle_shards, 0
+        self.seed, self.epoch = seed, 0
+        self.shuffle_shards = shuffle_shards or max(4, len(set(self._classes)))
         self.rank, self.world_size = rank, world_size
         self.batch_size, self.bucket_batches = 0, 0  # set_buckets
+
+    @functools.cached_property
+    def _classes(self) -> list[str | None]:
+        """The class of each shard (None where a shard does not say)."""
+        return [shard_class(shard) for shard in self.shards]
 
     def _columns(self, shard: Path) -> list[np.ndarray]:
         """One shard as arrays of equal length: the examples' rows, the per-particle mask (N, P) second."""
@@ -146,7 +156,7 @@ class ShardedDataset(IterableDataset):
     def _my_shards(self) -> list[Path]:
         shards = list(self.shards)
         if self.seed is not None:
-            np.random.default_rng([self.seed, self.epoch]).shuffle(shards)
+            shards = _class_rounds(shards, self._classes, np.random.default_rng([self.seed, self.epoch]))
         info = get_worker_info()
         n_workers, worker = (info.num_workers, info.id) if info else (1, 0)
         stride, start = self.world_size * n_workers, self.rank * n_workers + worker
@@ -231,6 +241,21 @@ class ShardedJetDataset(ShardedDataset):
         sample = shard_to_sample(array, attrs, max_particles=self.max_particles, source=str(shard))
         x, jets = self.normaliser.transform(sample)
         return [x, sample.mask, jets, sample.labels]
+
+
+def _class_rounds(shards: list[Path], classes: list[str | None], rng: np.random.Generator) -> list[Path]:
+    """The shards in rounds of one shard of every class: each class's shards shuffled, then round k holds the
+    k-th shard of every class that has one, in random order. Shards of no known class form one class."""
+    groups: dict[str | None, list[Path]] = {}
+    for shard, name in zip(shards, classes, strict=True):
+        groups.setdefault(name, []).append(shard)
+    for group in groups.values():
+        rng.shuffle(group)
+    order: list[Path] = []
+    for k in range(max((len(g) for g in groups.values()), default=0)):
+        round_ = [group[k] for group in groups.values() if k < len(group)]
+        order += [round_[i] for i in rng.permutation(len(round_))]
+    return order
 
 
 def _items(columns: list[np.ndarray], order: np.ndarray):

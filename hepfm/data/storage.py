@@ -84,6 +84,19 @@ def read_shard(path: str | Path) -> tuple[ak.Array, dict]:
     return array, attrs
 
 
+def shard_class(path: str | Path) -> str | None:
+    """The one class a factory shard holds (its ``shard.class_name``), read from the parquet footer alone; None
+    for a shard that does not say (written by hand) or cannot be read (reading it in full says why)."""
+    import pyarrow.parquet as pq
+
+    try:
+        raw = pq.read_schema(path).metadata[b"AWKWARD_ATTRS"]
+        name = json.loads(json.loads(raw)["hepfm"])["shard"]["class_name"]
+    except Exception:  # noqa: BLE001 -- only a hint for the order shards are streamed in
+        return None
+    return name if isinstance(name, str) else None
+
+
 def read_manifest(path: str | Path) -> dict:
     """The ``dataset.json`` of a dataset directory ({} for a lone shard file or a directory without one).
 
