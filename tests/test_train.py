@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -109,26 +110,31 @@ def test_resume_part_way_through_an_epoch_is_bit_exact(small_dataset, tmp_path, 
 
 
 class SignalAt(torch.nn.Module):
-    """Wraps an objective and sends this process SIGTERM in training step ``step`` (counted from 0) or, with
-    ``validating``, in the first validation batch."""
+    """Wraps an objective and sends this process SIGTERM in training step ``step`` or in validation batch
+    ``val_batch`` (each counted from 0 over the whole run)."""
 
-    def __init__(self, objective, step=None, validating=False):
+    def __init__(self, objective, step=None, val_batch=None):
         super().__init__()
-        self.inner, self.model, self.step, self.validating, self.steps = objective, objective.model, step, validating, 0
+        self.inner, self.model, self.at, self.seen = objective, objective.model, {True: step, False: val_batch}, {}
 
     def forward(self, batch):
-        if (self.training and self.steps == self.step) or (not self.training and self.validating):
+        n = self.seen.get(self.training, 0)
+        if self.at[self.training] == n:
             os.kill(os.getpid(), signal.SIGTERM)
-            self.validating = False
-        self.steps += self.training
+        self.seen[self.training] = n + 1
         self.inner.model = self.model  # validation swaps in the EMA weights here
         return self.inner(batch)
 
 
 @pytest.mark.parametrize(
-    ("step", "validating", "where"), [(4, False, "2 batches into epoch 1"), (None, True, "3 batches into epoch 0")]
+    ("step", "val_batch", "where", "latest"),
+    [
+        (4, None, "2 batches into epoch 1", "partial"),
+        (None, 0, "while validating epoch 0", "partial"),
+        (None, 3, "after its last epoch 1", "epoch-0001"),  # the run is finished; its caller still stops
+    ],
 )
-def test_a_signal_stops_training_where_resume_continues_bit_exact(tmp_path, step, validating, where):
+def test_a_signal_stops_training_where_resume_continues_bit_exact(tmp_path, step, val_batch, where, latest):
     ds = JetDataset(synthetic_jets(80))
     train, val = Subset(ds, range(48)), Subset(ds, range(48, 80))
     cfg = TrainConfig(epochs=2, patience=0, **FAST)  # 3 training, 2 validation batches an epoch; no periodic save
@@ -137,15 +143,33 @@ def test_a_signal_stops_training_where_resume_continues_bit_exact(tmp_path, step
 
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Stopped, match=f"stopped by SIGTERM {where}") as stopped:
-        fit(SignalAt(_objective(), step, validating), train, val, cfg, tmp_path / "run")
+        fit(SignalAt(_objective(), step, val_batch), train, val, cfg, tmp_path / "run")
     assert stopped.value.signum == signal.SIGTERM and signal.getsignal(signal.SIGTERM) is before
-    assert json.loads((tmp_path / "run" / "training" / "latest.json").read_text())["dir"] == "partial"
+    assert json.loads((tmp_path / "run" / "training" / "latest.json").read_text())["dir"] == latest
     resumed = _objective(seed=123)
     history = fit(resumed, train, val, cfg, tmp_path / "run", resume=True)
     for (name, a), b in zip(reference.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     for key in ("train_loss", "val_loss"):
         assert [e[key] for e in history.epochs] == [e[key] for e in ref_history.epochs]
+
+
+def test_dataloader_workers_leave_a_sigterm_to_training(tmp_path):
+    # a batch system signals every process of the job: the workers must not die before training has saved
+    ds = JetDataset(synthetic_jets(400))
+    cfg = TrainConfig(epochs=2, patience=0, num_workers=2, **FAST)  # 20 batches an epoch, workers alive
+
+    def everyone(step):
+        if step == 1:
+            workers = multiprocessing.active_children()
+            assert workers
+            # sent by another process, as a batch system's is (torch's workers exit on their parent's SIGTERM)
+            subprocess.run(["kill", "-TERM", *(str(w.pid) for w in workers)], check=True)
+            time.sleep(0.5)  # a worker that dies of it is reported to this process meanwhile
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Stopped, match="2 batches into epoch 0"):
+        fit(EveryStep(_objective(), everyone), Subset(ds, range(320)), Subset(ds, range(320, 400)), cfg, tmp_path)
 
 
 def test_sigterm_stops_the_pretrain_command_with_its_state_saved(small_dataset, tmp_path):

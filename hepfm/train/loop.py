@@ -143,7 +143,21 @@ def _lengths(data: Dataset) -> torch.Tensor | None:
     return getattr(data, "lengths", None)
 
 
+def _worker_ignores_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C and SIGTERM to the training process, which stops them once it has saved
+    (a batch system signals every process of a job; a worker killed first would lose the save)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def data_loader(data: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: int, shuffle: bool) -> DataLoader:
+    loader = _data_loader(data, cfg, epoch, rank, world, shuffle)
+    if loader.num_workers:
+        loader.worker_init_fn = _worker_ignores_stop_signals
+    return loader
+
+
+def _data_loader(data: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: int, shuffle: bool) -> DataLoader:
     if isinstance(data, IterableDataset):
         if hasattr(data, "set_epoch"):
             data.set_epoch(epoch)
@@ -203,22 +217,30 @@ class _StopRequests:
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
+        self._pid = os.getpid()
 
     def __enter__(self) -> _StopRequests:
+        self._pid = os.getpid()
         if self.enabled:
             for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._request)
+                if signal.getsignal(signum) is not signal.SIG_IGN:  # a process started to ignore it goes on so
+                    self._previous[signum] = signal.signal(signum, self._request)
         return self
 
     def _request(self, signum: int, frame) -> None:
+        if os.getpid() != self._pid:  # a DataLoader worker forked with the handler: the training process stops
+            return
         self.signum = signum
         self._restore()
-        print(
-            f"\n{signal.Signals(signum).name}: stopping after this step and saving the training state "
-            "(send it again to stop at once, losing the steps since the last save)",
-            file=sys.stderr,
-            flush=True,
-        )
+        try:  # stderr may be a pipe whose reader the same Ctrl-C ended
+            print(
+                f"\n{signal.Signals(signum).name}: stopping after this step and saving the training state "
+                "(send it again to stop at once, losing the steps since the last save)",
+                file=sys.stderr,
+                flush=True,
+            )
+        except (OSError, ValueError):
+            pass
 
     def _restore(self) -> None:
         for signum, handler in self._previous.items():
@@ -353,18 +375,18 @@ def fit(
         position |= {"train_seconds": now - t0, "wall_seconds": now - wall0}
         save_state(out, epoch, model, ema, optimizer, scheduler, history, bad_epochs, cfg, rng, progress=position)
 
-    def stopped(epoch: int, steps: int) -> Stopped:
+    def stopped(where: str) -> Stopped:
         assert stop.signum is not None
         return Stopped(
-            f"{out}: stopped by {signal.Signals(stop.signum).name} {steps} batches into epoch {epoch}, the "
-            "training state saved there; resume=True (--resume) continues from that step",
+            f"{out}: stopped by {signal.Signals(stop.signum).name} {where}, the training state saved there; "
+            "resume=True (--resume) continues from that point",
             stop.signum,
         )
 
     with stop:
         for epoch in range(start_epoch, cfg.epochs):
             if stop.signum is not None:  # asked for between epochs: the last one's state is saved
-                raise stopped(epoch, 0)
+                raise stopped(f"before epoch {epoch}")
             if history.stopped_early:
                 break
             train_module.train()
@@ -417,7 +439,7 @@ def fit(
                 if stop.signum is not None or (save_every and time.perf_counter() - last_save >= save_every):
                     save_partway(epoch, steps, total, n, t0, rng_states(device))
                     if stop.signum is not None:
-                        raise stopped(epoch, steps)
+                        raise stopped(f"{steps} batches into epoch {epoch}")
                     last_save = time.perf_counter()
             train_seconds = time.perf_counter() - t0
 
@@ -430,7 +452,7 @@ def fit(
             )
             if val is None:  # stopped while validating: saved with the epoch's training done; resuming validates
                 save_partway(epoch, steps, total, n, t0, rng_trained)
-                raise stopped(epoch, steps)
+                raise stopped(f"while validating epoch {epoch}")
             record = {
                 "epoch": epoch,
                 "train_loss": total / max(n, 1),
@@ -463,6 +485,8 @@ def fit(
                 _check_in_sync(model, device, epoch)
                 dist.barrier()
             release_freed_memory()
+        if stop.signum is not None:  # asked for as the last epoch ended: finished, but stop the caller too
+            raise stopped(f"after its last epoch {len(history.epochs) - 1}")
     return history
 
 
