@@ -146,7 +146,8 @@ def test_scan_plot_with_infinite_rejections():
     assert not scan_plot({"pretrained": summary["pretrained"]}, "rej30").axes[0].lines
 
 
-def test_ctrl_c_stops_a_parallel_scan_with_the_running_runs_saved(small_dataset, tmp_path):
+@pytest.mark.parametrize("who", ["group", "scan"])  # Ctrl-C in a terminal; SIGTERM to the scan process alone
+def test_a_signal_stops_a_parallel_scan_with_the_running_runs_saved(small_dataset, tmp_path, who):
     pretrain(synthetic_jets(32, seed=1), tmp_path / "pre", train=FAST)
     out = tmp_path / "scan"
     cmd = [sys.executable, "-m", "hepfm", "scan", "--checkpoint", str(tmp_path / "pre"), "--train", str(small_dataset)]
@@ -157,7 +158,10 @@ def test_ctrl_c_stops_a_parallel_scan_with_the_running_runs_saved(small_dataset,
     deadline = time.monotonic() + 180
     while len(list(out.glob("*/training/latest.json"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGINT)
+    if who == "group":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     # the two runs in progress saved their state; the other two never started

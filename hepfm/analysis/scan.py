@@ -1,15 +1,20 @@
 """Training-size scans: pretrained vs from-scratch fine-tuning over sizes and seeds, resumable.
 
 Each (mode, size, seed) run writes its own directory with ``metrics.json``; a scan re-run skips
-finished runs, so a long scan can be interrupted and continued (or spread over papermill jobs): Ctrl-C (or
-SIGTERM) stops the runs in progress with their training state saved, and ``resume`` continues them. With
+finished runs, so a long scan can be interrupted and continued (or spread over papermill jobs): Ctrl-C, or
+SIGTERM to the scan or to all its processes, stops the runs in progress with their training state saved and
+starts no further run; ``resume`` continues them. With
 ``parallel_runs > 1`` the runs are trained by that many processes at once (a
 :class:`concurrent.futures.ProcessPoolExecutor`), which keeps one GPU busy with models too small to fill it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
+import signal
+import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,6 +49,40 @@ __all__ = [
 ]
 
 MODES = ("pretrained", "scratch")
+
+
+def _ignore_in_pool(signum, frame) -> None:
+    """A pool process between runs lets Ctrl-C and SIGTERM pass; a run in it stops on them (its training loop
+    installs its own handler over this one) and the scan stops with it."""
+
+
+def _pool_process_start() -> None:
+    signal.signal(signal.SIGINT, _ignore_in_pool)
+    signal.signal(signal.SIGTERM, _ignore_in_pool)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _stopping_the_pool():
+    """While a parallel scan runs: SIGTERM stops the scan as Ctrl-C does, and either one, or a run that stopped
+    on one, is passed on as SIGTERM to every pool process, so that runs in progress save their state and stop
+    (one signalled already ignores it) and no further run starts."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        for process in multiprocessing.active_children():
+            if process.pid is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(process.pid, signal.SIGTERM)
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _finetune_run(
@@ -141,11 +180,12 @@ def size_scan(
                 _finetune_run, ckpt, train_data, test_data, run, cfg, size, workers, {**options, **run_options(run)}
             )
 
-        # a run is handed to the pool only when a process is free, so that after Ctrl-C (or a run stopped by
-        # a signal) no further run starts: the running ones save their state and stop, and the scan with them
+        # a run is handed to the pool only when a process is free, so that after Ctrl-C or SIGTERM (or a run
+        # stopped by one) no further run starts: the running ones save their state and stop, and the scan too
         with (
-            ProcessPoolExecutor(workers, mp_context=context) as pool,
+            ProcessPoolExecutor(workers, mp_context=context, initializer=_pool_process_start) as pool,
             progress_bar(total=len(queue), desc="scan", unit="run") as bar,
+            _stopping_the_pool(),
         ):
             running: set[Future] = set()
             while queue or running:
