@@ -100,13 +100,15 @@ def test_resume_part_way_through_an_epoch_is_bit_exact(small_dataset, tmp_path, 
     crashing = crash_after(_objective(), n=3 + 2)  # dies at the third batch of the second epoch
     with pytest.raises(Crash):
         fit(crashing, train, val, every_batch, tmp_path / "run")
-    assert json.loads((tmp_path / "run" / "training" / "latest.json").read_text()) == {"epoch": 1, "dir": "partial"}
+    latest = {"epoch": 1, "dir": "partial-0001-00000002"}  # epoch 1, two batches trained
+    assert json.loads((tmp_path / "run" / "training" / "latest.json").read_text()) == latest
+    assert [p.name for p in (tmp_path / "run" / "training").glob("partial*")] == [latest["dir"]]  # earlier removed
     resumed = _objective(seed=123)
     history = fit(resumed, train, val, cfg, tmp_path / "run", resume=True)  # save_minutes may change on resume
     for (name, a), b in zip(reference.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert [e["train_loss"] for e in history.epochs] == [e["train_loss"] for e in ref_history.epochs]
-    assert not (tmp_path / "run" / "training" / "partial").exists()
+    assert not list((tmp_path / "run" / "training").glob("partial*"))
 
 
 class SignalAt(torch.nn.Module):
@@ -129,8 +131,8 @@ class SignalAt(torch.nn.Module):
 @pytest.mark.parametrize(
     ("step", "val_batch", "where", "latest"),
     [
-        (4, None, "2 batches into epoch 1", "partial"),
-        (None, 0, "while validating epoch 0", "partial"),
+        (4, None, "2 batches into epoch 1", "partial-0001-00000002"),
+        (None, 0, "while validating epoch 0", "partial-0000-00000003"),
         (None, 3, "after its last epoch 1", "epoch-0001"),  # the run is finished; its caller still stops
     ],
 )

@@ -7,7 +7,7 @@ A run directory ``OUT``::
     OUT/training/run.json                     what the run trains on (a fingerprint of the data) and how
     OUT/training/best/                        the best weights so far (a checkpoint), promoted to OUT at the end
     OUT/training/epoch-NNNN/, latest.json     per-epoch state: model, EMA, optimizer, scheduler, RNG, history
-    OUT/training/partial/                     the same, part-way through an epoch (``save_minutes``)
+    OUT/training/partial-NNNN-BBBBBBBB/       the same, part-way through an epoch (``save_minutes``, a stop)
 
 A killed run leaves only ``training/``: nothing in ``OUT`` looks like a finished model. :func:`prepare_run`
 refuses, before any work, an ``OUT`` that is (or holds, or lies inside) the checkpoint a run starts from, and
@@ -228,11 +228,13 @@ def save_state(
     """Write the state after ``epoch`` to ``training/epoch-NNNN`` (atomically: a temporary directory renamed).
 
     With ``progress`` (``batches_done``, ``loss_sum``, ``examples``, ``train_seconds``, ``wall_seconds``) the
-    state is one part-way through ``epoch`` instead, written to ``training/partial``; ``history`` then ends
-    with the epoch before.
+    state is one part-way through ``epoch`` instead, written to ``training/partial-NNNN-BBBBBBBB`` (epoch,
+    batches done); ``history`` then ends with the epoch before. ``latest.json`` names the new state only once
+    it is whole and the state it replaces is removed only after that, so an interruption at any point (a
+    second Ctrl-C) leaves a state to resume from.
     """
     run_dir = training_dir(out)
-    name = "partial" if progress is not None else f"epoch-{epoch:04d}"
+    name = f"partial-{epoch:04d}-{progress['batches_done']:08d}" if progress is not None else f"epoch-{epoch:04d}"
     final, tmp = run_dir / name, run_dir / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -256,11 +258,13 @@ def save_state(
             **({"progress": progress} if progress is not None else {}),
         },
     )
-    shutil.rmtree(final, ignore_errors=True)
+    shutil.rmtree(final, ignore_errors=True)  # the same state written again (not the latest one)
     os.replace(tmp, final)
     atomic_write_json(run_dir / "latest.json", {"epoch": epoch, "dir": final.name})
-    if progress is None:  # the epoch is whole: its part-way state is no longer the latest
-        shutil.rmtree(run_dir / "partial", ignore_errors=True)
+    for earlier in run_dir.glob("partial*"):  # part-way states before this one
+        if earlier != final:
+            shutil.rmtree(earlier, ignore_errors=True)
+    if progress is None:
         for old in sorted(run_dir.glob("epoch-*"))[: -cfg.keep_epochs]:
             shutil.rmtree(old, ignore_errors=True)
 
