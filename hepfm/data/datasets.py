@@ -236,6 +236,11 @@ class ShardedJetDataset(ShardedDataset):
 
     collate = staticmethod(JetDataset.collate)
 
+    @property
+    def n_jets(self) -> int:
+        """Jets in all the shards (every rank's share together): :attr:`n_examples`."""
+        return self.n_examples
+
     def _columns(self, shard: Path) -> list[np.ndarray]:
         array, attrs = read_jet_shard(shard)
         sample = shard_to_sample(array, attrs, max_particles=self.max_particles, source=str(shard))

@@ -148,6 +148,11 @@ class ShardedEventDataset(ShardedDataset):
         self.target_names = () if first is None else first.target_names
         self.weighted = first is not None and first.weights is not None
 
+    @property
+    def layout(self) -> tuple:
+        """(class names, truth names, target names, weighted): what every shard of this dataset holds."""
+        return (self.class_names, self.truth_names, self.target_names, self.weighted)
+
     def _sample(self, shard: Path) -> EventSample:
         return read_event_shards(shard, max_particles=self.max_particles)
 

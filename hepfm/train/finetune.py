@@ -171,9 +171,10 @@ def class_rows(ckpt: Checkpoint, class_names: list[str]) -> list[int] | None:
     checkpoint has no class-probability head (a multilabel model) or does not know every one of the classes.
 
     A class the checkpoint does not know by name is matched through :data:`~hepfm.data.schema.CLASS_ALIASES`
-    (the top-tagging classes ``qcd`` and ``top`` are JetClass's ``QCD`` and ``Tbqq``); two classes matching the
-    same row count as unknown. Two rows of a pretrained multiclass head are the pretrained classifier of those
-    two classes: their logit difference is its log-likelihood ratio between them, before any fine-tuning.
+    (``qcd`` and ``top`` are JetClass's ``QCD`` and ``Tbqq``, PFNano's ``W`` and ``Z`` its ``Wqq`` and ``Zqq``);
+    two classes matching the same row count as unknown. Two rows of a pretrained multiclass head are the
+    pretrained classifier of those two classes: their logit difference is its log-likelihood ratio between
+    them, before any fine-tuning.
     """
     if ckpt.model_config.get("task", "multiclass") != "multiclass":
         return None

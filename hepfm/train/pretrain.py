@@ -270,6 +270,11 @@ def pretrain_events(
         )
         if task == "multiclass" and len(class_names) < 2:
             raise DataError(f"{data}: holds one process only ({class_names}); a classifier needs at least two")
+        if val_set.layout != train_set.layout:
+            raise DataError(
+                f"{val_set.shards[0]}: the validation shards hold other classes or fields than the training "
+                f"shards ({val_set.layout} against {train_set.layout})"
+            )
         truth_names, target_names = list(train_set.truth_names), list(train_set.target_names)
         source, n_train, n_val = str(data), train_set.n_examples, val_set.n_examples
     else:
