@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from hepfm.analysis.plots import convergence_plot, save, scan_plot, use_style
-from hepfm.core.errors import DataError, OutputError
+from hepfm.core.errors import DataError, OutputError, Stopped
 from hepfm.core.io import read_json_object, write_metrics
 from hepfm.core.parallel import set_torch_threads, share_cores
 from hepfm.core.progress import progress_bar
@@ -61,25 +61,34 @@ def _pool_process_start() -> None:
     signal.signal(signal.SIGTERM, _ignore_in_pool)
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 @contextlib.contextmanager
-def _stopping_the_pool():
+def _stopping_the_pool(out: Path):
     """While a parallel scan runs: SIGTERM stops the scan as Ctrl-C does, and either one, or a run that stopped
     on one, is passed on as SIGTERM to every pool process, so that runs in progress save their state and stop
     (one signalled already ignores it) and no further run starts."""
+
+    def stopped(signum: int) -> Stopped:
+        return Stopped(
+            f"{out}: stopped by {signal.Signals(signum).name}, the runs in progress with their training state "
+            "saved; resume=True (--resume) continues them",
+            signum,
+        )
+
+    def on_sigterm(signum, frame) -> None:
+        raise stopped(signum)
+
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main else None
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         for process in multiprocessing.active_children():
             if process.pid is not None:
                 with contextlib.suppress(OSError):
                     os.kill(process.pid, signal.SIGTERM)
-        raise
+        if isinstance(err, Stopped):  # SIGTERM here, or a run that stopped
+            raise
+        raise stopped(signal.SIGINT) from None
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
@@ -185,7 +194,7 @@ def size_scan(
         with (
             ProcessPoolExecutor(workers, mp_context=context, initializer=_pool_process_start) as pool,
             progress_bar(total=len(queue), desc="scan", unit="run") as bar,
-            _stopping_the_pool(),
+            _stopping_the_pool(out),
         ):
             running: set[Future] = set()
             while queue or running:
