@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 from typer.testing import CliRunner
 
 from hepfm.cli import app
+from hepfm.data.storage import read_shard
 
 runner = CliRunner()
 
@@ -67,3 +73,20 @@ def test_unknown_class_exits_with_message(tmp_path):
 def test_missing_file_exits_with_message(tmp_path):
     result = runner.invoke(app, ["inspect", str(tmp_path / "missing.h5")])
     assert result.exit_code == 2 and "missing.h5" in result.output
+
+
+def test_sigterm_stops_generation_keeping_the_shards_written(tmp_path):
+    out = tmp_path / "jets"
+    cmd = [sys.executable, "-m", "hepfm", "generate", "jets", "--recipe", "qcd", "--jets-per-class", "400"]
+    cmd += ["--jets-per-shard", "10", "--seed", "3", "--workers", "1", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("shards/*.parquet"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped: the command got SIGTERM; finished files are kept" in err
+    written = list(out.glob("shards/*.parquet"))
+    assert 2 <= len(written) < 40
+    assert all(len(read_shard(shard)[0]) == 10 for shard in written)  # whole shards only
