@@ -10,12 +10,10 @@ read-only or full paths — into one line on stderr naming the file or option, w
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import os
 import signal
-import threading
 import typing
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ import typer
 from typer.core import TyperGroup
 
 from hepfm.core.errors import HepfmError, OptionError, Stopped
+from hepfm.core.signals import handling
 from hepfm.sim.factory import EventProduction, JetProduction, produce
 from hepfm.train.pretrain import pretrain
 
@@ -59,26 +58,14 @@ def _sigterm(signum: int, frame: Any) -> None:
     )
 
 
-@contextlib.contextmanager
-def _sigterm_stops():
-    """SIGTERM (a batch system's, ``kill``) ends a command as Ctrl-C does, with its message and 128 + 15, instead of
-    killing it silently; training replaces this with saving its state first."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
 class _Boundary(TyperGroup):
     """The one error boundary of every ``hepfm`` command (subcommands are groups of this class too)."""
 
     def invoke(self, ctx: Any) -> Any:  # typer.Context; typer vendors click, whose Context mypy sees twice
         try:
-            with _sigterm_stops():
+            # SIGTERM (a batch system's, kill) ends a command as Ctrl-C does, with its message and 128 + 15;
+            # training replaces this with saving its state first
+            with handling(_sigterm, signal.SIGTERM):
                 return super().invoke(ctx)
         except (HepfmError, OSError) as err:
             if os.environ.get(DEBUG_ENV, "") not in ("", "0") or (ctx.find_root().params.get("debug")):

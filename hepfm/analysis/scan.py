@@ -14,7 +14,6 @@ import contextlib
 import multiprocessing
 import os
 import signal
-import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from hepfm.core.errors import DataError, OutputError, Stopped
 from hepfm.core.io import read_json_object, write_metrics
 from hepfm.core.parallel import set_torch_threads, share_cores
 from hepfm.core.progress import progress_bar
+from hepfm.core.signals import handling
 from hepfm.data.sample import JetSample
 from hepfm.train.checkpoint import Checkpoint, load_checkpoint
 from hepfm.train.config import TrainConfig
@@ -77,10 +77,9 @@ def _stopping_the_pool(out: Path):
     def on_sigterm(signum, frame) -> None:
         raise stopped(signum)
 
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, on_sigterm) if main else None
     try:
-        yield
+        with handling(on_sigterm, signal.SIGTERM):
+            yield
     except KeyboardInterrupt as err:
         for process in multiprocessing.active_children():
             if process.pid is not None:
@@ -89,9 +88,6 @@ def _stopping_the_pool(out: Path):
         if isinstance(err, Stopped):  # SIGTERM here, or a run that stopped
             raise
         raise stopped(signal.SIGINT) from None
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _finetune_run(

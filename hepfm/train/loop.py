@@ -19,6 +19,7 @@ raised, so that ``resume`` continues from that very step; a second signal stops 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -49,6 +50,7 @@ from hepfm.core.errors import CheckpointError, OptionError, Stopped
 from hepfm.core.memory import release_freed_memory
 from hepfm.core.parallel import set_torch_threads
 from hepfm.core.progress import progress_bar
+from hepfm.core.signals import handling
 from hepfm.data.datasets import length_sorted_batches
 from hepfm.train.config import History, TrainConfig
 from hepfm.train.device import resolve_device
@@ -211,20 +213,22 @@ def _collate(data: Dataset):
 class _StopRequests:
     """While active, Ctrl-C (SIGINT) and SIGTERM only ask training to stop (``signum`` set); the previous
     handlers return at the first request, so a second signal acts at once. Installed in the main thread of a
-    single process only (signal handlers live there; DDP ranks save at epoch ends only)."""
+    single process only (signal handlers live there; DDP ranks save at epoch ends only); a process started to
+    ignore a signal goes on ignoring it."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
         self._pid = os.getpid()
+        self._handlers = contextlib.ExitStack()
+        self._restore: Callable[[], None] = lambda: None
 
     def __enter__(self) -> _StopRequests:
         self._pid = os.getpid()
         if self.enabled:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(signum) is not signal.SIG_IGN:  # a process started to ignore it goes on so
-                    self._previous[signum] = signal.signal(signum, self._request)
+            self._restore = self._handlers.enter_context(
+                handling(self._request, signal.SIGINT, signal.SIGTERM, keep_ignored=True)
+            )
         return self
 
     def _request(self, signum: int, frame) -> None:
@@ -242,13 +246,8 @@ class _StopRequests:
         except (OSError, ValueError):
             pass
 
-    def _restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-        self._previous = {}
-
     def __exit__(self, *exc) -> None:
-        self._restore()
+        self._handlers.close()
 
 
 @torch.no_grad()
