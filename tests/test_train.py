@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -429,6 +430,10 @@ def test_finetune_refuses_mismatched_classes(tmp_path):
         finetune(tmp_path / "pre", synthetic_jets(16), other, tmp_path / "ft")
 
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--rdzv-backend=c10d"]
+TORCHRUN += ["--rdzv-endpoint=localhost:0"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stream", [False, True])
 def test_ddp_on_two_cpu_processes(small_dataset, tmp_path, stream):
@@ -436,12 +441,7 @@ def test_ddp_on_two_cpu_processes(small_dataset, tmp_path, stream):
     # validation shard (rank 1 has none); the ranks must still step together and agree on the weights
     out = tmp_path / "ddp"
     cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--rdzv-backend=c10d",
-        "--rdzv-endpoint=localhost:0",
+        *TORCHRUN,
         "-m",
         "hepfm.cli",
         "pretrain",
@@ -467,6 +467,32 @@ def test_ddp_on_two_cpu_processes(small_dataset, tmp_path, stream):
     assert np.isfinite(metrics["best_val_loss"])
     if stream:
         assert (metrics["n_train"], metrics["n_val"]) == (40, 8)
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_ddp_rank_stops_both_where_resume_continues_bit_exact(tmp_path):
+    script = Path(__file__).with_name("ddp_fit.py")
+
+    def run(out, *args):
+        result = subprocess.run([*TORCHRUN, str(script), str(out), *args], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads((out / "result.json").read_text())
+
+    # the reference saves a part-way state after every step; the others at epoch ends and on the signal only
+    reference = run(tmp_path / "ref", "-1", "0", "1e-9")
+    assert not list((tmp_path / "ref" / "training").glob("partial*"))  # each removed once its epoch was saved
+    # rank 1 alone gets SIGTERM in its 6th step (the 2nd of epoch 1); rank 0 learns of it after that step
+    stopped = run(tmp_path / "run", "5", "1", "0")
+    assert stopped["signum"] == signal.SIGTERM
+    assert "stopped by SIGTERM 2 batches into epoch 1" in stopped["stopped"]
+    latest = json.loads((tmp_path / "run" / "training" / "latest.json").read_text())
+    assert latest["dir"] == "partial-0001-00000002"
+    alone = [sys.executable, str(script), str(tmp_path / "run"), "-1", "0", "0", "resume"]
+    alone = subprocess.run(alone, capture_output=True, text=True, timeout=300, env={**os.environ, "RANK": "0"})
+    assert "part-way through an epoch trained by 2 process(es); resume it with as many (this run has 1)" in alone.stderr
+    resumed = run(tmp_path / "run", "-1", "0", "0", "resume")
+    assert resumed["weights"] == reference["weights"]
+    assert resumed["train_loss"] == reference["train_loss"]
 
 
 def test_streamed_pretraining_holds_out_whole_shards(small_dataset, tmp_path):

@@ -83,8 +83,7 @@ class TrainConfig:
     # An epoch over 10^6 streamed jets takes an hour on a laptop: a killed run loses at most this much of it.
     save_minutes: float = option(
         20.0,
-        "Also save the training state every this many minutes inside an epoch (0, and under torchrun: at epoch ends "
-        "only).",
+        "Also save the training state every this many minutes inside an epoch (0: at epoch ends only).",
         minimum=0,
     )
     progress: bool = option(True, "Show progress bars.")

@@ -14,7 +14,10 @@ of epoch ``e`` depends only on (seed, e), and the state carries the model, EMA, 
 states and how many batches of the epoch were trained. In a single process, Ctrl-C (SIGINT, also a
 notebook's interrupt) and SIGTERM (what batch systems send before a job's time runs out) stop training after
 the step (or validation batch) in progress: the state is saved there and :class:`~hepfm.core.errors.Stopped`
-raised, so that ``resume`` continues from that very step; a second signal stops at once.
+raised, so that ``resume`` continues from that very step; a second signal stops at once. Under ``torchrun`` the
+ranks agree after every step: a signal to any rank stops them all after the same step, with the state saved
+(validation in progress is finished first); torchrun passes its own signal on and kills the ranks
+``--shutdown-timeout`` seconds later (30 by default), so a repeated signal only asks again.
 """
 
 from __future__ import annotations
@@ -211,13 +214,15 @@ def _collate(data: Dataset):
 
 
 class _StopRequests:
-    """While active, Ctrl-C (SIGINT) and SIGTERM only ask training to stop (``signum`` set); the previous
-    handlers return at the first request, so a second signal acts at once. Installed in the main thread of a
-    single process only (signal handlers live there; DDP ranks save at epoch ends only); a process started to
-    ignore a signal goes on ignoring it."""
+    """While active, Ctrl-C (SIGINT) and SIGTERM only ask training to stop (``signum`` set). In a single process
+    the previous handlers return at the first request, so a second signal acts at once; under DDP a repeat only
+    asks again (a rank stopping on its own would leave the others waiting in a collective) and :meth:`sync`
+    makes the ranks agree. Installed in the main thread only (signal handlers live there); a process started
+    to ignore a signal goes on ignoring it."""
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+    def __init__(self, world: int = 1):
+        self.world = world
+        self.enabled = threading.current_thread() is threading.main_thread()
         self.signum: int | None = None
         self._pid = os.getpid()
         self._handlers = contextlib.ExitStack()
@@ -234,17 +239,33 @@ class _StopRequests:
     def _request(self, signum: int, frame) -> None:
         if os.getpid() != self._pid:  # a DataLoader worker forked with the handler: the training process stops
             return
+        if self.world == 1:
+            self._restore()
+        if self.signum is not None:
+            return
         self.signum = signum
-        self._restore()
+        rank = f"rank {dist.get_rank()}: " if self.world > 1 else ""
+        again = "send it again to stop at once, losing the steps since the last save"
         try:  # stderr may be a pipe whose reader the same Ctrl-C ended
             print(
-                f"\n{signal.Signals(signum).name}: stopping after this step and saving the training state "
-                "(send it again to stop at once, losing the steps since the last save)",
+                f"\n{rank}{signal.Signals(signum).name}: stopping after this step and saving the training state"
+                f"{f' ({again})' if self.world == 1 else ''}",
                 file=sys.stderr,
                 flush=True,
             )
         except (OSError, ValueError):
             pass
+
+    def sync(self, device: torch.device, save_due: bool = False) -> bool:
+        """Whether to save the state now: a stop was asked for, or ``save_due``. Under DDP every rank calls it
+        at the same points and gets the same answer (a signal to any rank stops all; a save due on any rank
+        is due on all), and a rank that got no signal takes the other's ``signum``."""
+        if self.world > 1:
+            flags = torch.tensor([self.signum or 0, int(save_due)], dtype=torch.int64, device=device)
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            signum, due = (int(v) for v in flags.tolist())
+            self.signum, save_due = self.signum or signum or None, bool(due)
+        return self.signum is not None or save_due
 
     def __exit__(self, *exc) -> None:
         self._handlers.close()
@@ -358,21 +379,25 @@ def fit(
             objective, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
 
-    if progress is not None and world > 1:
+    if progress is not None and progress.get("world", 1) != world:
         raise CheckpointError(
-            f"{out / 'training'}: the saved state is part-way through an epoch; resume it in one process first"
+            f"{out / 'training'}: the saved state is part-way through an epoch trained by {progress.get('world', 1)} "
+            f"process(es); resume it with as many (this run has {world})"
         )
     done = progress or {}
     wall0 = time.perf_counter() - done.get("wall_seconds", history.epochs[-1]["wall_seconds"] if history.epochs else 0)
-    # part-way states need every rank to stop at the same batch: single-process runs only
-    save_every = cfg.save_minutes * 60 if world == 1 else 0.0
-    stop = _StopRequests(enabled=world == 1)
+    save_every = cfg.save_minutes * 60
+    stop = _StopRequests(world)
 
     def save_partway(epoch: int, steps: int, total: float, n: int, t0: float, rng: dict) -> None:
+        """Rank 0 writes the state (``total`` and ``n`` its own, as at an epoch's end); every rank waits for it."""
         now = time.perf_counter()
-        position = {"batches_done": steps, "loss_sum": total, "examples": n}
+        position = {"batches_done": steps, "loss_sum": total, "examples": n, "world": world}
         position |= {"train_seconds": now - t0, "wall_seconds": now - wall0}
-        save_state(out, epoch, model, ema, optimizer, scheduler, history, bad_epochs, cfg, rng, progress=position)
+        if rank == 0:
+            save_state(out, epoch, model, ema, optimizer, scheduler, history, bad_epochs, cfg, rng, progress=position)
+        if world > 1:
+            dist.barrier()
 
     def stopped(where: str) -> Stopped:
         assert stop.signum is not None
@@ -384,7 +409,7 @@ def fit(
 
     with stop:
         for epoch in range(start_epoch, cfg.epochs):
-            if stop.signum is not None:  # asked for between epochs: the last one's state is saved
+            if stop.sync(device):  # asked for between epochs: the last one's state is saved
                 raise stopped(f"before epoch {epoch}")
             if history.stopped_early:
                 break
@@ -435,7 +460,7 @@ def fit(
                 n += len(batch)
                 steps += 1
                 bar.set_postfix(loss=f"{total / max(n, 1):.4f}", refresh=False)  # drawn with the next update
-                if stop.signum is not None or (save_every and time.perf_counter() - last_save >= save_every):
+                if stop.sync(device, save_due=bool(save_every) and time.perf_counter() - last_save >= save_every):
                     save_partway(epoch, steps, total, n, t0, rng_states(device))
                     if stop.signum is not None:
                         raise stopped(f"{steps} batches into epoch {epoch}")
@@ -445,10 +470,11 @@ def fit(
             eval_objective = objective
             if ema is not None:
                 eval_objective = _swap_model(objective, ema.module)
-            rng_trained = rng_states(device) if stop.enabled else {}
-            val = _evaluate(
-                eval_objective, data_loader(val_data, cfg, epoch, rank, world, shuffle=False), device, autocast, stop
-            )
+            # a single process may stop while validating; DDP ranks, whose validation batches differ, finish it
+            stoppable = stop if world == 1 and stop.enabled else None
+            rng_trained = rng_states(device) if stoppable is not None else {}
+            val_loader = data_loader(val_data, cfg, epoch, rank, world, shuffle=False)
+            val = _evaluate(eval_objective, val_loader, device, autocast, stoppable)
             if val is None:  # stopped while validating: saved with the epoch's training done; resuming validates
                 save_partway(epoch, steps, total, n, t0, rng_trained)
                 raise stopped(f"while validating epoch {epoch}")
@@ -484,7 +510,7 @@ def fit(
                 _check_in_sync(model, device, epoch)
                 dist.barrier()
             release_freed_memory()
-        if stop.signum is not None:  # asked for as the last epoch ended: finished, but stop the caller too
+        if stop.sync(device):  # asked for as the last epoch ended: finished, but stop the caller too
             raise stopped(f"after its last epoch {len(history.epochs) - 1}")
     return history
 
