@@ -73,7 +73,8 @@ class _Boundary(TyperGroup):
             typer.echo(f"error: {_message(err)}", err=True)
             raise typer.Exit(2) from None
         except Stopped as err:  # training saved its state at the step where the signal came
-            typer.echo(f"stopped: {err}", err=True)
+            if os.environ.get("RANK", "0") == "0":  # torchrun's ranks all stop with the same message
+                typer.echo(f"stopped: {err}", err=True)
             raise typer.Exit(128 + err.signum) from None
         except KeyboardInterrupt:
             typer.echo(
