@@ -1,7 +1,7 @@
 """Run by the tests under ``torchrun``: ``fit`` a tiny PET classifier on two CPU ranks, with rank ``SIGNAL_RANK``
 sending itself SIGTERM in training step ``SIGNAL_STEP`` (counted from 0 over the run; -1: never), saving the
-state every ``SAVE_MINUTES`` too. Rank 0 writes ``OUT/result.json``: how the run ended and a hash of the final
-weights.
+state every ``SAVE_MINUTES`` too. Each rank writes ``OUT/result-RANK.json``: how its run ended and a hash of
+its final weights.
 
     torchrun --nproc_per_node=2 tests/ddp_fit.py OUT SIGNAL_STEP SIGNAL_RANK SAVE_MINUTES [resume]
 """
@@ -58,8 +58,7 @@ def main(out: str, step: int, signal_rank: int, save_minutes: float, resume: boo
     for tensor in objective.model.state_dict().values():
         weights.update(tensor.numpy().tobytes())
     result["weights"] = weights.hexdigest()
-    if rank == 0:
-        Path(out, "result.json").write_text(json.dumps(result))
+    Path(out, f"result-{rank}.json").write_text(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -63,13 +63,18 @@ from hepfm.train.state import has_state, load_state, rng_states, save_state
 __all__ = ["fit", "BucketBatchSampler", "data_loader", "lr_schedule"]
 
 
-def _distributed(device: torch.device) -> tuple[int, int]:
-    """Join the torchrun process group if launched by torchrun; returns (rank, world size)."""
+def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """Join the torchrun process group if launched by torchrun; returns (rank, world size, this rank's device:
+    ``cuda`` without an index is the rank's own GPU, made the current one for NCCL's collectives)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1
+        return 0, 1, device
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size()
+    return dist.get_rank(), dist.get_world_size(), device
 
 
 def lr_schedule(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -223,7 +228,8 @@ class _StopRequests:
     def __init__(self, world: int = 1):
         self.world = world
         self.enabled = threading.current_thread() is threading.main_thread()
-        self.signum: int | None = None
+        self.signum: int | None = None  # the stop asked for (under DDP: agreed on by the ranks in sync)
+        self._asked: int | None = None  # the signal this process got
         self._pid = os.getpid()
         self._handlers = contextlib.ExitStack()
         self._restore: Callable[[], None] = lambda: None
@@ -241,9 +247,11 @@ class _StopRequests:
             return
         if self.world == 1:
             self._restore()
-        if self.signum is not None:
+        if self._asked is not None:
             return
-        self.signum = signum
+        self._asked = signum
+        if self.world == 1:
+            self.signum = signum
         rank = f"rank {dist.get_rank()}: " if self.world > 1 else ""
         again = "send it again to stop at once, losing the steps since the last save"
         try:  # stderr may be a pipe whose reader the same Ctrl-C ended
@@ -253,18 +261,19 @@ class _StopRequests:
                 file=sys.stderr,
                 flush=True,
             )
-        except (OSError, ValueError):
+        except (OSError, ValueError, RuntimeError):  # RuntimeError: the signal came inside a write to stderr
             pass
 
     def sync(self, device: torch.device, save_due: bool = False) -> bool:
         """Whether to save the state now: a stop was asked for, or ``save_due``. Under DDP every rank calls it
         at the same points and gets the same answer (a signal to any rank stops all; a save due on any rank
-        is due on all), and a rank that got no signal takes the other's ``signum``."""
+        is due on all). The answer rests on the reduced flags alone: a signal arriving during the reduction
+        counts at the next call, on every rank alike."""
         if self.world > 1:
-            flags = torch.tensor([self.signum or 0, int(save_due)], dtype=torch.int64, device=device)
+            flags = torch.tensor([self._asked or 0, int(save_due)], dtype=torch.int64, device=device)
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
             signum, due = (int(v) for v in flags.tolist())
-            self.signum, save_due = self.signum or signum or None, bool(due)
+            self.signum, save_due = signum or None, bool(due)
         return self.signum is not None or save_due
 
     def __exit__(self, *exc) -> None:
@@ -343,7 +352,7 @@ def fit(
     device = resolve_device(cfg.device)
     # this process's share of the cores: DDP ranks of this node and DataLoader workers run beside it
     set_torch_threads(processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")), beside=cfg.num_workers)
-    rank, world = _distributed(device)
+    rank, world, device = _distributed(device)
     torch.manual_seed(cfg.seed + rank)
     out = Path(out)
     model = cast(nn.Module, objective.model)
@@ -390,9 +399,13 @@ def fit(
     stop = _StopRequests(world)
 
     def save_partway(epoch: int, steps: int, total: float, n: int, t0: float, rng: dict) -> None:
-        """Rank 0 writes the state (``total`` and ``n`` its own, as at an epoch's end); every rank waits for it."""
+        """Rank 0 writes the state, with every rank's running loss sum; every rank waits for it."""
         now = time.perf_counter()
-        position = {"batches_done": steps, "loss_sum": total, "examples": n, "world": world}
+        sums: list[Any] = [(total, n)]
+        if world > 1:
+            sums = [None] * world
+            dist.all_gather_object(sums, (total, n))
+        position = {"batches_done": steps, "world": world, "rank_sums": [list(p) for p in sums]}
         position |= {"train_seconds": now - t0, "wall_seconds": now - wall0}
         if rank == 0:
             save_state(out, epoch, model, ema, optimizer, scheduler, history, bad_epochs, cfg, rng, progress=position)
@@ -437,7 +450,9 @@ def fit(
                 leave=False,
                 disable=not cfg.progress or rank != 0,
             )
-            total, n, steps = float(done.get("loss_sum", 0.0)), int(done.get("examples", 0)), skip
+            # this rank's running loss sum and examples (states before rank_sums: loss_sum, examples)
+            own = done["rank_sums"][rank] if "rank_sums" in done else (done.get("loss_sum", 0), done.get("examples", 0))
+            total, n, steps = float(own[0]), int(own[1]), skip
             t0, last_save = time.perf_counter() - done.get("train_seconds", 0.0), time.perf_counter()
             done = {}
             for batch in _lockstep(bar, device) if world > 1 and isinstance(train_data, IterableDataset) else bar:
@@ -466,6 +481,10 @@ def fit(
                         raise stopped(f"{steps} batches into epoch {epoch}")
                     last_save = time.perf_counter()
             train_seconds = time.perf_counter() - t0
+            if world > 1:  # the epoch's training loss over every rank's examples, the same in every rank's history
+                sums = torch.tensor([total, n], dtype=torch.float64, device=device)
+                dist.all_reduce(sums)
+                total, n = sums[0].item(), int(sums[1].item())
 
             eval_objective = objective
             if ema is not None:
