@@ -228,9 +228,9 @@ def save_state(
     """Write the state after ``epoch`` to ``training/epoch-NNNN`` (atomically: a temporary directory renamed).
 
     With ``progress`` (``batches_done``, ``world``: the number of DDP ranks, ``rank_sums``: each rank's running
-    loss sum and examples, ``train_seconds``, ``wall_seconds``) the
-    state is one part-way through ``epoch`` instead, written to ``training/partial-NNNN-BBBBBBBB`` (epoch,
-    batches done); ``history`` then ends with the epoch before. ``latest.json`` names the new state only once
+    loss sum and examples, ``train_seconds``, ``wall_seconds``) the state is one part-way through ``epoch``
+    instead, written to ``training/partial-NNNN-BBBBBBBB`` (epoch, batches done); ``history`` then ends with the
+    epoch before. ``latest.json`` names the new state only once
     it is whole and the state it replaces is removed only after that, so an interruption at any point (a
     second Ctrl-C) leaves a state to resume from.
     """
