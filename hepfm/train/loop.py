@@ -384,8 +384,10 @@ def fit(
         warnings.warn(f"{out / 'training'}: no training state to resume from; starting at epoch 0", stacklevel=2)
     train_module = objective
     if world > 1:
+        # static graph: every step uses the same parameters (a head the objective leaves unused, say a
+        # fine-tuned classifier's generator, stays unused), found once instead of searched for every step
         train_module = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+            objective, device_ids=[device.index] if device.type == "cuda" else None, static_graph=True
         )
 
     if progress is not None and progress.get("world", 1) != world:
