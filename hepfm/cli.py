@@ -51,6 +51,11 @@ def _message(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
+def _speaks() -> bool:
+    """Whether this process prints a run's result or stop: the only one, or torchrun's rank 0 (the ranks end alike)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _sigterm(signum: int, frame: Any) -> None:
     raise Stopped(
         "the command got SIGTERM; finished files are kept; re-run it (with --resume for training) to continue",
@@ -73,7 +78,7 @@ class _Boundary(TyperGroup):
             typer.echo(f"error: {_message(err)}", err=True)
             raise typer.Exit(2) from None
         except Stopped as err:  # training saved its state at the step where the signal came
-            if os.environ.get("RANK", "0") == "0":  # torchrun's ranks all stop with the same message
+            if _speaks():
                 typer.echo(f"stopped: {err}", err=True)
             raise typer.Exit(128 + err.signum) from None
         except KeyboardInterrupt:
@@ -453,10 +458,11 @@ def pretrain_command(
         task = task or _default(pretrain_events, "task")
         metrics = pretrain_events(data, out, config=size, task=task, max_events=max_jets, stream=stream, **common)
     accuracy = metrics["val_accuracy"]
-    typer.echo(
-        f"best epoch {metrics['best_epoch']}: val loss {metrics['best_val_loss']:.4f}, "
-        f"val accuracy {'n/a' if accuracy is None else f'{accuracy:.4f}'} -> {out}"
-    )
+    if _speaks():
+        typer.echo(
+            f"best epoch {metrics['best_epoch']}: val loss {metrics['best_val_loss']:.4f}, "
+            f"val accuracy {'n/a' if accuracy is None else f'{accuracy:.4f}'} -> {out}"
+        )
 
 
 @app.command("finetune")
@@ -495,11 +501,12 @@ def finetune_command(
     from hepfm.train.finetune import finetune
 
     metrics = finetune(checkpoint, train_data, test, out, recipe, train=train, resume=resume, overwrite=overwrite)
-    typer.echo(
-        f"AUC {metrics['auc']:.4f}  accuracy {metrics['accuracy']:.4f}  rej30 {_rej(metrics['rej30'])}  "
-        f"rej50 {_rej(metrics['rej50'])}  ({metrics['epochs_run']} epochs, {metrics['wall_seconds']:.0f} s)"
-        f" -> {out / 'metrics.json'}"
-    )
+    if _speaks():
+        typer.echo(
+            f"AUC {metrics['auc']:.4f}  accuracy {metrics['accuracy']:.4f}  rej30 {_rej(metrics['rej30'])}  "
+            f"rej50 {_rej(metrics['rej50'])}  ({metrics['epochs_run']} epochs, {metrics['wall_seconds']:.0f} s)"
+            f" -> {out / 'metrics.json'}"
+        )
 
 
 def _rej(value: float | None) -> str:

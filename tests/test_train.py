@@ -462,11 +462,20 @@ def test_ddp_on_two_cpu_processes(small_dataset, tmp_path, stream):
         cmd += ["--stream", "--val-fraction", "0.2"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("best epoch") == 1  # the result line, from rank 0 alone
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["epochs_run"] == 2
     assert np.isfinite(metrics["best_val_loss"])
     if stream:
         assert (metrics["n_train"], metrics["n_val"]) == (40, 8)
+        return
+    # fine-tuned, the generator of the pretrained model is a head no step uses: DDP must cope with it
+    cmd = [*TORCHRUN, "-m", "hepfm.cli", "finetune", "--checkpoint", str(out), "--train", str(small_dataset)]
+    cmd += ["--test", str(small_dataset), "--out", str(tmp_path / "ft"), "--epochs", "1", "--batch-size", "8"]
+    result = subprocess.run([*cmd, "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("AUC") == 1
+    assert json.loads((tmp_path / "ft" / "metrics.json").read_text())["world_size"] == 2
 
 
 @pytest.mark.slow
