@@ -559,6 +559,7 @@ CASES = [
         CheckpointError,
         "pet-gigantic",
         "pet-tiny-jetclass",
+        "HEPFM_CHECKPOINTS=DIR",
     ),
     api(
         "ckpt-config-missing",

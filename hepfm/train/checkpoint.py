@@ -303,7 +303,9 @@ def _resolve(name_or_path: str | Path) -> Path:
         )
         raise CheckpointError(
             f"{name_or_path}: no such checkpoint directory, nor a checkpoint of that name "
-            f"(known: {', '.join(known) or 'none'}; more with ${CHECKPOINTS_ENV})"
+            f"(known: {', '.join(known) or 'none'}); a run's output directory DIR/{name_or_path} "
+            f"loads by name with {CHECKPOINTS_ENV}=DIR (`make foundation-pet-small` and the other foundation "
+            "targets write theirs into $HEPFM_CACHE, ~/.cache/hepfm by default)"
         )
     raise CheckpointError(f"{path}: checkpoint directory not found")
 
