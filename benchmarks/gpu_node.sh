@@ -8,7 +8,8 @@
 #   there (in a copy of the checkout, build/gpu-node beside it):
 #       benchmarks/gpu_node.sh suite OUT [SECONDS] [PROFILE]
 #           the notebook suite at the gpu-check profile (or PROFILE; papermill, device auto), stopped after
-#           SECONDS (default 480); OUT gets index.md, the run's metrics.json files and its log
+#           SECONDS (default 480); OUT gets index.md, the run's metrics.json files and its log (which has
+#           each finished notebook's time when the limit cuts the run short, before index.md is written)
 #       benchmarks/gpu_node.sh small OUT JETS_PER_CLASS GEN_SECONDS TRAIN_SECONDS [EPOCHS]
 #           pet-small on the first shards of the seeded 10^6-jet production (`make foundation-jets-data`'s
 #           command with --workers 16, stopped after GEN_SECONDS, whole shards kept), then pretrained with bf16
