@@ -45,11 +45,15 @@ pack)
     for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64 \
         manylinux2014_x86_64 manylinux1_x86_64; do platforms+=(--platform "$p"); done
     target=(--only-binary=:all: --python-version "$py" --implementation cp "${platforms[@]}")
-    # hepfm's pinned runtime dependencies, without the JupyterLab UI (papermill runs the notebooks there)
-    python3 - "$tmp/wanted.txt" <<'EOF'
-import sys, tomllib
+    # hepfm's pinned runtime dependencies that the node lacks, without the JupyterLab UI (papermill runs the
+    # notebooks there); the node's own (PyTorch, say) bring what they need there
+    python3 - "$has" "$tmp/wanted.txt" <<'EOF'
+import re, sys, tomllib
+has, wanted = sys.argv[1:]
+norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+node = {norm(line.split("#")[0].strip()) for line in open(has) if line.split("#")[0].strip()} | {"jupyterlab"}
 deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
-open(sys.argv[1], "w").write("\n".join(d for d in deps if not d.startswith("jupyterlab==")) + "\n")
+open(wanted, "w").write("\n".join(d for d in deps if norm(re.split(r"[=<>!~;\[ ]", d)[0]) not in node) + "\n")
 EOF
     python3 -m pip install --quiet --dry-run --ignore-installed --report "$tmp/report.json" "${target[@]}" \
         --target "$tmp/resolve" -r "$tmp/wanted.txt"
