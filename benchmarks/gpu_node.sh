@@ -18,7 +18,7 @@
 #
 # The node's own packages are listed in benchmarks/gpu_node_packages.txt (names, one a line): they are used
 # as they are there, whatever their versions. `HEPFM_NODE_PYTHON=3.12` and `HEPFM_NODE_PACKAGES=FILE` pack for
-# another node.
+# another node; `HEPFM_NODE_WORKERS` (default 16) sets the Dask workers of `small`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NODE=build/gpu-node
@@ -121,7 +121,7 @@ small)
     ls -la "$out"
     ;;
 *)
-    sed -n 2,22p "$0"
+    sed -n "2,/^set -euo/p" "$0" | sed "\$d"
     exit 2
     ;;
 esac
