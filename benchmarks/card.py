@@ -22,11 +22,12 @@ def card(path: Path) -> str:
     sha = hashlib.sha256(weights).hexdigest()
     if sha != config.get("weights_sha256"):
         raise SystemExit(f"{path / 'model.safetensors'}: sha256 {sha} differs from config.json's weights_sha256")
-    history = metrics["history"]
+    history = metrics["history"]  # its last wall time is the run's over every resume (older metrics.json files
+    # give the last process's alone as wall_seconds)
     lines = [
         f"`{path.name}`: {len(weights) / 2**20:.1f} MiB; sha256 of `model.safetensors`: `{sha}`.",
         f"{metrics['n_parameters']:,} parameters; {metrics['n_train']:,} training and {metrics['n_val']:,} "
-        f"validation examples; {metrics['epochs_run']} epochs in {metrics['wall_seconds']:,.0f} s "
+        f"validation examples; {metrics['epochs_run']} epochs in {history[-1]['wall_seconds']:,.0f} s "
         f"(training {sum(e['train_seconds'] for e in history):,.0f} s); best epoch {metrics['best_epoch']} "
         f"(of 0–{history[-1]['epoch']}), validation loss {metrics['best_val_loss']:.3f}, "
         f"validation accuracy {metrics['val_accuracy']:.3f}.",

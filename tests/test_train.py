@@ -78,6 +78,8 @@ def test_resume_is_bit_exact(tmp_path):
     resumed = _objective(seed=123)  # other initial weights: everything must come from the checkpoint
     history = fit(resumed, train, val, cfg, tmp_path / "run", resume=True)
     assert [e["epoch"] for e in history.epochs] == [0, 1, 2]
+    # the run's wall time counts the crashed process's epoch too
+    assert history.wall_seconds == history.epochs[-1]["wall_seconds"] > history.epochs[0]["wall_seconds"] > 0
     for (name, a), b in zip(reference.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     ref_last = load_weights(tmp_path / "ref" / "training" / "epoch-0002" / "ema.safetensors")

@@ -101,3 +101,8 @@ class History:
     best_epoch: int = -1
     best_val_loss: float = math.inf
     stopped_early: bool = False
+
+    @property
+    def wall_seconds(self) -> float:
+        """The run's wall time to the end of its last epoch, over every process that trained it (resumed runs)."""
+        return self.epochs[-1]["wall_seconds"] if self.epochs else 0.0

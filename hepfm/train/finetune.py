@@ -280,7 +280,6 @@ def fit_classifier(
     model: Any = ckpt.build(**overrides) if config.from_scratch else ckpt.model(**overrides)
     pretrained_head = [p.detach()[rows].clone() for p in (model.head.weight, model.head.bias)] if rows else None
     model.replace_head(len(sample.class_names))  # the same fresh head for both: only the backbone's start differs
-    start = time.perf_counter()
     resuming = resume and (out / "training" / "latest.json").exists()  # the head comes back with the state
     probe_seconds = 0.0
     if pretrained_head is not None and not resuming:
@@ -330,9 +329,9 @@ def fit_classifier(
         resume=resume,
         on_best=on_best,
     )
-    wall = time.perf_counter() - start
     for record in history.epochs:  # wall time from the start, the probe included
         record["wall_seconds"] += probe_seconds
+    wall = history.wall_seconds  # over every process of a resumed run
     finish_run(out)
     load_into(model, load_weights(out / "model.safetensors"), out / "model.safetensors")
     return model.eval(), history, wall

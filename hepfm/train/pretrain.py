@@ -9,7 +9,6 @@ checkpoint directory (:mod:`hepfm.train.checkpoint`) and its ``metrics.json``.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -207,9 +206,8 @@ def pretrain(
     def on_best(_model, weights, epoch):
         save_checkpoint(best_dir(out), model, {**meta, "epoch": epoch}, state_dict=weights)
 
-    t0 = time.perf_counter()
     history = fit(PretrainObjective(model), train_set, val_set, train, out, resume=resume, on_best=on_best)
-    metrics = _summary("pretrain", model, history, n_train, n_val, time.perf_counter() - t0, cfg)
+    metrics = _summary("pretrain", model, history, n_train, n_val, history.wall_seconds, cfg)
     finish_run(out)
     write_metrics(out, metrics)
     return metrics
@@ -311,9 +309,8 @@ def pretrain_events(
     def on_best(_model, weights, epoch):
         save_checkpoint(best_dir(out), model, {**meta, "epoch": epoch}, state_dict=weights)
 
-    t0 = time.perf_counter()
     history = fit(EventPretrainObjective(model, task), train_set, val_set, train, out, resume=resume, on_best=on_best)
-    metrics = _summary(f"pretrain-{task}", model, history, n_train, n_val, time.perf_counter() - t0, cfg)
+    metrics = _summary(f"pretrain-{task}", model, history, n_train, n_val, history.wall_seconds, cfg)
     finish_run(out)
     write_metrics(out, metrics)
     return metrics
