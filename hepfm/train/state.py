@@ -167,14 +167,16 @@ def record_data(out: str | Path, fingerprint: str, description: dict | None = No
 
 
 def finish_run(out: str | Path) -> None:
-    """Promote the best weights (``training/best``) to the run's checkpoint in ``out``: weights, then config."""
-    if _rank() != 0:
-        return
-    best = best_dir(out)
-    for name in ("model.safetensors", "config.json"):
-        if (best / name).exists():
-            shutil.copyfile(best / name, Path(out) / f".{name}.tmp")
-            os.replace(Path(out) / f".{name}.tmp", Path(out) / name)
+    """Promote the best weights (``training/best``) to the run's checkpoint in ``out``: weights, then config.
+    Rank 0 writes them; under DDP every rank returns once they are written (each reads them next)."""
+    if _rank() == 0:
+        best = best_dir(out)
+        for name in ("model.safetensors", "config.json"):
+            if (best / name).exists():
+                shutil.copyfile(best / name, Path(out) / f".{name}.tmp")
+                os.replace(Path(out) / f".{name}.tmp", Path(out) / name)
+    if dist.is_initialized():
+        dist.barrier()
 
 
 # -- per-epoch state -------------------------------------------------------------------------------------------
