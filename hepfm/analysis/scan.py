@@ -85,9 +85,9 @@ def _stopping_the_pool(out: Path):
             if process.pid is not None:
                 with contextlib.suppress(OSError):
                     os.kill(process.pid, signal.SIGTERM)
-        if isinstance(err, Stopped):  # SIGTERM here, or a run that stopped
-            raise
-        raise stopped(signal.SIGINT) from None
+        # SIGTERM here, or a run that stopped on its own signal (Ctrl-C reaches the runs too and one may answer
+        # before the scan does): either way the scan's stop, with the signal's name
+        raise stopped(err.signum if isinstance(err, Stopped) else signal.SIGINT) from None
 
 
 def _finetune_run(
