@@ -12,16 +12,21 @@ __all__ = ["resolve_device", "check_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> cuda if available, else mps, else cpu (under torchrun: this rank's GPU)."""
+    """``auto`` -> cuda if available, else mps, else cpu. ``cuda`` without an index is this rank's GPU under
+    torchrun (``LOCAL_RANK``), else the first."""
     if isinstance(device, torch.device):
         return device
     if device != "auto":
-        return check_device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        dev = check_device(device)
+    elif torch.cuda.is_available():
+        dev = torch.device("cuda")
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
-    return torch.device("cpu")
+    else:
+        return torch.device("cpu")
+    if dev.type == "cuda" and dev.index is None:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return dev
 
 
 def check_device(device: str) -> torch.device:

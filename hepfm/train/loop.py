@@ -63,18 +63,16 @@ from hepfm.train.state import has_state, load_state, rng_states, save_state
 __all__ = ["fit", "BucketBatchSampler", "data_loader", "lr_schedule"]
 
 
-def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
-    """Join the torchrun process group if launched by torchrun; returns (rank, world size, this rank's device:
-    ``cuda`` without an index is the rank's own GPU, made the current one for NCCL's collectives)."""
+def _distributed(device: torch.device) -> tuple[int, int]:
+    """Join the torchrun process group if launched by torchrun; returns (rank, world size). The rank's GPU
+    (``resolve_device`` gives ``cuda`` its index) is made the current one for NCCL's collectives."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1, device
+        return 0, 1
     if device.type == "cuda":
-        if device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device
+    return dist.get_rank(), dist.get_world_size()
 
 
 def lr_schedule(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -352,7 +350,7 @@ def fit(
     device = resolve_device(cfg.device)
     # this process's share of the cores: DDP ranks of this node and DataLoader workers run beside it
     set_torch_threads(processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")), beside=cfg.num_workers)
-    rank, world, device = _distributed(device)
+    rank, world = _distributed(device)
     torch.manual_seed(cfg.seed + rank)
     out = Path(out)
     model = cast(nn.Module, objective.model)
