@@ -19,11 +19,11 @@ from conftest import synthetic_jets
 from torch.utils.data import Subset
 
 from hepfm.core.errors import CheckpointError, OptionError, Stopped
-from hepfm.core.metrics import background_passing, background_rejection, roc_auc
+from hepfm.core.metrics import background_passing, background_rejection, classifier_metrics, roc_auc
 from hepfm.core.progress import LOG_INTERVAL, progress_bar
 from hepfm.data import DataError, JetDataset, ShardedJetDataset, read_jets
 from hepfm.models import PET, PETConfig
-from hepfm.train import ClassifierObjective, TrainConfig, finetune, fit, model_outputs, pretrain
+from hepfm.train import ClassifierObjective, TrainConfig, finetune, fit, load_checkpoint, model_outputs, pretrain
 from hepfm.train.checkpoint import load_weights
 from hepfm.train.finetune import probe_head, recipe_differences
 from hepfm.train.loop import data_loader, lr_schedule
@@ -477,7 +477,17 @@ def test_ddp_on_two_cpu_processes(small_dataset, tmp_path, stream):
     result = subprocess.run([*cmd, "--device", "cpu"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("AUC") == 1
-    assert json.loads((tmp_path / "ft" / "metrics.json").read_text())["world_size"] == 2
+    metrics = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["n_test"] == 48
+    # each rank scored half the test jets; gathered back in order, they score as one process scores them all
+    tuned = load_checkpoint(tmp_path / "ft")
+    alone = classifier_metrics(
+        tuned.read(small_dataset).labels,
+        tuned.predict(small_dataset, device="cpu"),
+        signal=metrics["class_names"].index(metrics["signal"]),
+    )
+    assert metrics["auc"] == pytest.approx(alone["auc"], abs=1e-6)
+    assert metrics["accuracy"] == pytest.approx(alone["accuracy"], abs=1e-9)
 
 
 @pytest.mark.slow

@@ -463,7 +463,9 @@ def finetune(
     model, history, wall = fit_classifier(
         ckpt, sample, out, config, train=train, resume=resume, overwrite=False if resume else True
     )
-    probabilities = predict(model, ckpt.dataset(test), device=train.device, use_jet_features=config.use_jet_features)
+    probabilities = predict(
+        model, ckpt.dataset(test), device=train.device, use_jet_features=config.use_jet_features, across_ranks=True
+    )
     n_val = len(split(len(sample), config.val_fraction, train.seed)[1])
     metrics = {
         **classifier_metrics(test.labels, probabilities, signal=signal),
@@ -487,5 +489,7 @@ def finetune(
         "train_config": asdict(train),
         **sources,
     }
-    write_metrics(out, metrics)
+    # under torchrun the ranks hold the same metrics but for their wall time: rank 0 writes them
+    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+        write_metrics(out, metrics)
     return metrics

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from hepfm.models.families import family_of
 from hepfm.train.device import resolve_device
@@ -36,27 +37,50 @@ def eval_batches(dataset, indices, batch_size: int, device: torch.device) -> Ite
 
 @torch.no_grad()
 def model_outputs(
-    model: Any, dataset, batch_size: int = 512, device: str = "auto", use_jet_features: bool = False
+    model: Any,
+    dataset,
+    batch_size: int = 512,
+    device: str = "auto",
+    use_jet_features: bool = False,
+    across_ranks: bool = False,
 ) -> np.ndarray:
-    """The head's raw outputs (N, K) over a dataset (jets or event graphs), in order."""
+    """The head's raw outputs (N, K) over a dataset (jets or event graphs), in order.
+
+    With ``across_ranks`` under DDP (torchrun) each rank runs a share of the examples and every rank gets
+    them all back: a collective, which every rank must call.
+    """
     dev = resolve_device(device)
     model = model.to(dev).eval()
     family = family_of(model)
     order = by_length(dataset, np.arange(len(dataset)))
+    world = dist.get_world_size() if across_ranks and dist.is_initialized() else 1
+    rank = dist.get_rank() if world > 1 else 0
+    mine = order[rank::world]  # every world-th by length: the ranks' shares cost alike
     out = [
         family.logits(model, batch, use_jet_features).float().cpu()
-        for batch in eval_batches(dataset, order, batch_size, dev)
+        for batch in eval_batches(dataset, mine, batch_size, dev)
     ]
-    if not out:
-        return np.zeros((0, model.head.out_features), dtype=np.float32)
-    result = np.empty((len(order), out[0].shape[1]), dtype=np.float32)
-    result[order] = torch.cat(out).numpy()
+    width = out[0].shape[1] if out else model.head.out_features
+    share = torch.cat(out).numpy() if out else np.zeros((0, width), dtype=np.float32)
+    shares: list[Any] = [share]
+    if world > 1:
+        shares = [None] * world
+        dist.all_gather_object(shares, share)
+    result = np.empty((len(order), width), dtype=np.float32)
+    for r, part in enumerate(shares):
+        result[order[r::world]] = part
     return result
 
 
 def predict(
-    model: Any, dataset, batch_size: int = 512, device: str = "auto", use_jet_features: bool = False
+    model: Any,
+    dataset,
+    batch_size: int = 512,
+    device: str = "auto",
+    use_jet_features: bool = False,
+    across_ranks: bool = False,
 ) -> np.ndarray:
-    """Class probabilities (N, C) of a dataset (jets or event graphs), in order."""
-    logits = torch.from_numpy(model_outputs(model, dataset, batch_size, device, use_jet_features))
+    """Class probabilities (N, C) of a dataset (jets or event graphs), in order (``across_ranks``: as
+    :func:`model_outputs`)."""
+    logits = torch.from_numpy(model_outputs(model, dataset, batch_size, device, use_jet_features, across_ranks))
     return torch.softmax(logits, -1).numpy()
