@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from hepfm.core.errors import DataError, OptionError
-from hepfm.core.io import read_json_object, write_metrics
+from hepfm.core.io import read_json_object
 from hepfm.core.metrics import classifier_metrics
 from hepfm.data.schema import CLASS_ALIASES
 from hepfm.models.families import family_of
@@ -34,7 +34,15 @@ from hepfm.train.loop import fit
 from hepfm.train.objectives import ClassifierObjective
 from hepfm.train.pretrain import check_classes
 from hepfm.train.splits import split, world_size
-from hepfm.train.state import best_dir, data_fingerprint, finish_run, prepare_run, recipe_changes, record_data
+from hepfm.train.state import (
+    best_dir,
+    data_fingerprint,
+    finish_run,
+    prepare_run,
+    recipe_changes,
+    record_data,
+    write_run_metrics,
+)
 
 __all__ = [
     "FinetuneConfig",
@@ -489,7 +497,5 @@ def finetune(
         "train_config": asdict(train),
         **sources,
     }
-    # under torchrun the ranks hold the same metrics but for their wall time: rank 0 writes them
-    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
-        write_metrics(out, metrics)
+    write_run_metrics(out, metrics)
     return metrics

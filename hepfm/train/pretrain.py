@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from hepfm.core.errors import DataError, OptionError
-from hepfm.core.io import write_metrics
 from hepfm.data.datasets import JetDataset
 from hepfm.data.formats import read_events, read_jets
 from hepfm.data.formats.checks import check_limits
@@ -38,7 +37,7 @@ from hepfm.train.splits import (
     subsets,
     world_size,
 )
-from hepfm.train.state import best_dir, data_fingerprint, finish_run, prepare_run, record_data
+from hepfm.train.state import best_dir, data_fingerprint, finish_run, prepare_run, record_data, write_run_metrics
 
 if TYPE_CHECKING:
     from hepfm.models.event_gnn import EventGNNConfig
@@ -209,7 +208,7 @@ def pretrain(
     history = fit(PretrainObjective(model), train_set, val_set, train, out, resume=resume, on_best=on_best)
     metrics = _summary("pretrain", model, history, n_train, n_val, history.wall_seconds, cfg)
     finish_run(out)
-    write_metrics(out, metrics)
+    write_run_metrics(out, metrics)
     return metrics
 
 
@@ -312,5 +311,5 @@ def pretrain_events(
     history = fit(EventPretrainObjective(model, task), train_set, val_set, train, out, resume=resume, on_best=on_best)
     metrics = _summary(f"pretrain-{task}", model, history, n_train, n_val, history.wall_seconds, cfg)
     finish_run(out)
-    write_metrics(out, metrics)
+    write_run_metrics(out, metrics)
     return metrics

@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch import nn
 
 from hepfm.core.errors import CheckpointError, DataError, OutputError
-from hepfm.core.io import atomic_write_json, read_json_object, writable_directory
+from hepfm.core.io import atomic_write_json, read_json_object, writable_directory, write_metrics
 from hepfm.train.checkpoint import load_into, load_weights, save_weights
 from hepfm.train.config import History, TrainConfig
 
@@ -41,6 +41,7 @@ __all__ = [
     "prepare_run",
     "record_data",
     "finish_run",
+    "write_run_metrics",
     "data_fingerprint",
     "save_state",
     "load_state",
@@ -177,6 +178,13 @@ def finish_run(out: str | Path) -> None:
                 os.replace(Path(out) / f".{name}.tmp", Path(out) / name)
     if dist.is_initialized():
         dist.barrier()
+
+
+def write_run_metrics(out: str | Path, metrics: dict) -> None:
+    """Write a finished run's ``metrics.json``: rank 0 alone under DDP, whose ranks hold the same metrics but
+    for their own wall time."""
+    if _rank() == 0:
+        write_metrics(out, metrics)
 
 
 # -- per-epoch state -------------------------------------------------------------------------------------------
